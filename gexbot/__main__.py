@@ -1,0 +1,7 @@
+"""`python -m gexbot` runs the same CLI as the `gexbot` console script."""
+
+from __future__ import annotations
+
+from gexbot.cli import main
+
+raise SystemExit(main())

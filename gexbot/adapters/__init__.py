@@ -1,0 +1,1 @@
+"""Thin adapters to outside services; each translates foreign errors into our own."""

@@ -1,0 +1,373 @@
+"""BackQuant v2 client on httpx: the bundle endpoint, single-symbol levels and stress history.
+
+Every failure leaves as `FetchError`, whose `kind` says what to do next. The API key is sent
+only as the `X-API-Key` header and is scrubbed from every message this module produces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+
+import httpx
+
+from gexbot import USER_AGENT
+from gexbot.core.backoff import backoff_delay, parse_retry_after, seconds_until_reset
+from gexbot.core.snapshot import BundleSnapshot, HistoryPoint, SymbolSnapshot, SymbolStatus
+from gexbot.core.symbols import chunks, dedupe
+from gexbot.core.wire import (
+    Envelope,
+    WireFormatError,
+    entry_to_snapshot,
+    multi_to_snapshots,
+    parse_envelope,
+    stress_history_points,
+)
+
+log = logging.getLogger(__name__)
+
+#: Includes the multi endpoint accepts (backquant-v2.md §5.1); `spot`/`candles` are single-only.
+MULTI_INCLUDES = frozenset({"expected_move", "max_pain", "ranked", "zones"})
+SINGLE_INCLUDES = MULTI_INCLUDES | {"spot", "candles"}
+
+
+class FetchErrorKind(StrEnum):
+    """What a failed request means for the caller."""
+
+    AUTH = "auth"  # 401: the key is wrong; retrying will not help
+    FORBIDDEN = "forbidden"  # 403: the key is fine, the plan does not allow this
+    NOT_FOUND = "not_found"  # 404: no cache for the symbol
+    VALIDATION = "validation"  # 400/422: our request is wrong
+    RATE_LIMITED = "rate_limited"  # 429 burst: wait `retry_after`
+    QUOTA_EXHAUSTED = "quota_exhausted"  # 429 with the monthly quota at zero: do not sleep on it
+    TRANSIENT = "transient"  # 5xx, timeouts, connection errors, unreadable bodies
+
+
+_RETRIED = frozenset({FetchErrorKind.TRANSIENT, FetchErrorKind.RATE_LIMITED})
+
+
+class FetchError(Exception):
+    """A BackQuant request failed; `kind` says what to do next."""
+
+    def __init__(
+        self,
+        kind: FetchErrorKind,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.status = status
+        self.code = code
+        self.retry_after = retry_after
+        self.request_id = request_id
+
+    @property
+    def retryable(self) -> bool:
+        """True when the same request may succeed later without a configuration change."""
+        return self.kind in _RETRIED
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitState:
+    """The last rate-limit and quota headers seen, for status and metrics."""
+
+    limit: int | None = None
+    remaining: int | None = None
+    reset: datetime | None = None
+    quota_limit: int | None = None
+    quota_used: int | None = None
+    quota_remaining: int | None = None
+    quota_period: str | None = None
+    degraded_limiter: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Bounded retries: `attempts` tries in all; waits honour `Retry-After` up to `max_wait`."""
+
+    attempts: int = 3
+    base_delay: float = 1.0
+    max_delay: float = 30.0
+    max_wait: float = 60.0
+
+
+def _int_header(headers: httpx.Headers, name: str) -> int | None:
+    value = headers.get(name)
+    if value is None:
+        return None
+    try:
+        return int(float(value))
+    except ValueError:
+        return None
+
+
+def build_http_client(
+    api_url: str,
+    api_key: str,
+    *,
+    timeout: float = 10.0,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> httpx.AsyncClient:
+    """An httpx client for BackQuant: base URL, key header, User-Agent, timeouts."""
+    base = api_url.rstrip("/")
+    if base.endswith("/v2"):  # users paste the documented base `…/v2`; paths add it again
+        base = base[: -len("/v2")]
+    return httpx.AsyncClient(
+        base_url=base,
+        headers={"X-API-Key": api_key, "User-Agent": USER_AGENT, "Accept": "application/json"},
+        timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)),
+        transport=transport or httpx.AsyncHTTPTransport(retries=1),
+        follow_redirects=False,
+    )
+
+
+class BackQuantClient:
+    """Typed, rate-limit-aware access to the endpoints the bot uses."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        api_key: str,
+        retry: RetryPolicy | None = None,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._http = http
+        self._secret = api_key
+        self._retry = retry or RetryPolicy()
+        self._rng = rng or random.Random()
+        self._sleep = sleep
+        self._wall_clock = wall_clock
+        self._rate = RateLimitState()
+        self._lock = asyncio.Lock()
+        self.requests_sent = 0
+
+    @property
+    def rate_limit(self) -> RateLimitState:
+        """The rate-limit and quota state from the latest response."""
+        return self._rate
+
+    # -- public calls ---------------------------------------------------------------------
+
+    async def bundle(
+        self,
+        symbols: Iterable[str],
+        include: Iterable[str] = (),
+        exchanges: Sequence[str] | None = None,
+    ) -> BundleSnapshot:
+        """Levels for every symbol: one request per 8 symbols, merged in the caller's order."""
+        wanted = dedupe(symbols)
+        inc = sorted(set(include) & MULTI_INCLUDES)
+        merged: dict[str, SymbolSnapshot] = {}
+        request_ids: list[str] = []
+        fetched_at: datetime | None = None
+        version: str | None = None
+        for part in chunks(wanted):
+            params = {"symbols": ",".join(part)}
+            if inc:
+                params["include"] = ",".join(inc)
+            if exchanges:
+                params["exchanges"] = ",".join(exchanges)
+            env = await self._get("/v2/multi/gex/levels", params)
+            try:
+                snaps = multi_to_snapshots(env.data, part)
+            except WireFormatError as exc:
+                raise self._error(
+                    FetchErrorKind.TRANSIENT, f"unreadable multi levels payload: {exc}"
+                ) from exc
+            for sym, snap in snaps.items():
+                merged.setdefault(sym, snap)
+            if env.meta.request_id:
+                request_ids.append(env.meta.request_id)
+            fetched_at = env.meta.timestamp or fetched_at
+            version = env.meta.version or version
+        return BundleSnapshot(
+            fetched_at=fetched_at,
+            symbols=MappingProxyType(merged),
+            request_ids=tuple(request_ids),
+            api_version=version,
+        )
+
+    async def levels(self, symbol: str, include: Iterable[str] = ()) -> SymbolSnapshot:
+        """Levels of one symbol from `/v2/gex/levels` (the only place `spot`/`candles` live)."""
+        params = {"symbol": symbol}
+        inc = sorted(set(include) & SINGLE_INCLUDES)
+        if inc:
+            params["include"] = ",".join(inc)
+        env = await self._get("/v2/gex/levels", params)
+        if not isinstance(env.data, Mapping):
+            raise self._error(FetchErrorKind.TRANSIENT, "levels payload `data` is not an object")
+        snap = entry_to_snapshot(symbol, env.data, meta=env.meta)
+        return snap if snap.spot is not None else replace(snap, status=SymbolStatus.MISSING)
+
+    async def stress_history(self, symbol: str, days: int = 7) -> tuple[HistoryPoint, ...]:
+        """Up to 30 days of std-signed HVL, walls, spot and net GEX for one symbol."""
+        env = await self._get(
+            "/v2/gex/stress-history", {"symbol": symbol, "days": str(max(1, min(30, days)))}
+        )
+        try:
+            return stress_history_points(env.data)
+        except WireFormatError as exc:
+            raise self._error(
+                FetchErrorKind.TRANSIENT, f"unreadable stress history: {exc}"
+            ) from exc
+
+    # -- transport ------------------------------------------------------------------------
+
+    async def _get(self, path: str, params: Mapping[str, str]) -> Envelope:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._get_once(path, params)
+            except FetchError as err:
+                if not err.retryable or attempt >= self._retry.attempts:
+                    raise
+                wait = self._wait_before_retry(err, attempt)
+                if wait is None:
+                    raise
+                log.warning(
+                    "BackQuant %s failed (%s, attempt %d/%d); retrying in %.1fs",
+                    path,
+                    err,
+                    attempt,
+                    self._retry.attempts,
+                    wait,
+                )
+                await self._sleep(wait)
+
+    def _wait_before_retry(self, err: FetchError, attempt: int) -> float | None:
+        if err.retry_after is not None:
+            # Waiting longer than max_wait inside one call would stall the poll loop; hand the
+            # wait to the caller instead.
+            return err.retry_after if err.retry_after <= self._retry.max_wait else None
+        return backoff_delay(
+            attempt, base=self._retry.base_delay, cap=self._retry.max_delay, rng=self._rng
+        )
+
+    async def _get_once(self, path: str, params: Mapping[str, str]) -> Envelope:
+        self.requests_sent += 1
+        try:
+            resp = await self._http.get(path, params=params)
+        except httpx.TimeoutException as exc:
+            raise self._error(
+                FetchErrorKind.TRANSIENT, f"timed out ({type(exc).__name__})"
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise self._error(
+                FetchErrorKind.TRANSIENT, f"connection failed ({type(exc).__name__}: {exc})"
+            ) from exc
+        self._note_rate_limit(resp.headers)
+        status = resp.status_code
+        request_id = resp.headers.get("X-Request-ID")
+        try:
+            env = parse_envelope(resp.json())
+        except (ValueError, WireFormatError) as exc:
+            # A non-JSON body on an error status is still that error (a proxy's HTML 502 page).
+            if status >= 400:
+                raise self._status_error(resp, None, request_id) from exc
+            raise self._error(
+                FetchErrorKind.TRANSIENT,
+                f"unreadable response body (HTTP {status}, {type(exc).__name__})",
+                status=status,
+                request_id=request_id,
+            ) from exc
+        request_id = env.meta.request_id or request_id
+        if 200 <= status < 300 and env.success:
+            return env
+        if 200 <= status < 300:
+            code = env.error.code if env.error else None
+            raise self._error(
+                FetchErrorKind.TRANSIENT,
+                f"HTTP {status} with success=false ({code})",
+                status=status,
+                code=code,
+                request_id=request_id,
+            )
+        raise self._status_error(resp, env, request_id)
+
+    def _status_error(
+        self, resp: httpx.Response, env: Envelope | None, request_id: str | None
+    ) -> FetchError:
+        status = resp.status_code
+        code = env.error.code if env and env.error else None
+        upstream_msg = env.error.message if env and env.error else resp.reason_phrase
+        where = f"HTTP {status}" + (f" {code}" if code else "")
+        detail = f"{where}: {upstream_msg}" if upstream_msg else where
+        now = datetime.fromtimestamp(self._wall_clock(), tz=UTC)
+        retry_after = parse_retry_after(resp.headers.get("Retry-After"), now=now)
+        kw: dict[str, Any] = {"status": status, "code": code, "request_id": request_id}
+        if status == 401 or code == "UNAUTHORIZED":
+            return self._error(
+                FetchErrorKind.AUTH,
+                f"BackQuant rejected the API key ({detail}); check GEXBOT_API_KEY",
+                **kw,
+            )
+        if status == 403 or code == "FORBIDDEN":
+            return self._error(
+                FetchErrorKind.FORBIDDEN,
+                f"BackQuant plan does not allow this request ({detail}); check the subscription "
+                "of the key in GEXBOT_API_KEY",
+                **kw,
+            )
+        if status == 429 or code == "RATE_LIMIT_EXCEEDED":
+            if self._rate.quota_remaining == 0:
+                return self._error(
+                    FetchErrorKind.QUOTA_EXHAUSTED,
+                    f"BackQuant monthly quota exhausted ({detail})",
+                    retry_after=retry_after,
+                    **kw,
+                )
+            if retry_after is None:
+                reset = self._rate.reset.timestamp() if self._rate.reset else None
+                retry_after = seconds_until_reset(reset, now=now)
+            return self._error(
+                FetchErrorKind.RATE_LIMITED,
+                f"rate limited ({detail})",
+                retry_after=retry_after,
+                **kw,
+            )
+        if status == 404 or code == "NOT_FOUND":
+            return self._error(FetchErrorKind.NOT_FOUND, f"no data ({detail})", **kw)
+        if status in (400, 422) or code == "VALIDATION_ERROR":
+            return self._error(FetchErrorKind.VALIDATION, f"request rejected ({detail})", **kw)
+        return self._error(
+            FetchErrorKind.TRANSIENT, f"upstream error ({detail})", retry_after=retry_after, **kw
+        )
+
+    def _note_rate_limit(self, headers: httpx.Headers) -> None:
+        reset = _int_header(headers, "X-RateLimit-Reset")
+        limit = _int_header(headers, "X-RateLimit-Limit")
+        if limit is None and reset is None and "X-Quota-Limit" not in headers:
+            return
+        self._rate = RateLimitState(
+            limit=limit,
+            remaining=_int_header(headers, "X-RateLimit-Remaining"),
+            reset=datetime.fromtimestamp(reset, tz=UTC) if reset is not None else None,
+            quota_limit=_int_header(headers, "X-Quota-Limit"),
+            quota_used=_int_header(headers, "X-Quota-Used"),
+            quota_remaining=_int_header(headers, "X-Quota-Remaining"),
+            quota_period=headers.get("X-Quota-Period"),
+            degraded_limiter=headers.get("X-RateLimit-Fallback", "").lower() == "true",
+        )
+
+    def _error(self, kind: FetchErrorKind, message: str, **kw: Any) -> FetchError:
+        return FetchError(kind, self._redact(message), **kw)
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._secret, "[redacted]") if self._secret else text

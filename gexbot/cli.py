@@ -1,0 +1,210 @@
+"""The `gexbot` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+
+from gexbot.adapters.backquant import MULTI_INCLUDES, FetchError
+from gexbot.app import backquant_client
+from gexbot.console import levels_table
+from gexbot.core.levels_view import levels_view
+from gexbot.core.snapshot import BundleSnapshot
+from gexbot.core.symbols import normalize_symbol
+from gexbot.core.wire import mark_stale
+from gexbot.settings import Settings, SettingsError, load_settings
+from gexbot.sim.market import SimConfig, Simulator
+from gexbot.sim.scenario import ScenarioError, apply_scenario, load_scenario
+from gexbot.sim.server import DEFAULT_KEY, SimServer
+
+EXIT_OK = 0
+EXIT_INVALID = 1  # bad settings, rules or arguments: fix the input
+EXIT_FAILED = 2  # upstream or runtime failure
+
+#: The demo's fast market: a refresh every 2 s and 600x market activity, so crosses, wall
+#: approaches and wall rolls happen within a minute or two.
+DEMO_REFRESH = 2.0
+DEMO_SPEED = 600.0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gexbot", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    lv = sub.add_parser("levels", help="print current levels (needs GEXBOT_API_KEY)")
+    lv.add_argument("symbols", nargs="*", help="e.g. BTC ETHUSDT (default: GEXBOT_SYMBOLS)")
+
+    sub.add_parser("check", help="validate settings; exit 1 and list every problem")
+
+    demo = sub.add_parser("demo", help="the simulator on 127.0.0.1 and live levels, no key")
+    demo.add_argument("--cycles", type=int, default=0, help="stop after N refreshes (0: never)")
+    demo.add_argument("--seed", type=int, default=7)
+
+    srv = sub.add_parser("sim-server", help="run the simulated BackQuant API alone")
+    srv.add_argument("--host", default="127.0.0.1")
+    srv.add_argument("--port", type=int, default=8787)
+    srv.add_argument("--seed", type=int, default=0)
+    srv.add_argument("--scenario", type=Path, help="YAML scenario file (see docs in README)")
+    srv.add_argument("--api-key", default=DEFAULT_KEY)
+    srv.add_argument("--refresh", type=float, default=30.0, help="seconds between refreshes")
+    srv.add_argument("--speed", type=float, default=1.0, help="market activity multiplier")
+    srv.add_argument("--rate-limit", type=int, default=600, help="requests per minute per key")
+    srv.add_argument("--monthly-quota", type=int, default=None)
+    srv.add_argument("--api-version", default="2.0", help="meta.version to serve")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("httpx").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    console = Console()
+    err = Console(stderr=True)
+    try:
+        if args.command == "check":
+            return _check(console, err)
+        if args.command == "levels":
+            settings = load_settings()
+            symbols = [normalize_symbol(s) for s in args.symbols] or settings.symbols
+            return asyncio.run(_levels(settings, symbols, console, err))
+        if args.command == "sim-server":
+            return asyncio.run(_sim_server(args, console, err))
+        if args.command == "demo":
+            return asyncio.run(_demo(args, console))
+    except SettingsError as exc:
+        for line in exc.problems:
+            err.print(line, style="red", markup=False, highlight=False)
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        return EXIT_OK
+    return EXIT_INVALID
+
+
+def _check(console: Console, err: Console) -> int:
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        for line in exc.problems:
+            err.print(line, markup=False, highlight=False)
+        return EXIT_INVALID
+    problems = settings.unsupported_symbols()
+    for line in problems:
+        err.print(line, markup=False, highlight=False)
+    if problems:
+        return EXIT_INVALID
+    console.print(f"settings OK: {len(settings.symbols)} symbols ({', '.join(settings.symbols)})")
+    return EXIT_OK
+
+
+def _print_bundle(console: Console, bundle: BundleSnapshot) -> None:
+    now = datetime.now(tz=UTC)
+    for snap in bundle.symbols.values():
+        console.print(levels_table(levels_view(snap, now)))
+
+
+async def _levels(settings: Settings, symbols: list[str], console: Console, err: Console) -> int:
+    async with backquant_client(settings) as client:
+        try:
+            bundle = await client.bundle(symbols, MULTI_INCLUDES, settings.exchanges)
+        except FetchError as exc:
+            err.print(f"gexbot levels: {exc}", style="red", markup=False, highlight=False)
+            return EXIT_FAILED
+    bundle = mark_stale(bundle, now=datetime.now(tz=UTC), stale_after=settings.stale_after)
+    _print_bundle(console, bundle)
+    return EXIT_OK
+
+
+async def _sim_server(args: argparse.Namespace, console: Console, err: Console) -> int:
+    scenario = None
+    if args.scenario is not None:
+        try:
+            scenario = load_scenario(args.scenario)
+        except ScenarioError as exc:
+            err.print(str(exc), style="red", markup=False, highlight=False)
+            return EXIT_INVALID
+    config = SimConfig(
+        seed=args.seed if scenario is None or scenario.seed is None else scenario.seed,
+        refresh=scenario.refresh if scenario and scenario.refresh else args.refresh,
+        speed=scenario.speed if scenario and scenario.speed else args.speed,
+        walk=scenario.walk if scenario and scenario.walk is not None else True,
+        api_version=args.api_version,
+    )
+    sim = Simulator(config, clock=time.time)
+    if scenario is not None:
+        apply_scenario(sim, scenario)
+    server = SimServer(
+        sim,
+        api_key=args.api_key,
+        rate_limit=args.rate_limit,
+        monthly_quota=args.monthly_quota,
+    )
+    url = await server.start(args.host, args.port)
+    console.print(f"simulated BackQuant API on {url}/v2 (key: set with --api-key)")
+    console.print(f"try: GEXBOT_API_URL={url} GEXBOT_API_KEY=<key> gexbot levels BTC")
+    try:
+        await _until_signal()
+    finally:
+        await server.stop()
+    return EXIT_OK
+
+
+async def _until_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def _demo(args: argparse.Namespace, console: Console) -> int:
+    sim = Simulator(
+        SimConfig(seed=args.seed, refresh=DEMO_REFRESH, speed=DEMO_SPEED), clock=time.time
+    )
+    server = SimServer(sim)
+    url = await server.start()
+    settings = load_settings(api_url=url, api_key=DEFAULT_KEY)
+    console.print(f"[bold]gexbot demo[/]: simulated BackQuant API on {url} (fast market)")
+    console.print("Levels refresh every 2 s; Ctrl-C stops.\n")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    cycles = 0
+    try:
+        async with backquant_client(settings) as client:
+            while not stop.is_set():
+                bundle = await client.bundle(settings.symbols, MULTI_INCLUDES)
+                bundle = mark_stale(
+                    bundle, now=datetime.now(tz=UTC), stale_after=settings.stale_after
+                )
+                console.rule(datetime.now(tz=UTC).strftime("%H:%M:%S UTC"))
+                _print_bundle(console, bundle)
+                cycles += 1
+                if args.cycles and cycles >= args.cycles:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), DEMO_REFRESH)
+    finally:
+        await server.stop()
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

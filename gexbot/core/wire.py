@@ -1,0 +1,452 @@
+"""BackQuant v2 wire format: tolerant pydantic models and their translation into core types.
+
+Both generations of the docs are accepted (backquant-v2.md §0): unknown fields are ignored,
+absent equals null, `meta.version` is never pinned, and a wrongly typed level reads as null
+instead of failing the whole symbol. Only a payload without a readable envelope raises, and
+then always `WireFormatError`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+
+from gexbot.core.snapshot import (
+    BundleSnapshot,
+    Candle,
+    FlipZone,
+    HistoryPoint,
+    Level,
+    RankedStrike,
+    SymbolSnapshot,
+    SymbolStatus,
+)
+
+
+class WireFormatError(ValueError):
+    """The payload is not a BackQuant v2 envelope we can read (a transient upstream fault)."""
+
+
+def _to_float(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        f = float(value)
+    elif isinstance(value, str):
+        try:
+            f = float(value)
+        except ValueError:
+            return None
+    else:
+        return None
+    return f if math.isfinite(f) else None
+
+
+def parse_time(value: Any) -> datetime | None:
+    """ISO 8601 (with or without millis, `Z` or offset) or Unix seconds/millis; else None."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            return None
+        seconds = value / 1000 if value > 1e11 else value  # millis vs seconds
+        try:
+            return datetime.fromtimestamp(seconds, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            return None
+        # A naive timestamp from this API is UTC (every documented example is).
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
+
+
+def _dict_or_none(value: Any) -> Any:
+    return value if isinstance(value, Mapping) else None
+
+
+def _list_or_empty(value: Any) -> Any:
+    return value if isinstance(value, list) else []
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _str_list(value: Any) -> list[str]:
+    if not isinstance(value, list):
+        return []
+    return [v for v in value if isinstance(v, str)]
+
+
+Num = Annotated[float | None, BeforeValidator(_to_float)]
+Time = Annotated[datetime | None, BeforeValidator(parse_time)]
+Str = Annotated[str | None, BeforeValidator(_str_or_none)]
+StrList = Annotated[list[str], BeforeValidator(_str_list)]
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class AllExpiryWire(_Wire):
+    hvl: Num = None
+    call_resistance: Num = None
+    call_wall_2: Num = None
+    call_wall_3: Num = None
+    put_support: Num = None
+    put_wall_2: Num = None
+    put_wall_3: Num = None
+
+
+class OdteWire(_Wire):
+    hvl: Num = None
+    call_resistance: Num = None
+    put_support: Num = None
+
+
+class RankedLevelWire(_Wire):
+    rank: Num = None
+    strike: Num = None
+    gex: Num = None
+
+
+def _ranked_items(value: Any) -> list[Any]:
+    return [v for v in _list_or_empty(value) if isinstance(v, Mapping)]
+
+
+RankedList = Annotated[list[RankedLevelWire], BeforeValidator(_ranked_items)]
+
+
+class RankedWire(_Wire):
+    all_expiry_top_10: RankedList = []
+    odte_top_10: RankedList = []
+
+
+class MaxPainWire(_Wire):
+    strike: Num = None
+    value: Num = None
+
+
+class ExpectedMoveWire(_Wire):
+    upper_1sd: Num = None
+    lower_1sd: Num = None
+    upper_2sd: Num = None
+    lower_2sd: Num = None
+
+
+class SpotWire(_Wire):
+    spot_price: Num = None
+    perps_price: Num = None
+
+
+class CandleWire(_Wire):
+    datetime: Time = None
+    open: Num = None
+    high: Num = None
+    low: Num = None
+    close: Num = None
+    volume: Num = None
+
+
+_AsBlock = BeforeValidator(_dict_or_none)
+AllExpiryBlock = Annotated[AllExpiryWire | None, _AsBlock]
+OdteBlock = Annotated[OdteWire | None, _AsBlock]
+RankedBlock = Annotated[RankedWire | None, _AsBlock]
+MaxPainBlock = Annotated[MaxPainWire | None, _AsBlock]
+ExpectedMoveBlock = Annotated[ExpectedMoveWire | None, _AsBlock]
+SpotBlock = Annotated[SpotWire | None, _AsBlock]
+AnyList = Annotated[list[Any], BeforeValidator(_list_or_empty)]
+
+
+class EntryWire(_Wire):
+    """A per-symbol entry of the multi endpoint, or the `data` of the single endpoint."""
+
+    all_expiry: AllExpiryBlock = None
+    odte: OdteBlock = None
+    spot_price: Num = None
+    computed_at: Time = None
+    positioning: Str = None
+    ranked: RankedBlock = None
+    max_pain: MaxPainBlock = None
+    expected_move: ExpectedMoveBlock = None
+    gamma_flip_zones: AnyList = []
+    spot: SpotBlock = None
+    candles: AnyList = []
+
+
+class MetaWire(_Wire):
+    version: Str = None
+    timestamp: Time = None
+    request_id: Str = None
+    symbol: Str = None
+    spot_price: Num = None
+    computed_at: Time = None
+    freshness_seconds: Num = None
+    rate_limit: Annotated[dict[str, Any] | None, BeforeValidator(_dict_or_none)] = None
+
+
+class ErrorWire(_Wire):
+    code: str = "UNKNOWN"
+    message: str = ""
+    details: Annotated[dict[str, Any] | None, BeforeValidator(_dict_or_none)] = None
+
+
+class MultiDataWire(_Wire):
+    results: Annotated[dict[str, Any], BeforeValidator(lambda v: v if isinstance(v, dict) else {})]
+    requested: StrList = []
+    served: StrList = []
+    missing: StrList = []
+    invalid: StrList = []
+
+
+class StressHistoryWire(_Wire):
+    timestamps: AnyList = []
+    spot_price: AnyList = []
+    hvl: AnyList = []
+    call_wall: AnyList = []
+    put_wall: AnyList = []
+    net_gex: AnyList = []
+
+
+# ---------------------------------------------------------------------------------------------
+# Envelope
+
+
+class Envelope(_Wire):
+    """A decoded v2 envelope: either `data` (success) or `error` (failure), plus `meta`."""
+
+    success: bool
+    data: Any = None
+    error: ErrorWire | None = None
+    meta: MetaWire = MetaWire()
+
+
+def parse_envelope(payload: Any) -> Envelope:
+    """Read the envelope of a decoded JSON body; raise WireFormatError when it is not one."""
+    if not isinstance(payload, Mapping):
+        raise WireFormatError(f"expected a JSON object, got {type(payload).__name__}")
+    success = payload.get("success")
+    meta_raw = payload.get("meta")
+    meta = MetaWire.model_validate(meta_raw) if isinstance(meta_raw, Mapping) else MetaWire()
+    if success is False or (success is None and "error" in payload):
+        err = payload.get("error")
+        error = ErrorWire.model_validate(err) if isinstance(err, Mapping) else ErrorWire()
+        return Envelope(success=False, error=error, meta=meta)
+    if success is not True and "data" not in payload:
+        raise WireFormatError("envelope has neither `success` nor `data`")
+    if "data" not in payload:
+        raise WireFormatError("success envelope without `data`")
+    return Envelope(success=True, data=payload["data"], meta=meta)
+
+
+# ---------------------------------------------------------------------------------------------
+# Into core types
+
+
+def _ranked(rows: Sequence[RankedLevelWire]) -> tuple[RankedStrike, ...]:
+    out = []
+    for i, row in enumerate(rows, start=1):
+        if row.strike is None or row.gex is None:
+            continue
+        rank = int(row.rank) if row.rank is not None else i
+        out.append(RankedStrike(rank=rank, strike=row.strike, gex=row.gex))
+    return tuple(out)
+
+
+def _zones(items: Sequence[Any]) -> tuple[FlipZone, ...]:
+    zones = []
+    for item in items:
+        if isinstance(item, Mapping):
+            zones.append(
+                FlipZone(
+                    lower=_to_float(item.get("lower_strike", item.get("lower"))),
+                    upper=_to_float(item.get("upper_strike", item.get("upper"))),
+                    flip=_to_float(item.get("flip_strike", item.get("level", item.get("strike")))),
+                    direction=_str_or_none(item.get("direction")),
+                )
+            )
+        else:
+            # Zones are undocumented (open question 1): a bare number is read as a flip point.
+            flip = _to_float(item)
+            if flip is not None:
+                zones.append(FlipZone(lower=None, upper=None, flip=flip, direction=None))
+    return tuple(zones)
+
+
+def _candles(items: Sequence[Any]) -> tuple[Candle, ...]:
+    out = []
+    for item in items:
+        if not isinstance(item, Mapping):
+            continue
+        c = CandleWire.model_validate(item)
+        if c.datetime is None or None in (c.open, c.high, c.low, c.close):
+            continue
+        out.append(
+            Candle(
+                at=c.datetime,
+                open=c.open or 0.0,
+                high=c.high or 0.0,
+                low=c.low or 0.0,
+                close=c.close or 0.0,
+                volume=c.volume or 0.0,
+            )
+        )
+    return tuple(out)
+
+
+def entry_to_snapshot(
+    symbol: str,
+    raw: Mapping[str, Any],
+    *,
+    meta: MetaWire | None = None,
+) -> SymbolSnapshot:
+    """Translate one entry (multi) or one `data` object (single) into a snapshot.
+
+    The single endpoint carries spot and `computed_at` in `meta` (and `data.spot`), the multi
+    endpoint in the entry; both places are read, the entry winning.
+    """
+    entry = EntryWire.model_validate(raw)
+    ae = entry.all_expiry or AllExpiryWire()
+    od = entry.odte or OdteWire()
+    em = entry.expected_move or ExpectedMoveWire()
+    mp = entry.max_pain or MaxPainWire()
+    levels: dict[Level, float | None] = {
+        Level.HVL: ae.hvl,
+        Level.CALL_RESISTANCE: ae.call_resistance,
+        Level.CALL_WALL_2: ae.call_wall_2,
+        Level.CALL_WALL_3: ae.call_wall_3,
+        Level.PUT_SUPPORT: ae.put_support,
+        Level.PUT_WALL_2: ae.put_wall_2,
+        Level.PUT_WALL_3: ae.put_wall_3,
+        Level.ODTE_HVL: od.hvl,
+        Level.ODTE_CALL_RESISTANCE: od.call_resistance,
+        Level.ODTE_PUT_SUPPORT: od.put_support,
+        Level.MAX_PAIN: mp.strike,
+        Level.EM_UPPER_1SD: em.upper_1sd,
+        Level.EM_LOWER_1SD: em.lower_1sd,
+        Level.EM_UPPER_2SD: em.upper_2sd,
+        Level.EM_LOWER_2SD: em.lower_2sd,
+    }
+    spot_block = entry.spot or SpotWire()
+    spot = entry.spot_price
+    if spot is None:
+        spot = spot_block.spot_price
+    if spot is None and meta is not None:
+        spot = meta.spot_price
+    computed_at = entry.computed_at
+    if computed_at is None and meta is not None:
+        computed_at = meta.computed_at
+    ranked = entry.ranked or RankedWire()
+    return SymbolSnapshot(
+        symbol=symbol,
+        status=SymbolStatus.OK,
+        spot=spot,
+        computed_at=computed_at,
+        levels=MappingProxyType(levels),
+        max_pain_value=mp.value,
+        ranked_all=_ranked(ranked.all_expiry_top_10),
+        ranked_odte=_ranked(ranked.odte_top_10),
+        zones=_zones(entry.gamma_flip_zones),
+        positioning=entry.positioning,
+        perps_price=spot_block.perps_price,
+        candles=_candles(entry.candles),
+    )
+
+
+def multi_to_snapshots(data: Any, requested: Sequence[str]) -> dict[str, SymbolSnapshot]:
+    """Translate a multi `data` object into snapshots for `requested`, in that order.
+
+    A requested symbol the response does not mention at all is MISSING; a symbol listed as
+    invalid is INVALID even if (against the docs) it also has a result.
+    """
+    if not isinstance(data, Mapping):
+        raise WireFormatError("multi response `data` is not an object")
+    if "results" not in data or not isinstance(data["results"], Mapping):
+        raise WireFormatError("multi response has no `results` object")
+    try:
+        wire = MultiDataWire.model_validate(data)
+    except ValidationError as exc:  # only reachable on exotic payloads; keep the contract
+        raise WireFormatError(f"unreadable multi data: {exc.error_count()} problems") from exc
+    invalid = set(wire.invalid)
+    out: dict[str, SymbolSnapshot] = {}
+    order = list(dict.fromkeys([*requested, *wire.requested]))
+    for symbol in order:
+        if symbol in invalid:
+            out[symbol] = SymbolSnapshot(symbol=symbol, status=SymbolStatus.INVALID)
+            continue
+        raw = wire.results.get(symbol)
+        if isinstance(raw, Mapping):
+            out[symbol] = entry_to_snapshot(symbol, raw)
+        else:
+            out[symbol] = SymbolSnapshot(symbol=symbol, status=SymbolStatus.MISSING)
+    return out
+
+
+def mark_stale(bundle: BundleSnapshot, *, now: datetime, stale_after: float) -> BundleSnapshot:
+    """Re-classify served symbols whose data is older than `stale_after` seconds as STALE.
+
+    A served entry without `computed_at` is STALE too: alerts that move money must not act on
+    data of unknown age.
+    """
+    symbols: dict[str, SymbolSnapshot] = {}
+    changed = False
+    for sym, snap in bundle.symbols.items():
+        age = snap.age_seconds(now)
+        if snap.status is SymbolStatus.OK and (age is None or age > stale_after):
+            symbols[sym] = replace(snap, status=SymbolStatus.STALE)
+            changed = True
+        else:
+            symbols[sym] = snap
+    if not changed:
+        return bundle
+    return BundleSnapshot(
+        fetched_at=bundle.fetched_at,
+        symbols=MappingProxyType(symbols),
+        request_ids=bundle.request_ids,
+        api_version=bundle.api_version,
+    )
+
+
+def stress_history_points(data: Any) -> tuple[HistoryPoint, ...]:
+    """Translate `/v2/gex/stress-history` data (parallel arrays) into points, oldest first.
+
+    Rows without a readable timestamp are dropped; arrays of unequal length are read up to the
+    timestamps and padded with None, because a shorter series is more likely than a shifted one.
+    """
+    if not isinstance(data, Mapping):
+        raise WireFormatError("stress-history `data` is not an object")
+    wire = StressHistoryWire.model_validate(data)
+
+    def col(values: list[Any], i: int) -> float | None:
+        return _to_float(values[i]) if i < len(values) else None
+
+    points = []
+    for i, raw_ts in enumerate(wire.timestamps):
+        at = parse_time(raw_ts)
+        if at is None:
+            continue
+        points.append(
+            HistoryPoint(
+                at=at,
+                spot=col(wire.spot_price, i),
+                hvl=col(wire.hvl, i),
+                call_wall=col(wire.call_wall, i),
+                put_wall=col(wire.put_wall, i),
+                net_gex=col(wire.net_gex, i),
+            )
+        )
+    points.sort(key=lambda p: p.at)
+    return tuple(points)

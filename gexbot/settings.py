@@ -1,0 +1,141 @@
+"""Settings from `GEXBOT_*` environment variables and `.env` (see README and `.env.example`).
+
+Problems are reported by the variable's name, and a secret's value never appears in them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from gexbot.core.symbols import SUPPORTED_SYMBOLS, normalize_symbol, suggest_symbol
+
+ENV_PREFIX = "GEXBOT_"
+
+
+def _csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every setting of the bot. Field `x` is read from `GEXBOT_X`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    api_key: SecretStr | None = None
+    api_url: str = "https://api.backquant.com"
+    symbols: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(SUPPORTED_SYMBOLS))
+    exchanges: Annotated[list[str] | None, NoDecode] = None
+    poll_interval: float = Field(30.0, gt=0)
+    database_url: str = "sqlite:///gexbot.db"
+    rules: Path = Path("rules")
+    missing_after: float = Field(90.0, ge=0)
+    stale_after: float = Field(90.0, gt=0)
+    slack_bot_token: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    slack_signing_secret: SecretStr | None = None
+    telegram_bot_token: SecretStr | None = None
+    telegram_api_url: str = "https://api.telegram.org/bot"
+    telegram_allowed_users: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    http_port: int = Field(0, ge=0, le=65535)
+    http_host: str = "127.0.0.1"
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("symbols", mode="before")
+    @classmethod
+    def _split_symbols(cls, value: Any) -> Any:
+        value = _csv(value)
+        if isinstance(value, list):
+            return list(dict.fromkeys(normalize_symbol(str(v)) for v in value if str(v).strip()))
+        return value
+
+    @field_validator("symbols")
+    @classmethod
+    def _at_least_one(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one symbol is required")
+        return value
+
+    @field_validator("exchanges", mode="before")
+    @classmethod
+    def _split_exchanges(cls, value: Any) -> Any:
+        value = _csv(value)
+        if isinstance(value, list) and (not value or value == ["all"]):
+            return None
+        return value
+
+    @field_validator("telegram_allowed_users", mode="before")
+    @classmethod
+    def _split_users(cls, value: Any) -> Any:
+        return _csv(value)
+
+    @field_validator("api_url", "slack_api_url", "telegram_api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    def unsupported_symbols(self) -> list[str]:
+        """Configured symbols outside BackQuant's documented universe, with a hint each."""
+        problems = []
+        for sym in self.symbols:
+            if sym not in SUPPORTED_SYMBOLS:
+                hint = suggest_symbol(sym)
+                tail = f" (did you mean {hint}?)" if hint else ""
+                problems.append(
+                    f"{env_name('symbols')}: {sym} is not a supported symbol{tail}; "
+                    f"supported: {', '.join(SUPPORTED_SYMBOLS)}"
+                )
+        return problems
+
+
+_SECRET_FIELDS = frozenset(
+    name for name, info in Settings.model_fields.items() if "SecretStr" in str(info.annotation)
+)
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets `field`."""
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+class SettingsError(Exception):
+    """Settings are invalid; `problems` holds one line per problem, each naming its variable."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def describe_validation_error(exc: ValidationError) -> list[str]:
+    """One line per problem, `GEXBOT_X: message (got 'value')`; never a secret's value."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = err.get("loc", ())
+        field = str(loc[0]) if loc else "?"
+        line = f"{env_name(field)}: {err['msg']}"
+        if field not in _SECRET_FIELDS and "input" in err and isinstance(err["input"], str | int):
+            line += f" (got {err['input']!r})"
+        lines.append(line)
+    return lines
+
+
+def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Settings:
+    """Read settings from the environment (and `env_file`), raising SettingsError on problems."""
+    try:
+        return Settings(_env_file=env_file, **overrides)
+    except ValidationError as exc:
+        raise SettingsError(describe_validation_error(exc)) from None
