@@ -10,6 +10,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,18 +24,13 @@ from gexbot.core.snapshot import BundleSnapshot
 from gexbot.core.symbols import normalize_symbol
 from gexbot.core.wire import mark_stale
 from gexbot.settings import Settings, SettingsError, load_settings
-from gexbot.sim.market import SimConfig, Simulator
+from gexbot.sim.market import DEMO_CONFIG, SimConfig, Simulator
 from gexbot.sim.scenario import ScenarioError, apply_scenario, load_scenario
 from gexbot.sim.server import DEFAULT_KEY, SimServer
 
 EXIT_OK = 0
 EXIT_INVALID = 1  # bad settings, rules or arguments: fix the input
 EXIT_FAILED = 2  # upstream or runtime failure
-
-#: The demo's fast market: a refresh every 2 s and 600x market activity, so crosses, wall
-#: approaches and wall rolls happen within a minute or two.
-DEMO_REFRESH = 2.0
-DEMO_SPEED = 600.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="the simulator on 127.0.0.1 and live levels, no key")
     demo.add_argument("--cycles", type=int, default=0, help="stop after N refreshes (0: never)")
-    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--seed", type=int, default=DEMO_CONFIG.seed)
 
     srv = sub.add_parser("sim-server", help="run the simulated BackQuant API alone")
     srv.add_argument("--host", default="127.0.0.1")
@@ -173,9 +169,7 @@ async def _until_signal() -> None:
 
 
 async def _demo(args: argparse.Namespace, console: Console) -> int:
-    sim = Simulator(
-        SimConfig(seed=args.seed, refresh=DEMO_REFRESH, speed=DEMO_SPEED), clock=time.time
-    )
+    sim = Simulator(replace(DEMO_CONFIG, seed=args.seed), clock=time.time)
     server = SimServer(sim)
     url = await server.start()
     settings = load_settings(api_url=url, api_key=DEFAULT_KEY)
@@ -200,7 +194,7 @@ async def _demo(args: argparse.Namespace, console: Console) -> int:
                 if args.cycles and cycles >= args.cycles:
                     break
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), DEMO_REFRESH)
+                    await asyncio.wait_for(stop.wait(), DEMO_CONFIG.refresh)
     finally:
         await server.stop()
     return EXIT_OK

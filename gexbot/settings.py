@@ -53,6 +53,19 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     log_format: Literal["text", "json"] = "text"
 
+    @field_validator(
+        "api_key",
+        "slack_bot_token",
+        "slack_app_token",
+        "slack_signing_secret",
+        "telegram_bot_token",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        # `.env.example` ships `GEXBOT_SLACK_BOT_TOKEN=`; an empty value means "not configured".
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("symbols", mode="before")
     @classmethod
     def _split_symbols(cls, value: Any) -> Any:

@@ -95,6 +95,12 @@ class SimConfig:
     api_version: str = "2.0"
 
 
+#: The demo's fast market: a refresh every 2 s and 1000x market activity. With this seed an HVL
+#: cross, an approach to call resistance and a wall roll all happen within the first minute
+#: (tests/test_sim.py holds it to that).
+DEMO_CONFIG = SimConfig(seed=11, refresh=2.0, speed=1000.0)
+
+
 class Simulator:
     """A deterministic market for the four BackQuant symbols, advanced by refresh ticks."""
 

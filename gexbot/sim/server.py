@@ -110,6 +110,10 @@ class SimServer:
         if self.sim.delay > 0:
             await asyncio.sleep(self.sim.delay)
         fault = self.sim.next_fault()
+        if fault is not None and fault.kind is FaultKind.DISCONNECT:
+            if request.transport is not None:
+                request.transport.close()
+            raise web.HTTPServiceUnavailable  # never reaches the closed socket
         if fault is not None:
             return self._fault(fault, headers)
         try:
@@ -191,14 +195,16 @@ class SimServer:
                 text="<html>502 Bad Gateway</html>", content_type="text/html", headers=headers
             )
         if fault.kind is FaultKind.TRUNCATED:
-            text = json.dumps({"success": True, "data": {"results": {"BTCUSDT": {"all_exp"}}}})
+            text = json.dumps(
+                {"success": True, "data": {"results": {"BTCUSDT": {"all_expiry": {"hvl": 1}}}}}
+            )
             return web.Response(text=text[:40], content_type="application/json", headers=headers)
         if fault.kind is FaultKind.WRONG_SHAPE:
             return self._json(["not", "an", "envelope"], 200, headers)
         if fault.kind is FaultKind.SUCCESS_FALSE:
             body = payloads.error_body(self.sim, "INTERNAL_ERROR", "Simulated success=false")
             return self._json(body, 200, headers)
-        raise ConnectionResetError("simulated disconnect")  # DISCONNECT: aiohttp drops it
+        raise AssertionError(f"unhandled fault {fault.kind}")  # DISCONNECT is handled upstream
 
     @staticmethod
     def _json(body: Any, status: int, headers: dict[str, str] | None = None) -> web.Response:

@@ -1,0 +1,139 @@
+"""The `gexbot` command as a user runs it: real processes, real HTTP, the simulator."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+WRONG_KEY = "bq_live_ffffffffffffffffffffffffffffffff"
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GEXBOT_")}
+    env.update(extra)
+    env["COLUMNS"] = "120"
+    return env
+
+
+def gexbot(
+    *args: str, env: dict[str, str], cwd: Path, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gexbot", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture
+def sim_url(tmp_path: Path) -> Iterator[str]:
+    with subprocess.Popen(
+        [sys.executable, "-m", "gexbot", "sim-server", "--port", "0", "--seed", "5"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=_env(tmp_path),
+        cwd=tmp_path,
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            match = re.search(r"(http://127\.0\.0\.1:\d+)", line)
+            assert match, f"no URL in {line!r}"
+            yield match.group(1)
+        finally:
+            proc.terminate()
+            assert proc.wait(timeout=10) == 0  # SIGTERM is a clean stop
+
+
+def test_levels_prints_a_table_per_symbol_and_flags_invalid_ones(
+    sim_url: str, tmp_path: Path
+) -> None:
+    env = _env(tmp_path, GEXBOT_API_URL=sim_url, GEXBOT_API_KEY="demo")
+    out = gexbot("levels", "btc", "ETHUSDT", "DOGE", env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert "BTCUSDT  spot" in text
+    assert "ETHUSDT  spot" in text
+    assert re.search(r"HVL\s+[\d,]+\s+[+-]\d+\.\d\d%", text)
+    assert re.search(r"(above|below) HVL", text)
+    assert "data age" in text
+    assert "DOGE: not a supported symbol" in text
+
+
+def test_levels_defaults_to_the_configured_universe(sim_url: str, tmp_path: Path) -> None:
+    env = _env(tmp_path, GEXBOT_API_URL=sim_url, GEXBOT_API_KEY="demo", GEXBOT_SYMBOLS="SOL,HYPE")
+    out = gexbot("levels", env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "SOLUSDT  spot" in out.stdout
+    assert "HYPEUSDT  spot" in out.stdout
+    assert "BTCUSDT" not in out.stdout
+
+
+def test_wrong_key_is_one_clear_error_naming_the_setting(sim_url: str, tmp_path: Path) -> None:
+    env = _env(tmp_path, GEXBOT_API_URL=sim_url, GEXBOT_API_KEY=WRONG_KEY)
+    out = gexbot("-v", "levels", "BTC", env=env, cwd=tmp_path)
+    assert out.returncode == 2
+    assert "GEXBOT_API_KEY" in out.stderr
+    assert "401" in out.stderr
+    assert WRONG_KEY not in out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_missing_key_is_named(tmp_path: Path) -> None:
+    out = gexbot("levels", env=_env(tmp_path), cwd=tmp_path)
+    assert out.returncode == 1
+    assert out.stderr.strip() == "GEXBOT_API_KEY: required (your BackQuant API key)"
+
+
+def test_unreachable_api_is_a_clean_failure(tmp_path: Path) -> None:
+    env = _env(tmp_path, GEXBOT_API_URL="http://127.0.0.1:9", GEXBOT_API_KEY="k")
+    out = gexbot("levels", "BTC", env=env, cwd=tmp_path)
+    assert out.returncode == 2
+    assert "connection failed" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_check_reports_every_settings_problem_by_name(tmp_path: Path) -> None:
+    env = _env(tmp_path, GEXBOT_POLL_INTERVAL="-3", GEXBOT_HTTP_PORT="http")
+    out = gexbot("check", env=env, cwd=tmp_path)
+    assert out.returncode == 1
+    lines = out.stderr.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["GEXBOT_POLL_INTERVAL", "GEXBOT_HTTP_PORT"]
+
+
+def test_check_flags_a_misspelt_symbol(tmp_path: Path) -> None:
+    out = gexbot("check", env=_env(tmp_path, GEXBOT_SYMBOLS="BTCUSDT,ETHUSTD"), cwd=tmp_path)
+    assert out.returncode == 1
+    assert "GEXBOT_SYMBOLS: ETHUSTD is not a supported symbol (did you mean ETHUSDT?)" in out.stderr
+
+
+def test_check_passes_on_defaults(tmp_path: Path) -> None:
+    out = gexbot("check", env=_env(tmp_path), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "settings OK" in out.stdout
+
+
+def test_demo_runs_on_embedded_defaults_with_no_key(tmp_path: Path) -> None:
+    out = gexbot("demo", "--cycles", "2", env=_env(tmp_path), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    for sym in ("BTCUSDT", "ETHUSDT", "SOLUSDT", "HYPEUSDT"):
+        assert out.stdout.count(f"{sym}  spot") == 2
+
+
+def test_sim_server_rejects_a_bad_scenario_with_the_file_name(tmp_path: Path) -> None:
+    bad = tmp_path / "s.yaml"
+    bad.write_text("steps: [{at: 0, spot: {NOPE: 1}}]")
+    out = gexbot("sim-server", "--scenario", str(bad), env=_env(tmp_path), cwd=tmp_path)
+    assert out.returncode == 1
+    assert f"{bad}: step 0: unknown symbol NOPE" in out.stderr
