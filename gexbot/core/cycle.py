@@ -1,0 +1,50 @@
+"""One evaluation cycle over every rule and symbol: evaluate, then decide each observation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from gexbot.core.alert import AlertStatus, NotifyReason
+from gexbot.core.evaluate import RuleIndex, Statuses, evaluate, index_rules
+from gexbot.core.lifecycle import Decision, decide
+from gexbot.core.rules import Rule
+from gexbot.core.snapshot import BundleSnapshot
+
+
+@dataclass(frozen=True, slots=True)
+class CycleResult:
+    """What changed: new statuses to persist and the decisions behind them."""
+
+    decisions: tuple[Decision, ...]
+    statuses: dict[tuple[str, str], AlertStatus]  # (rule id, symbol) → new status
+
+    @property
+    def alerts(self) -> list[Decision]:
+        """Decisions that send a message."""
+        return [d for d in self.decisions if d.notify]
+
+
+def run_rules(
+    rules: RuleIndex | Sequence[Rule],
+    statuses: Statuses,
+    previous: BundleSnapshot | None,
+    snapshot: BundleSnapshot,
+    *,
+    now: datetime,
+) -> CycleResult:
+    """Evaluate and decide every rule × symbol; only changed statuses are returned."""
+    index = rules if isinstance(rules, RuleIndex) else index_rules(rules)
+    by_id = index.by_id
+    decisions = []
+    changed: dict[tuple[str, str], AlertStatus] = {}
+    for obs in evaluate(index, previous, snapshot, statuses=statuses):
+        key = (obs.rule_id, obs.symbol)
+        prior = statuses.get(obs.rule_id, {}).get(obs.symbol)
+        decision = decide(prior, obs, now, by_id[obs.rule_id])
+        if decision.reason is NotifyReason.UNCHANGED or decision.status == prior:
+            continue
+        decisions.append(decision)
+        changed[key] = decision.status
+    return CycleResult(tuple(decisions), changed)

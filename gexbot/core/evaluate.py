@@ -1,0 +1,377 @@
+"""Rule evaluation: what each rule sees in a snapshot, as observations for `decide`.
+
+Per symbol, spot and each level's signed distance from spot are computed once and shared by
+every rule that uses them. Pairs whose observation could not change their status are skipped
+(the cycle would only get `UNCHANGED` for them), which keeps 10,000 rules cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import TypeVar
+
+from gexbot.core.alert import AlertState, AlertStatus
+from gexbot.core.rules import Condition, ConditionKind, Direction, Rule
+from gexbot.core.snapshot import BundleSnapshot, Level, SymbolSnapshot
+
+
+class Truth(StrEnum):
+    """A condition's value in one snapshot."""
+
+    TRUE = "true"
+    FALSE = "false"
+    UNKNOWN = "unknown"  # null level, or the symbol is missing, invalid or stale
+
+
+class Cause(StrEnum):
+    """What made spot change sides of a level."""
+
+    SPOT = "spot"  # spot moved through the level
+    LEVEL = "level"  # the level moved through spot
+    BOTH = "both"
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What one rule saw for one symbol."""
+
+    rule_id: str
+    symbol: str
+    truth: Truth
+    level_name: str
+    level: float | None = None
+    spot: float | None = None
+    distance_pct: float | None = None  # (level − spot) / spot, in %
+    direction: Direction | None = None  # the way spot crossed / the level moved / spot's side
+    cause: Cause | None = None
+    baseline: float | None = None  # the baseline a fire would record (side, or level value)
+    previous_level: float | None = None
+    computed_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class _SymbolView:
+    snap: SymbolSnapshot
+    spot: float
+    rel: dict[Level, float]  # (spot − level) / level in %, per non-null level
+    prev_spot: float | None
+    prev_levels: Mapping[Level, float | None]
+
+
+def _views(previous: BundleSnapshot | None, snapshot: BundleSnapshot) -> dict[str, _SymbolView]:
+    views = {}
+    for sym, snap in snapshot.symbols.items():
+        if not snap.usable or snap.spot is None:
+            continue
+        spot = snap.spot
+        rel = {
+            lv: (spot - value) / value * 100.0
+            for lv, value in snap.levels.items()
+            if value is not None and value != 0.0
+        }
+        prev = previous.symbols.get(sym) if previous is not None else None
+        views[sym] = _SymbolView(
+            snap,
+            spot,
+            rel,
+            prev.spot if prev is not None and prev.usable else None,
+            prev.levels if prev is not None and prev.usable else {},
+        )
+    return views
+
+
+def _side(rel: float, buffer: float, keep: float | None) -> float | None:
+    if rel > buffer:
+        return 1.0
+    if rel < -buffer:
+        return -1.0
+    return keep
+
+
+def _cause(prev_spot: float | None, prev_level: float | None, spot: float, level: float) -> Cause:
+    if prev_spot is None or prev_level is None:
+        return Cause.SPOT
+    spot_moved = (prev_spot > level) != (spot > level)
+    level_moved = (prev_spot > prev_level) != (prev_spot > level)
+    if spot_moved and not level_moved:
+        return Cause.SPOT
+    if level_moved and not spot_moved:
+        return Cause.LEVEL
+    return Cause.BOTH
+
+
+Statuses = Mapping[str, Mapping[str, AlertStatus]]  # rule id → symbol → status
+_NO_STATUS: Mapping[str, AlertStatus] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class RuleIndex:
+    """Rules grouped by identical condition, built once per rule set (not per cycle)."""
+
+    rules: tuple[Rule, ...]
+    by_id: Mapping[str, Rule]
+    groups: tuple[tuple[Condition, tuple[Rule, ...]], ...]
+
+
+def index_rules(rules: Iterable[Rule]) -> RuleIndex:
+    """Group rules by condition so each condition is computed once per symbol."""
+    ordered = tuple(rules)
+    groups: dict[Condition, list[Rule]] = {}
+    for rule in ordered:
+        groups.setdefault(rule.condition, []).append(rule)
+    return RuleIndex(
+        rules=ordered,
+        by_id={r.id: r for r in ordered},
+        groups=tuple((cond, tuple(group)) for cond, group in groups.items()),
+    )
+
+
+def evaluate(
+    rules: RuleIndex | Iterable[Rule],
+    previous: BundleSnapshot | None,
+    snapshot: BundleSnapshot,
+    *,
+    statuses: Statuses,
+    include_unchanged: bool = False,
+) -> list[Observation]:
+    """Observations for every rule × served symbol whose status might change.
+
+    Rules with the same condition share one computation per symbol; a pair is skipped when its
+    observation could only be UNCHANGED or UNKNOWN for `decide` (`include_unchanged` keeps
+    them, for tests and tools).
+    """
+    index = rules if isinstance(rules, RuleIndex) else index_rules(rules)
+    views = _views(previous, snapshot)
+    out: list[Observation] = []
+    for cond, group in index.groups:
+        if cond.kind is ConditionKind.CROSSES:
+            _crosses(cond, group, views=views, statuses=statuses, out=out, keep=include_unchanged)
+        elif cond.kind is ConditionKind.MOVED:
+            _moves(cond, group, views=views, statuses=statuses, out=out, keep=include_unchanged)
+        else:
+            _states(cond, group, views=views, statuses=statuses, out=out, keep=include_unchanged)
+    return out
+
+
+def _applicable(rule: Rule, table: dict[str, _P]) -> Iterable[tuple[str, _P]]:
+    if rule.symbols is None:
+        return table.items()
+    return [(s, table[s]) for s in rule.symbols if s in table]
+
+
+_P = TypeVar("_P")
+
+
+def _crosses(
+    cond: Condition,
+    group: tuple[Rule, ...],
+    *,
+    views: dict[str, _SymbolView],
+    statuses: Statuses,
+    out: list[Observation],
+    keep: bool,
+) -> None:
+    level = cond.level
+    assert level is not None  # noqa: S101 - the parser guarantees it
+    buffer = cond.buffer_pct
+    # Per symbol: the side outside the dead band (None inside it) and the raw side.
+    table: dict[str, tuple[float | None, float | None]] = {}
+    for sym, view in views.items():
+        rel = view.rel.get(level)
+        if rel is None:
+            continue
+        hard = 1.0 if rel > buffer else (-1.0 if rel < -buffer else None)
+        table[sym] = (hard, 1.0 if rel > 0 else (-1.0 if rel < 0 else None))
+    inactive = AlertState.INACTIVE
+    for rule in group:
+        mine = statuses.get(rule.id, _NO_STATUS)
+        for sym, (hard, raw) in _applicable(rule, table):
+            st = mine.get(sym)
+            if st is None or st.baseline is None:
+                out.append(_crossing(rule, views[sym], sym, truth=Truth.FALSE, side=raw))
+                continue
+            side = st.baseline if hard is None else hard
+            if side == st.baseline:
+                if st.state is inactive and not keep:
+                    continue
+                out.append(_crossing(rule, views[sym], sym, truth=Truth.FALSE, side=side))
+            else:
+                out.append(_crossing(rule, views[sym], sym, truth=Truth.TRUE, side=side))
+
+
+def _moves(
+    cond: Condition,
+    group: tuple[Rule, ...],
+    *,
+    views: dict[str, _SymbolView],
+    statuses: Statuses,
+    out: list[Observation],
+    keep: bool,
+) -> None:
+    level = cond.level
+    assert level is not None  # noqa: S101 - the parser guarantees it
+    table = {
+        sym: value
+        for sym, view in views.items()
+        if (value := view.snap.levels.get(level)) is not None
+    }
+    inactive = AlertState.INACTIVE
+    for rule in group:
+        mine = statuses.get(rule.id, _NO_STATUS)
+        for sym, value in _applicable(rule, table):
+            st = mine.get(sym)
+            base = st.baseline if st is not None else None
+            if base is None:
+                out.append(_moved(rule, views[sym], sym, truth=Truth.FALSE, value=value, base=None))
+                continue
+            delta = abs(value - base)
+            limit = cond.by_abs if cond.by_abs is not None else abs(base) * (cond.by_pct or 0) / 100
+            moved = delta > 0 and delta >= limit
+            if not moved and st is not None and st.state is inactive and not keep:
+                continue
+            truth = Truth.TRUE if moved else Truth.FALSE
+            out.append(_moved(rule, views[sym], sym, truth=truth, value=value, base=base))
+
+
+def _states(
+    cond: Condition,
+    group: tuple[Rule, ...],
+    *,
+    views: dict[str, _SymbolView],
+    statuses: Statuses,
+    out: list[Observation],
+    keep: bool,
+) -> None:
+    # Per symbol: truth when not armed, truth when armed (near's wider band), and the level.
+    table: dict[str, tuple[bool, bool, float | None]] = {}
+    for sym, view in views.items():
+        unarmed_truth, level = _state_truth(cond, view, armed=False)
+        if unarmed_truth is Truth.UNKNOWN:
+            continue
+        armed_truth: Truth = unarmed_truth
+        if cond.kind is ConditionKind.NEAR:
+            armed_truth = _state_truth(cond, view, armed=True)[0]
+        table[sym] = (unarmed_truth is Truth.TRUE, armed_truth is Truth.TRUE, level)
+    inactive, firing = AlertState.INACTIVE, AlertState.FIRING
+    for rule in group:
+        mine = statuses.get(rule.id, _NO_STATUS)
+        no_repeat = rule.repeat is None
+        for sym, (fresh, armed, level) in _applicable(rule, table):
+            st = mine.get(sym)
+            if st is None:
+                truth = fresh
+            elif st.state is inactive:
+                truth = fresh
+                if not truth and not keep:
+                    continue
+            else:
+                truth = armed
+                if truth and st.state is firing and no_repeat and not keep:
+                    continue
+            value = Truth.TRUE if truth else Truth.FALSE
+            out.append(_state_obs(rule, views[sym], sym, truth=value, level=level))
+
+
+def _state_truth(cond: Condition, view: _SymbolView, *, armed: bool) -> tuple[Truth, float | None]:
+    spot = view.spot
+    kind = cond.kind
+    if kind is ConditionKind.OUTSIDE:
+        assert cond.band is not None  # noqa: S101 - the parser guarantees it
+        up_name, down_name = cond.band.bounds
+        upper = view.snap.levels.get(up_name)
+        lower = view.snap.levels.get(down_name)
+        if upper is None or lower is None:
+            return Truth.UNKNOWN, None
+        if spot > upper:
+            return Truth.TRUE, upper
+        if spot < lower:
+            return Truth.TRUE, lower
+        return Truth.FALSE, upper if upper - spot < spot - lower else lower
+    level = cond.threshold if cond.level is None else view.snap.levels.get(cond.level)
+    if level is None:
+        return Truth.UNKNOWN, None
+    if kind is ConditionKind.ABOVE:
+        return (Truth.TRUE if spot > level else Truth.FALSE), level
+    if kind is ConditionKind.BELOW:
+        return (Truth.TRUE if spot < level else Truth.FALSE), level
+    # NEAR: enter within the band; once armed, stay true until beyond the wider re-arm band.
+    if cond.within_abs is not None:
+        band = (cond.rearm_abs or 2 * cond.within_abs) if armed else cond.within_abs
+        return (Truth.TRUE if abs(spot - level) <= band else Truth.FALSE), level
+    rel = view.rel.get(cond.level) if cond.level is not None else None
+    if rel is None:
+        return Truth.UNKNOWN, None
+    within = cond.within_pct or 0.0
+    band = (cond.rearm_pct or 2 * within) if armed else within
+    return (Truth.TRUE if abs(rel) <= band else Truth.FALSE), level
+
+
+def _distance(level: float | None, spot: float) -> float | None:
+    return None if level is None else (level - spot) / spot * 100.0
+
+
+def _crossing(
+    rule: Rule, view: _SymbolView, sym: str, *, truth: Truth, side: float | None
+) -> Observation:
+    level_name = rule.condition.subject
+    level = view.snap.levels.get(rule.condition.level)  # type: ignore[arg-type]
+    assert level is not None  # noqa: S101 - rel exists only for non-null levels
+    prev_level = view.prev_levels.get(rule.condition.level)  # type: ignore[arg-type]
+    direction = None if side is None else (Direction.UP if side > 0 else Direction.DOWN)
+    return Observation(
+        rule_id=rule.id,
+        symbol=sym,
+        truth=truth,
+        level_name=level_name,
+        level=level,
+        spot=view.spot,
+        distance_pct=_distance(level, view.spot),
+        direction=direction,
+        cause=_cause(view.prev_spot, prev_level, view.spot, level) if truth is Truth.TRUE else None,
+        baseline=side,
+        previous_level=prev_level,
+        computed_at=view.snap.computed_at,
+    )
+
+
+def _moved(
+    rule: Rule, view: _SymbolView, sym: str, *, truth: Truth, value: float, base: float | None
+) -> Observation:
+    direction = None
+    if base is not None and value != base:
+        direction = Direction.UP if value > base else Direction.DOWN
+    return Observation(
+        rule_id=rule.id,
+        symbol=sym,
+        truth=truth,
+        level_name=rule.condition.subject,
+        level=value,
+        spot=view.spot,
+        distance_pct=_distance(value, view.spot),
+        direction=direction,
+        cause=Cause.LEVEL if truth is Truth.TRUE else None,
+        baseline=value,
+        previous_level=base,
+        computed_at=view.snap.computed_at,
+    )
+
+
+def _state_obs(
+    rule: Rule, view: _SymbolView, sym: str, *, truth: Truth, level: float | None
+) -> Observation:
+    spot = view.spot
+    direction = None if level is None else (Direction.UP if spot > level else Direction.DOWN)
+    return Observation(
+        rule_id=rule.id,
+        symbol=sym,
+        truth=truth,
+        level_name=rule.condition.subject,
+        level=level,
+        spot=spot,
+        distance_pct=_distance(level, spot),
+        direction=direction,
+        computed_at=view.snap.computed_at,
+    )
