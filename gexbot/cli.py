@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import sys
@@ -20,9 +21,11 @@ from gexbot.adapters.backquant import MULTI_INCLUDES, FetchError
 from gexbot.app import backquant_client
 from gexbot.console import levels_table
 from gexbot.core.levels_view import levels_view
+from gexbot.core.rulefile import RulesError, rule_file_json_schema
 from gexbot.core.snapshot import BundleSnapshot
 from gexbot.core.symbols import normalize_symbol
 from gexbot.core.wire import mark_stale
+from gexbot.rules_loader import load_rules
 from gexbot.settings import Settings, SettingsError, load_settings
 from gexbot.sim.market import DEMO_CONFIG, SimConfig, Simulator
 from gexbot.sim.scenario import ScenarioError, apply_scenario, load_scenario
@@ -41,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     lv = sub.add_parser("levels", help="print current levels (needs GEXBOT_API_KEY)")
     lv.add_argument("symbols", nargs="*", help="e.g. BTC ETHUSDT (default: GEXBOT_SYMBOLS)")
 
-    sub.add_parser("check", help="validate settings; exit 1 and list every problem")
+    sub.add_parser("check", help="validate settings and rules; exit 1 and list every problem")
+    sub.add_parser("schema", help="print the JSON Schema of rule files")
 
     demo = sub.add_parser("demo", help="the simulator on 127.0.0.1 and live levels, no key")
     demo.add_argument("--cycles", type=int, default=0, help="stop after N refreshes (0: never)")
@@ -74,6 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "check":
             return _check(console, err)
+        if args.command == "schema":
+            sys.stdout.write(json.dumps(rule_file_json_schema(), indent=2) + "\n")
+            return EXIT_OK
         if args.command == "levels":
             settings = load_settings()
             symbols = [normalize_symbol(s) for s in args.symbols] or settings.symbols
@@ -91,19 +98,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_INVALID
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def _check(console: Console, err: Console) -> int:
+    problems: list[str] = []
     try:
         settings = load_settings()
     except SettingsError as exc:
-        for line in exc.problems:
-            err.print(line, markup=False, highlight=False)
-        return EXIT_INVALID
-    problems = settings.unsupported_symbols()
+        problems.extend(exc.problems)
+        settings = None
+    ruleset = None
+    if settings is not None:
+        problems.extend(settings.unsupported_symbols())
+        try:
+            ruleset = load_rules(settings.rules, universe=settings.symbols)
+        except RulesError as exc:
+            problems.extend(str(p) for p in exc.problems)
     for line in problems:
-        err.print(line, markup=False, highlight=False)
-    if problems:
+        err.print(line, markup=False, highlight=False, soft_wrap=True)
+    if problems or settings is None or ruleset is None:
+        err.print(_count(len(problems), "problem"), markup=False, highlight=False)
         return EXIT_INVALID
-    console.print(f"settings OK: {len(settings.symbols)} symbols ({', '.join(settings.symbols)})")
+    covered = ruleset.symbols_covered(settings.symbols)
+    console.print(
+        f"OK: {_count(len(ruleset.rules), 'rule')}, {_count(len(ruleset.channels), 'channel')}, "
+        f"{len(covered)} of {_count(len(settings.symbols), 'symbol')} covered "
+        f"({', '.join(covered)})",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
     return EXIT_OK
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+ROOT = Path(__file__).resolve().parents[1]
 WRONG_KEY = "bq_live_ffffffffffffffffffffffffffffffff"
 
 
@@ -109,7 +110,11 @@ def test_check_reports_every_settings_problem_by_name(tmp_path: Path) -> None:
     out = gexbot("check", env=env, cwd=tmp_path)
     assert out.returncode == 1
     lines = out.stderr.strip().splitlines()
-    assert [line.split(":")[0] for line in lines] == ["GEXBOT_POLL_INTERVAL", "GEXBOT_HTTP_PORT"]
+    assert [line.split(":")[0] for line in lines] == [
+        "GEXBOT_POLL_INTERVAL",
+        "GEXBOT_HTTP_PORT",
+        "2 problems",
+    ]
 
 
 def test_check_flags_a_misspelt_symbol(tmp_path: Path) -> None:
@@ -118,10 +123,10 @@ def test_check_flags_a_misspelt_symbol(tmp_path: Path) -> None:
     assert "GEXBOT_SYMBOLS: ETHUSTD is not a supported symbol (did you mean ETHUSDT?)" in out.stderr
 
 
-def test_check_passes_on_defaults(tmp_path: Path) -> None:
-    out = gexbot("check", env=_env(tmp_path), cwd=tmp_path)
+def test_check_passes_on_defaults_with_the_example_rules(tmp_path: Path) -> None:
+    out = gexbot("check", env=_env(tmp_path, GEXBOT_RULES=str(ROOT / "rules")), cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert "settings OK" in out.stdout
+    assert out.stdout.startswith("OK: 10 rules, 1 channel, 4 of 4 symbols covered")
 
 
 def test_demo_runs_on_embedded_defaults_with_no_key(tmp_path: Path) -> None:

@@ -1,0 +1,105 @@
+"""Helpers for rule tests: build rules and snapshots tersely, and step a rule through time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
+from typing import Any
+
+from gexbot.core.alert import AlertStatus, NotifyReason
+from gexbot.core.cycle import run_rules
+from gexbot.core.lifecycle import Decision
+from gexbot.core.rules import Band, Condition, ConditionKind, Direction, Rule
+from gexbot.core.snapshot import BundleSnapshot, Level, SymbolSnapshot, SymbolStatus
+
+T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+MISSING = "missing"
+STALE = "stale"
+
+
+def make_rule(kind: str, subject: Any = "hvl", rule_id: str = "r", **kw: Any) -> Rule:
+    """A rule from a condition kind, its subject and options plus rule fields."""
+    ck = ConditionKind(kind)
+    cond_kw = {
+        k: kw.pop(k)
+        for k in list(kw)
+        if k
+        in {"buffer_pct", "within_pct", "within_abs", "rearm_pct", "rearm_abs", "by_pct", "by_abs"}
+    }
+    if "direction" in kw:
+        cond_kw["direction"] = Direction(kw.pop("direction"))
+    if ck is ConditionKind.OUTSIDE:
+        cond = Condition(ck, band=Band(subject), **cond_kw)
+    elif isinstance(subject, int | float):
+        cond = Condition(ck, threshold=float(subject), **cond_kw)
+    else:
+        cond = Condition(ck, level=Level(subject), **cond_kw)
+    return Rule(id=rule_id, condition=cond, symbols=kw.pop("symbols", None), notify=("tty",), **kw)
+
+
+def snapshot(
+    spot: float, at: datetime = T0, symbol: str = "BTCUSDT", **levels: float | None
+) -> SymbolSnapshot:
+    """A served snapshot: spot and levels by rule name (`odte_hvl` for `odte.hvl`)."""
+    named = {
+        Level(k.replace("odte_", "odte.").replace("em_", "expected_move.")): v
+        for k, v in levels.items()
+    }
+    return SymbolSnapshot(
+        symbol=symbol,
+        status=SymbolStatus.OK,
+        spot=spot,
+        computed_at=at,
+        levels=MappingProxyType(named),
+    )
+
+
+def bundle(*snaps: SymbolSnapshot, at: datetime = T0) -> BundleSnapshot:
+    return BundleSnapshot(fetched_at=at, symbols=MappingProxyType({s.symbol: s for s in snaps}))
+
+
+@dataclass
+class Stepper:
+    """Runs one rule over a sequence of market states, remembering statuses like the bot."""
+
+    rule: Rule
+    symbol: str = "BTCUSDT"
+    now: datetime = T0
+    statuses: dict[str, dict[str, AlertStatus]] = field(default_factory=dict)
+    previous: BundleSnapshot | None = None
+    decisions: list[Decision] = field(default_factory=list)
+
+    def step(self, market: Any, dt: float = 30.0) -> NotifyReason | None:
+        """Advance `dt` seconds to `market` (a dict of spot+levels, MISSING or STALE)."""
+        self.now += timedelta(seconds=dt)
+        if market == MISSING:
+            snap = SymbolSnapshot(symbol=self.symbol, status=SymbolStatus.MISSING)
+        elif market == STALE:
+            snap = SymbolSnapshot(symbol=self.symbol, status=SymbolStatus.STALE, spot=1.0)
+        else:
+            snap = snapshot(at=self.now, symbol=self.symbol, **market)
+        current = bundle(snap, at=self.now)
+        result = run_rules([self.rule], self.statuses, self.previous, current, now=self.now)
+        for (rid, sym), status in result.statuses.items():
+            self.statuses.setdefault(rid, {})[sym] = status
+        self.previous = current
+        self.decisions.extend(result.decisions)
+        mine = [d for d in result.decisions if d.observation.symbol == self.symbol]
+        return mine[-1].reason if mine else None
+
+    def run(self, markets: list[Any], dt: float = 30.0) -> list[str | None]:
+        """Reasons per step (`None`: nothing changed)."""
+        return [self._v(self.step(m, dt)) for m in markets]
+
+    @staticmethod
+    def _v(reason: NotifyReason | None) -> str | None:
+        return None if reason is None else reason.value
+
+    @property
+    def status(self) -> AlertStatus | None:
+        return self.statuses.get(self.rule.id, {}).get(self.symbol)
+
+    @property
+    def sent(self) -> list[Decision]:
+        return [d for d in self.decisions if d.notify]
