@@ -26,6 +26,8 @@ fmt: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/bundle_vs_single.py
+	$(PY) bench/evaluate.py
+	$(PY) bench/store.py
 
 clean:
 	rm -rf $(VENV)

@@ -30,6 +30,7 @@ from gexbot.settings import Settings, SettingsError, load_settings
 from gexbot.sim.market import DEMO_CONFIG, SimConfig, Simulator
 from gexbot.sim.scenario import ScenarioError, apply_scenario, load_scenario
 from gexbot.sim.server import DEFAULT_KEY, SimServer
+from gexbot.store.engine import DatabaseError, make_engine, masked, migrate
 
 EXIT_OK = 0
 EXIT_INVALID = 1  # bad settings, rules or arguments: fix the input
@@ -46,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("check", help="validate settings and rules; exit 1 and list every problem")
     sub.add_parser("schema", help="print the JSON Schema of rule files")
+    db = sub.add_parser("db", help="database maintenance")
+    db.add_argument("action", choices=["upgrade"], help="upgrade: apply migrations")
 
     demo = sub.add_parser("demo", help="the simulator on 127.0.0.1 and live levels, no key")
     demo.add_argument("--cycles", type=int, default=0, help="stop after N refreshes (0: never)")
@@ -78,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "check":
             return _check(console, err)
+        if args.command == "db":
+            return _db_upgrade(console)
         if args.command == "schema":
             sys.stdout.write(json.dumps(rule_file_json_schema(), indent=2) + "\n")
             return EXIT_OK
@@ -93,9 +98,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in exc.problems:
             err.print(line, style="red", markup=False, highlight=False)
         return EXIT_INVALID
+    except DatabaseError as exc:
+        err.print(str(exc), style="red", markup=False, highlight=False, soft_wrap=True)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_OK
     return EXIT_INVALID
+
+
+def _db_upgrade(console: Console) -> int:
+    settings = load_settings()
+    engine = make_engine(settings.database_url)
+    try:
+        head = migrate(engine)
+    finally:
+        engine.dispose()
+    console.print(
+        f"database at revision {head} ({masked(settings.database_url)})",
+        markup=False,
+        highlight=False,
+    )
+    return EXIT_OK
 
 
 def _count(n: int, noun: str) -> str:

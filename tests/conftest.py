@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import random
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
 
 from gexbot.adapters.backquant import BackQuantClient, RetryPolicy, build_http_client
 from gexbot.sim.market import SimConfig, Simulator
@@ -86,3 +90,81 @@ async def client(server: SimServer, clock: Clock, sleeps: Sleeps) -> AsyncIterat
             sleep=sleeps,
             wall_clock=clock,
         )
+
+
+# -- databases ---------------------------------------------------------------------------------
+
+PG_URL = os.environ.get("GEXBOT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def _pg_reason() -> str | None:
+    """None when the test PostgreSQL answers, else why not."""
+    try:
+        import psycopg
+        from sqlalchemy.engine import make_url
+
+        url = make_url(PG_URL)
+        with psycopg.connect(
+            host=url.host,
+            port=url.port or 5432,
+            user=url.username,
+            dbname=url.database,
+            password=url.password,
+            connect_timeout=3,
+        ):
+            return None
+    except Exception as exc:  # any failure means "skip with the reason"
+        return f"PostgreSQL not reachable at {PG_URL} ({type(exc).__name__}: {exc})"
+
+
+@pytest.fixture(scope="session")
+def pg_unavailable() -> str | None:
+    return _pg_reason()
+
+
+@contextmanager
+def fresh_database(kind: str, tmp_path: Path, skip_reason: str | None) -> Iterator[Engine]:
+    """An empty database of `kind` ("sqlite" or "postgresql"), dropped afterwards.
+
+    PostgreSQL gets a schema of its own per test, selected through `search_path`.
+    """
+    from gexbot.store.engine import make_engine
+
+    if kind == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'gexbot.db'}")
+        try:
+            yield engine
+        finally:
+            engine.dispose()
+        return
+    if skip_reason:
+        pytest.skip(skip_reason)
+    schema = f"gx_{uuid.uuid4().hex[:10]}"
+    admin = make_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    engine = make_engine(f"{PG_URL}?options=-csearch_path%3D{schema}")
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_db(
+    request: pytest.FixtureRequest, tmp_path: Path, pg_unavailable: str | None
+) -> Iterator[Engine]:
+    with fresh_database(request.param, tmp_path, pg_unavailable) as engine:
+        yield engine
+
+
+@pytest.fixture
+def db(empty_db: Engine) -> Engine:
+    """A migrated database, on SQLite and on PostgreSQL."""
+    from gexbot.store.engine import migrate
+
+    migrate(empty_db)
+    return empty_db

@@ -1,0 +1,99 @@
+"""Alert events: what a sending decision becomes, stored in the outbox and rendered per platform.
+
+The outbox holds the event, not a rendered message, so each platform renders it its own way
+at delivery time and a template fix applies to messages still waiting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from gexbot.core.alert import NotifyReason
+from gexbot.core.lifecycle import Decision
+from gexbot.core.rules import Rule, Severity
+from gexbot.core.wire import parse_time
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    """One notification about one rule and symbol (or one feed warning)."""
+
+    key: str  # de-duplication key: "rule-id|SYMBOL" (or "warning:kind|SYMBOL")
+    seq: int  # notification sequence within the key
+    rule_id: str
+    symbol: str
+    reason: NotifyReason
+    severity: Severity
+    at: datetime  # when the bot decided
+    level_name: str = ""
+    level: float | None = None
+    spot: float | None = None
+    distance_pct: float | None = None
+    direction: str | None = None
+    cause: str | None = None
+    previous_level: float | None = None
+    computed_at: datetime | None = None
+    message: str | None = None  # the rule's template, if it has one
+
+    def to_payload(self) -> dict[str, Any]:
+        """A JSON-safe dict (datetimes as ISO 8601)."""
+        out = asdict(self)
+        out["reason"] = self.reason.value
+        out["severity"] = self.severity.value
+        out["at"] = self.at.isoformat()
+        out["computed_at"] = self.computed_at.isoformat() if self.computed_at else None
+        return out
+
+    @classmethod
+    def from_payload(cls, data: Mapping[str, Any]) -> AlertEvent:
+        """The inverse of `to_payload`."""
+        fields = dict(data)
+        fields["reason"] = NotifyReason(fields["reason"])
+        fields["severity"] = Severity(fields["severity"])
+        at = parse_time(fields["at"])
+        if at is None:
+            raise ValueError(f"bad event time {fields['at']!r}")
+        fields["at"] = at
+        fields["computed_at"] = parse_time(fields.get("computed_at"))
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in fields.items() if k in known})
+
+
+def alert_key(rule_id: str, symbol: str) -> str:
+    """The de-duplication key of a rule and symbol."""
+    return f"{rule_id}|{symbol}"
+
+
+def events_for(
+    decisions: Sequence[Decision], rules: Mapping[str, Rule], *, now: datetime
+) -> list[tuple[AlertEvent, tuple[str, ...]]]:
+    """Sending decisions as events, each with the channels its rule notifies."""
+    out = []
+    for d in decisions:
+        if not d.notify:
+            continue
+        obs = d.observation
+        rule = rules[obs.rule_id]
+        event = AlertEvent(
+            key=alert_key(obs.rule_id, obs.symbol),
+            seq=d.status.seq,
+            rule_id=obs.rule_id,
+            symbol=obs.symbol,
+            reason=d.reason,
+            severity=rule.severity,
+            at=now,
+            level_name=obs.level_name,
+            level=obs.level,
+            spot=obs.spot,
+            distance_pct=obs.distance_pct,
+            direction=obs.direction.value if obs.direction else None,
+            cause=obs.cause.value if obs.cause else None,
+            previous_level=obs.previous_level,
+            computed_at=obs.computed_at,
+            message=rule.message,
+        )
+        out.append((event, rule.notify))
+    return out

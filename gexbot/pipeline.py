@@ -1,0 +1,75 @@
+"""One poll's worth of work against the store: evaluate, decide, persist, enqueue.
+
+Statuses and the previous snapshot are cached in memory between cycles (this process is the
+only writer), so a cycle writes only what changed. If a commit fails, the cache is dropped and
+reloaded from the database on the next cycle: the database is the truth.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine
+
+from gexbot.core.alert import AlertStatus
+from gexbot.core.cycle import CycleResult, run_rules
+from gexbot.core.evaluate import RuleIndex
+from gexbot.core.events import events_for
+from gexbot.core.snapshot import BundleSnapshot
+from gexbot.store.outbox import enqueue
+from gexbot.store.snapshots import load_last_bundle, save_snapshot
+from gexbot.store.states import forget_rules, load_statuses, save_statuses
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CycleReport:
+    """What one cycle did."""
+
+    result: CycleResult
+    enqueued: tuple[int, ...]  # outbox row ids inserted by this cycle
+
+
+class Pipeline:
+    """Runs cycles for one rule set against one database."""
+
+    def __init__(self, engine: Engine, rules: RuleIndex) -> None:
+        self._engine = engine
+        self.rules = rules
+        self._statuses: dict[str, dict[str, AlertStatus]] | None = None
+        self._previous: BundleSnapshot | None = None
+
+    def replace_rules(self, rules: RuleIndex, changed_ids: frozenset[str]) -> None:
+        """Swap in reloaded rules; rules that changed definition start from a fresh state."""
+        with self._engine.begin() as conn:
+            forget_rules(conn, changed_ids)
+        self.rules = rules
+        self._statuses = None  # reload: cheaper to re-read than to patch
+
+    def _load(self) -> tuple[dict[str, dict[str, AlertStatus]], BundleSnapshot | None]:
+        if self._statuses is None:
+            with self._engine.connect() as conn:
+                self._statuses = load_statuses(conn)
+                self._previous = load_last_bundle(conn)
+        return self._statuses, self._previous
+
+    def run(self, bundle: BundleSnapshot, *, now: datetime) -> CycleReport:
+        """Evaluate `bundle`; commit new statuses, the snapshot and the outbox rows together."""
+        statuses, previous = self._load()
+        result = run_rules(self.rules, statuses, previous, bundle, now=now)
+        events = events_for(result.decisions, self.rules.by_id, now=now)
+        try:
+            with self._engine.begin() as conn:
+                save_statuses(conn, result.statuses)
+                save_snapshot(conn, bundle)
+                ids = enqueue(conn, events, now=now)
+        except Exception:
+            self._statuses, self._previous = None, None
+            raise
+        for (rule_id, symbol), status in result.statuses.items():
+            statuses.setdefault(rule_id, {})[symbol] = status
+        self._previous = bundle
+        return CycleReport(result, tuple(ids))

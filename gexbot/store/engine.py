@@ -1,0 +1,112 @@
+"""Engines and migrations: one clear error per database problem, the password masked."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
+
+from gexbot.settings import env_name
+
+log = logging.getLogger(__name__)
+
+#: SQLite waits this long for a lock instead of failing (a second process mid-write).
+SQLITE_BUSY_MS = 10_000
+
+
+class DatabaseError(Exception):
+    """The database cannot be used; the message names GEXBOT_DATABASE_URL, password masked."""
+
+
+def masked(url: str) -> str:
+    """The URL with its password replaced by ***."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable URL>"
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")  # safe with WAL; a power cut loses < 1 transaction
+    cur.close()
+
+
+def make_engine(url: str, **kw: Any) -> Engine:
+    """An engine for `url` (sqlite:///… or postgresql+psycopg://…), checked by connecting."""
+    var = env_name("database_url")
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseError(f"{var}: not a database URL ({masked(url)})") from None
+    if parsed.drivername in {"postgresql", "postgres"}:
+        parsed = parsed.set(drivername="postgresql+psycopg")  # psycopg 3, the documented driver
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_MS / 1000}, **kw)
+            event.listen(engine, "connect", _sqlite_pragmas)
+        else:
+            engine = create_engine(parsed, pool_pre_ping=True, **kw)
+    except (NoSuchModuleError, ImportError) as exc:
+        hint = " (pip install 'gexbot[postgres]')" if "postgres" in parsed.drivername else ""
+        raise DatabaseError(f"{var}: no driver for {parsed.drivername}{hint}: {exc}") from None
+    try:
+        with engine.connect():
+            pass
+    except (DBAPIError, SQLAlchemyError) as exc:
+        engine.dispose()
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else ""
+        raise DatabaseError(
+            f"{var}: cannot connect to {masked(url)} ({reason or type(exc).__name__})"
+        ) from None
+    return engine
+
+
+def _migrations_dir() -> Path:
+    packaged = Path(__file__).resolve().parent.parent / "_migrations"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "migrations"
+
+
+def alembic_config(engine: Engine | None = None) -> Config:
+    """Alembic's config, built in code so it works from any directory and from a wheel."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_migrations_dir()))
+    if engine is not None:
+        cfg.attributes["engine"] = engine
+    return cfg
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The database's Alembic revision (None when empty)."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def migrate(engine: Engine) -> str:
+    """Upgrade to the newest revision; refuse a database newer than this code."""
+    cfg = alembic_config(engine)
+    script = ScriptDirectory.from_config(cfg)
+    head = script.get_current_head()
+    current = current_revision(engine)
+    if current is not None and current not in {r.revision for r in script.walk_revisions()}:
+        raise DatabaseError(
+            f"{env_name('database_url')}: the database is at revision {current}, newer than this "
+            f"gexbot (which knows up to {head}); upgrade gexbot rather than migrating down"
+        )
+    if current != head:
+        log.info("migrating database from %s to %s", current or "empty", head)
+        command.upgrade(cfg, "head")
+    return head or ""

@@ -1,0 +1,148 @@
+"""Small operational tables: symbol health, mutes, subscriptions, cursors and poll runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, delete, select
+from sqlalchemy import insert as plain_insert
+
+from gexbot.core.snapshot import SymbolStatus
+from gexbot.store.dialect import insert
+from gexbot.store.tables import cursors, mutes, poll_runs, subscriptions, symbol_health
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolHealth:
+    """A symbol's feed status since when, and whether the warning was sent."""
+
+    symbol: str
+    status: SymbolStatus
+    since: datetime
+    warned: bool
+
+
+def load_health(conn: Connection) -> dict[str, SymbolHealth]:
+    """Every symbol's health."""
+    return {
+        r.symbol: SymbolHealth(r.symbol, SymbolStatus(r.status), r.since, r.warned)
+        for r in conn.execute(select(symbol_health))
+    }
+
+
+def save_health(conn: Connection, health: SymbolHealth) -> None:
+    """Upsert one symbol's health."""
+    stmt = insert(conn, symbol_health).values(
+        symbol=health.symbol, status=health.status.value, since=health.since, warned=health.warned
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[symbol_health.c.symbol],
+        set_={
+            "status": stmt.excluded.status,
+            "since": stmt.excluded.since,
+            "warned": stmt.excluded.warned,
+        },
+    )
+    conn.execute(stmt)
+
+
+def get_cursor(conn: Connection, name: str) -> str | None:
+    """A stored cursor (e.g. the Telegram update offset)."""
+    return conn.execute(select(cursors.c.value).where(cursors.c.name == name)).scalar()
+
+
+def set_cursor(conn: Connection, name: str, value: str) -> None:
+    """Store a cursor."""
+    stmt = insert(conn, cursors).values(name=name, value=value)
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[cursors.c.name], set_={"value": stmt.excluded.value}
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Mute:
+    """A silenced rule, symbol or everything, until a time."""
+
+    scope: str  # rule | symbol | all
+    target: str
+    until: datetime
+
+
+def add_mute(conn: Connection, mute: Mute, *, by: str | None, now: datetime) -> None:
+    """Mute (or extend a mute)."""
+    stmt = insert(conn, mutes).values(
+        scope=mute.scope, target=mute.target, until=mute.until, created_by=by, created_at=now
+    )
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[mutes.c.scope, mutes.c.target],
+            set_={"until": stmt.excluded.until, "created_by": stmt.excluded.created_by},
+        )
+    )
+
+
+def remove_mute(conn: Connection, scope: str, target: str) -> bool:
+    """Unmute; False when there was no such mute."""
+    stmt = delete(mutes).where(mutes.c.scope == scope, mutes.c.target == target)
+    return bool(conn.execute(stmt).rowcount)
+
+
+def active_mutes(conn: Connection, *, now: datetime) -> list[Mute]:
+    """Mutes still in force (expired ones are simply ignored, then pruned)."""
+    stmt = select(mutes).where(mutes.c.until > now).order_by(mutes.c.until)
+    return [Mute(r.scope, r.target, r.until) for r in conn.execute(stmt)]
+
+
+def subscribe(
+    conn: Connection, platform: str, chat_id: str, scope: str, target: str, *, now: datetime
+) -> bool:
+    """Subscribe a chat; False when it already was."""
+    stmt = (
+        insert(conn, subscriptions)
+        .values(platform=platform, chat_id=chat_id, scope=scope, target=target, created_at=now)
+        .on_conflict_do_nothing()
+        .returning(subscriptions.c.id)
+    )
+    return conn.execute(stmt).first() is not None
+
+
+def unsubscribe(conn: Connection, platform: str, chat_id: str, scope: str, target: str) -> bool:
+    """Unsubscribe a chat; False when it was not subscribed."""
+    stmt = delete(subscriptions).where(
+        subscriptions.c.platform == platform,
+        subscriptions.c.chat_id == chat_id,
+        subscriptions.c.scope == scope,
+        subscriptions.c.target == target,
+    )
+    return bool(conn.execute(stmt).rowcount)
+
+
+def record_poll_run(
+    conn: Connection,
+    *,
+    started_at: datetime,
+    duration_ms: float,
+    ok: bool,
+    symbols_ok: int,
+    alerts: int,
+    error: str | None,
+) -> None:
+    """One line per poll, for status and post-mortems."""
+    conn.execute(
+        plain_insert(poll_runs).values(
+            started_at=started_at,
+            duration_ms=duration_ms,
+            ok=ok,
+            symbols_ok=symbols_ok,
+            alerts=alerts,
+            error=error,
+        )
+    )
+
+
+def prune_poll_runs(conn: Connection, *, before: datetime) -> int:
+    """Delete poll runs older than `before`."""
+    return conn.execute(delete(poll_runs).where(poll_runs.c.started_at < before)).rowcount or 0

@@ -1,0 +1,188 @@
+"""The durable outbox: one row per destination, claimed with a lease, marked when done.
+
+Delivery is at-least-once per destination. A crash between a successful send and its mark
+leaves the row `sending`; when the lease expires it is sent again (the only duplicate window).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Connection, and_, delete, func, or_, select, update
+
+from gexbot.core.events import AlertEvent
+from gexbot.store.dialect import insert
+from gexbot.store.tables import outbox
+
+MAX_ERROR_CHARS = 500
+
+
+class OutboxState(StrEnum):
+    """Where a message stands."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """A claimed message."""
+
+    id: int
+    alert_key: str
+    seq: int
+    channel: str
+    payload: dict[str, Any]
+    attempts: int
+
+    @property
+    def event(self) -> AlertEvent:
+        """The alert this row carries."""
+        return AlertEvent.from_payload(self.payload)
+
+
+def enqueue(
+    conn: Connection,
+    items: Iterable[tuple[AlertEvent, Sequence[str]]],
+    *,
+    now: datetime,
+) -> list[int]:
+    """Insert one row per event and channel; returns the ids actually inserted.
+
+    A row that already exists (same alert key, sequence and channel) is skipped: re-running a
+    cycle after a crash enqueues nothing twice. RETURNING tells what was inserted (rowcount
+    is -1 on psycopg for this statement).
+    """
+    rows = [
+        {
+            "alert_key": event.key,
+            "seq": event.seq,
+            "channel": channel,
+            "payload": event.to_payload(),
+            "state": OutboxState.PENDING.value,
+            "attempts": 0,
+            "due_at": now,
+            "created_at": now,
+        }
+        for event, channels in items
+        for channel in dict.fromkeys(channels)
+    ]
+    if not rows:
+        return []
+    stmt = insert(conn, outbox).on_conflict_do_nothing().returning(outbox.c.id)
+    return [row.id for row in conn.execute(stmt, rows)]
+
+
+def _claimable(now: datetime) -> Any:
+    return or_(
+        and_(outbox.c.state == OutboxState.PENDING.value, outbox.c.due_at <= now),
+        and_(outbox.c.state == OutboxState.SENDING.value, outbox.c.lease_until < now),
+    )
+
+
+def claim(
+    conn: Connection,
+    *,
+    now: datetime,
+    lease: float,
+    limit: int = 50,
+    channels: Sequence[str] | None = None,
+) -> list[OutboxRow]:
+    """Take up to `limit` due rows (and rows whose sending lease expired) for `lease` seconds.
+
+    The UPDATE repeats the claim condition, so two workers racing for a row cannot both get it;
+    on PostgreSQL the candidates are also locked with SKIP LOCKED so workers do not queue.
+    """
+    candidates = select(outbox.c.id).where(_claimable(now)).order_by(outbox.c.due_at, outbox.c.id)
+    if channels is not None:
+        candidates = candidates.where(outbox.c.channel.in_(list(channels)))
+    candidates = candidates.limit(limit)
+    if conn.dialect.name == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True)
+    stmt = (
+        update(outbox)
+        .where(outbox.c.id.in_(candidates.scalar_subquery()), _claimable(now))
+        .values(
+            state=OutboxState.SENDING.value,
+            lease_until=now + timedelta(seconds=lease),
+            attempts=outbox.c.attempts + 1,
+        )
+        .returning(
+            outbox.c.id,
+            outbox.c.alert_key,
+            outbox.c.seq,
+            outbox.c.channel,
+            outbox.c.payload,
+            outbox.c.attempts,
+        )
+    )
+    rows = [
+        OutboxRow(r.id, r.alert_key, r.seq, r.channel, dict(r.payload), r.attempts)
+        for r in conn.execute(stmt)
+    ]
+    return sorted(rows, key=lambda r: r.id)
+
+
+def _finish(conn: Connection, row_id: int, **values: Any) -> bool:
+    stmt = (
+        update(outbox)
+        .where(outbox.c.id == row_id, outbox.c.state == OutboxState.SENDING.value)
+        .values(**values)
+        .returning(outbox.c.id)
+    )
+    return conn.execute(stmt).first() is not None
+
+
+def mark_sent(conn: Connection, row_id: int, *, now: datetime, provider_id: str | None) -> bool:
+    """The message went out; False if the row was no longer ours (lease lost)."""
+    return _finish(
+        conn,
+        row_id,
+        state=OutboxState.SENT.value,
+        sent_at=now,
+        lease_until=None,
+        provider_message_id=provider_id,
+        last_error=None,
+    )
+
+
+def mark_retry(conn: Connection, row_id: int, *, due_at: datetime, error: str) -> bool:
+    """Sending failed for now; try again at `due_at`. `error` must already be redacted."""
+    return _finish(
+        conn,
+        row_id,
+        state=OutboxState.PENDING.value,
+        due_at=due_at,
+        lease_until=None,
+        last_error=error[:MAX_ERROR_CHARS],
+    )
+
+
+def mark_dead(conn: Connection, row_id: int, *, error: str) -> bool:
+    """Sending cannot succeed (permanent error or attempts exhausted)."""
+    return _finish(
+        conn,
+        row_id,
+        state=OutboxState.DEAD.value,
+        lease_until=None,
+        last_error=error[:MAX_ERROR_CHARS],
+    )
+
+
+def counts(conn: Connection) -> dict[OutboxState, int]:
+    """Rows per state (for status and metrics)."""
+    stmt = select(outbox.c.state, func.count()).group_by(outbox.c.state)
+    found = {OutboxState(state): n for state, n in conn.execute(stmt)}
+    return {s: found.get(s, 0) for s in OutboxState}
+
+
+def prune_sent(conn: Connection, *, before: datetime) -> int:
+    """Delete sent rows older than `before` (dead rows stay for inspection)."""
+    stmt = delete(outbox).where(outbox.c.state == OutboxState.SENT.value, outbox.c.sent_at < before)
+    return conn.execute(stmt).rowcount or 0

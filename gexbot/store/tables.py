@@ -1,0 +1,170 @@
+"""The schema. Changes only through an Alembic migration in `migrations/`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+# Named constraints make migrations portable (and SQLite batch mode possible).
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out, on every backend (SQLite has no time zones)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def __init__(self, timezone: bool = True) -> None:
+        super().__init__(timezone=timezone)
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; pass an aware UTC datetime")
+        value = value.astimezone(UTC)
+        # SQLite compares timestamps as text: store every one the same, naive UTC.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)  # noqa: S101 - the column type guarantees it
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+UTC_TS = UTCDateTime()
+
+alert_state = Table(
+    "alert_state",
+    metadata,
+    Column("rule_id", String(64), primary_key=True),
+    Column("symbol", String(32), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("since", UTC_TS),
+    Column("baseline", Float),
+    Column("last_notified", UTC_TS),
+    Column("seq", Integer, nullable=False, default=0),
+    Column("last_reason", String(16)),
+)
+
+snapshot_last = Table(
+    "snapshot_last",
+    metadata,
+    Column("symbol", String(32), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("spot", Float),
+    Column("computed_at", UTC_TS),
+    Column("fetched_at", UTC_TS),
+    Column("data", JSON, nullable=False),
+)
+
+snapshot_history = Table(
+    "snapshot_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("symbol", String(32), nullable=False),
+    Column("computed_at", UTC_TS, nullable=False),
+    Column("spot", Float),
+    Column("data", JSON, nullable=False),
+    UniqueConstraint("symbol", "computed_at"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("alert_key", String(160), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("channel", String(64), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("due_at", UTC_TS, nullable=False),
+    Column("lease_until", UTC_TS),
+    Column("last_error", Text),
+    Column("provider_message_id", String(128)),
+    Column("created_at", UTC_TS, nullable=False),
+    Column("sent_at", UTC_TS),
+    UniqueConstraint("alert_key", "seq", "channel"),
+    Index("ix_outbox_state_due", "state", "due_at"),
+)
+
+symbol_health = Table(
+    "symbol_health",
+    metadata,
+    Column("symbol", String(32), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("since", UTC_TS, nullable=False),
+    Column("warned", Boolean, nullable=False, default=False),
+)
+
+mutes = Table(
+    "mutes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("scope", String(16), nullable=False),  # rule | symbol | all
+    Column("target", String(64), nullable=False),
+    Column("until", UTC_TS, nullable=False),
+    Column("created_by", String(128)),
+    Column("created_at", UTC_TS, nullable=False),
+    UniqueConstraint("scope", "target"),
+)
+
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("platform", String(16), nullable=False),
+    Column("chat_id", String(64), nullable=False),
+    Column("scope", String(16), nullable=False),  # rule | symbol
+    Column("target", String(64), nullable=False),
+    Column("created_at", UTC_TS, nullable=False),
+    UniqueConstraint("platform", "chat_id", "scope", "target"),
+)
+
+cursors = Table(
+    "cursors",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", String(256), nullable=False),
+)
+
+poll_runs = Table(
+    "poll_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("started_at", UTC_TS, nullable=False),
+    Column("duration_ms", Float, nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("symbols_ok", Integer, nullable=False, default=0),
+    Column("alerts", Integer, nullable=False, default=0),
+    Column("error", Text),
+    Index("ix_poll_runs_started_at", "started_at"),
+)

@@ -1,0 +1,157 @@
+"""The dispatcher against the store: outcomes, and crashes at every step of a delivery."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import Engine, select
+
+from gexbot.core.evaluate import index_rules
+from gexbot.dispatch import DeliveryError, DispatchPolicy, dispatch_due
+from gexbot.pipeline import Pipeline
+from gexbot.store.outbox import OutboxRow, OutboxState, claim, counts
+from gexbot.store.tables import outbox
+from tests.rulekit import T0, bundle, make_rule, snapshot
+
+POLICY = DispatchPolicy(lease=30, max_attempts=3, base_delay=2, max_delay=60)
+
+
+class Recorder:
+    """A sender that records what it sent and can be told to fail."""
+
+    def __init__(self, errors: list[DeliveryError | Exception] | None = None) -> None:
+        self.sent: list[tuple[str, int]] = []
+        self.errors = list(errors or [])
+
+    async def __call__(self, row: OutboxRow) -> str | None:
+        if self.errors:
+            raise self.errors.pop(0)
+        self.sent.append((row.alert_key, row.seq))
+        return f"msg-{row.id}"
+
+
+def _alert(db: Engine) -> None:
+    """Commit one crossing alert for channel tty."""
+    p = Pipeline(db, index_rules([make_rule("crosses", rule_id="x")]))
+    p.run(bundle(snapshot(99, hvl=100)), now=T0)
+    assert len(p.run(bundle(snapshot(101, hvl=100)), now=T0).enqueued) == 1
+
+
+def _state(db: Engine) -> tuple[str, int, str | None]:
+    with db.connect() as conn:
+        row = conn.execute(select(outbox)).one()
+    return row.state, row.attempts, row.last_error
+
+
+async def test_sent_rows_are_marked_with_the_provider_id(db: Engine) -> None:
+    _alert(db)
+    sender = Recorder()
+    stats = await dispatch_due(db, sender, now=T0, policy=POLICY)
+    assert sender.sent == [("x|BTCUSDT", 1)] and len(stats.sent) == 1
+    with db.connect() as conn:
+        row = conn.execute(select(outbox)).one()
+    assert row.state == "sent" and row.provider_message_id == f"msg-{row.id}"
+    assert (await dispatch_due(db, sender, now=T0, policy=POLICY)).sent == []
+
+
+async def test_transient_failures_retry_after_the_given_delay(db: Engine) -> None:
+    _alert(db)
+    sender = Recorder([DeliveryError("rate limited", retry_after=20)])
+    stats = await dispatch_due(db, sender, now=T0, policy=POLICY)
+    assert len(stats.retried) == 1 and _state(db)[:2] == ("pending", 1)
+    assert (
+        await dispatch_due(db, sender, now=T0 + timedelta(seconds=19), policy=POLICY)
+    ).sent == []
+    assert (
+        len((await dispatch_due(db, sender, now=T0 + timedelta(seconds=20), policy=POLICY)).sent)
+        == 1
+    )
+
+
+async def test_permanent_failures_are_dead_at_once(db: Engine) -> None:
+    _alert(db)
+    sender = Recorder([DeliveryError("channel_not_found", permanent=True)])
+    stats = await dispatch_due(db, sender, now=T0, policy=POLICY)
+    assert len(stats.dead) == 1
+    assert _state(db) == ("dead", 1, "channel_not_found")
+
+
+async def test_attempts_are_bounded(db: Engine) -> None:
+    _alert(db)
+    sender = Recorder([DeliveryError("503")] * 5)
+    now = T0
+    for _ in range(3):
+        await dispatch_due(db, sender, now=now, policy=POLICY, rng=random.Random(1))
+        now += timedelta(minutes=5)
+    assert _state(db)[:2] == ("dead", 3)
+    assert sender.sent == []
+
+
+async def test_an_unexpected_sender_bug_is_retried_without_its_message(db: Engine) -> None:
+    _alert(db)
+    sender = Recorder([ValueError("token xoxb-secret in a foreign message")])
+    stats = await dispatch_due(db, sender, now=T0, policy=POLICY)
+    assert len(stats.retried) == 1
+    state, _, error = _state(db)
+    assert state == "pending" and error == "unexpected ValueError"
+
+
+async def test_crash_after_commit_before_send_delivers_on_restart(db: Engine) -> None:
+    _alert(db)  # committed; the process dies before the dispatcher runs
+    sender = Recorder()
+    stats = await dispatch_due(db, sender, now=T0 + timedelta(seconds=5), policy=POLICY)
+    assert len(stats.sent) == 1 and sender.sent == [("x|BTCUSDT", 1)]
+
+
+async def test_crash_after_send_before_mark_resends_once_the_lease_expires(db: Engine) -> None:
+    _alert(db)
+    with db.begin() as conn:
+        rows = claim(conn, now=T0, lease=POLICY.lease)  # claimed, sent… and the process died
+    assert len(rows) == 1
+    sender = Recorder()
+    assert (
+        await dispatch_due(db, sender, now=T0 + timedelta(seconds=10), policy=POLICY)
+    ).sent == []
+    stats = await dispatch_due(db, sender, now=T0 + timedelta(seconds=31), policy=POLICY)
+    # At-least-once: the message goes out again (the documented duplicate window), never lost.
+    assert len(stats.sent) == 1 and _state(db)[:2] == ("sent", 2)
+    with db.connect() as conn:
+        assert counts(conn)[OutboxState.SENT] == 1
+
+
+@pytest.mark.parametrize("crash_at", ["before-commit", "after-commit", "after-send"])
+async def test_no_step_of_a_crash_loses_or_doubles_an_enqueued_alert(
+    db: Engine, crash_at: str
+) -> None:
+    rules = index_rules([make_rule("crosses", rule_id="x")])
+    Pipeline(db, rules).run(bundle(snapshot(99, hvl=100)), now=T0)
+    crossing = bundle(snapshot(101, hvl=100))
+    if crash_at == "before-commit":
+        from sqlalchemy import event
+
+        def boom(_c: object) -> None:
+            raise RuntimeError("killed")
+
+        event.listen(db, "commit", boom)
+        with pytest.raises(RuntimeError):
+            Pipeline(db, rules).run(crossing, now=T0)
+        event.remove(db, "commit", boom)
+    else:
+        Pipeline(db, rules).run(crossing, now=T0)
+        if crash_at == "after-send":
+            with db.begin() as conn:
+                claim(conn, now=T0, lease=POLICY.lease)
+    # Restart: run the same cycle again, then deliver until quiet.
+    Pipeline(db, rules).run(crossing, now=T0 + timedelta(seconds=1))
+    sender = Recorder()
+    await dispatch_due(db, sender, now=T0 + timedelta(minutes=2), policy=POLICY)
+    assert sender.sent == [("x|BTCUSDT", 1)]
+    with db.connect() as conn:
+        assert counts(conn) == {
+            OutboxState.PENDING: 0,
+            OutboxState.SENDING: 0,
+            OutboxState.SENT: 1,
+            OutboxState.DEAD: 0,
+        }
