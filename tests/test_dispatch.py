@@ -49,10 +49,12 @@ async def test_sent_rows_are_marked_with_the_provider_id(db: Engine) -> None:
     _alert(db)
     sender = Recorder()
     stats = await dispatch_due(db, sender, now=T0, policy=POLICY)
-    assert sender.sent == [("x|BTCUSDT", 1)] and len(stats.sent) == 1
+    assert sender.sent == [("x|BTCUSDT", 1)]
+    assert len(stats.sent) == 1
     with db.connect() as conn:
         row = conn.execute(select(outbox)).one()
-    assert row.state == "sent" and row.provider_message_id == f"msg-{row.id}"
+    assert row.state == "sent"
+    assert row.provider_message_id == f"msg-{row.id}"
     assert (await dispatch_due(db, sender, now=T0, policy=POLICY)).sent == []
 
 
@@ -60,7 +62,8 @@ async def test_transient_failures_retry_after_the_given_delay(db: Engine) -> Non
     _alert(db)
     sender = Recorder([DeliveryError("rate limited", retry_after=20)])
     stats = await dispatch_due(db, sender, now=T0, policy=POLICY)
-    assert len(stats.retried) == 1 and _state(db)[:2] == ("pending", 1)
+    assert len(stats.retried) == 1
+    assert _state(db)[:2] == ("pending", 1)
     assert (
         await dispatch_due(db, sender, now=T0 + timedelta(seconds=19), policy=POLICY)
     ).sent == []
@@ -95,14 +98,16 @@ async def test_an_unexpected_sender_bug_is_retried_without_its_message(db: Engin
     stats = await dispatch_due(db, sender, now=T0, policy=POLICY)
     assert len(stats.retried) == 1
     state, _, error = _state(db)
-    assert state == "pending" and error == "unexpected ValueError"
+    assert state == "pending"
+    assert error == "unexpected ValueError"
 
 
 async def test_crash_after_commit_before_send_delivers_on_restart(db: Engine) -> None:
     _alert(db)  # committed; the process dies before the dispatcher runs
     sender = Recorder()
     stats = await dispatch_due(db, sender, now=T0 + timedelta(seconds=5), policy=POLICY)
-    assert len(stats.sent) == 1 and sender.sent == [("x|BTCUSDT", 1)]
+    assert len(stats.sent) == 1
+    assert sender.sent == [("x|BTCUSDT", 1)]
 
 
 async def test_crash_after_send_before_mark_resends_once_the_lease_expires(db: Engine) -> None:
@@ -116,7 +121,8 @@ async def test_crash_after_send_before_mark_resends_once_the_lease_expires(db: E
     ).sent == []
     stats = await dispatch_due(db, sender, now=T0 + timedelta(seconds=31), policy=POLICY)
     # At-least-once: the message goes out again (the documented duplicate window), never lost.
-    assert len(stats.sent) == 1 and _state(db)[:2] == ("sent", 2)
+    assert len(stats.sent) == 1
+    assert _state(db)[:2] == ("sent", 2)
     with db.connect() as conn:
         assert counts(conn)[OutboxState.SENT] == 1
 

@@ -73,7 +73,8 @@ def test_statuses_round_trip_and_upsert(db: Engine) -> None:
     with db.connect() as conn:
         loaded = load_statuses(conn)
     assert loaded == {"r": {"BTCUSDT": later, "ETHUSDT": AlertStatus()}}
-    assert loaded["r"]["BTCUSDT"].since is not None and loaded["r"]["BTCUSDT"].since.tzinfo
+    assert loaded["r"]["BTCUSDT"].since is not None
+    assert loaded["r"]["BTCUSDT"].since.tzinfo
 
 
 def test_forget_rules_drops_only_their_statuses(db: Engine) -> None:
@@ -96,7 +97,9 @@ def test_snapshots_keep_the_last_per_symbol_and_a_deduplicated_history(db: Engin
         history = load_history(conn, "BTCUSDT")
     assert last is not None
     snap = last.symbols["BTCUSDT"]
-    assert snap.spot == 102 and snap.level(Level.HVL) == 100.5 and snap.computed_at == later
+    assert snap.spot == 102
+    assert snap.level(Level.HVL) == 100.5
+    assert snap.computed_at == later
     assert snap.level(Level.CALL_RESISTANCE) is None
     assert [h.spot for h in history] == [101, 102]
     with db.begin() as conn:
@@ -120,12 +123,14 @@ def test_claim_leases_rows_and_expired_leases_come_back(db: Engine) -> None:
         enqueue(conn, [(_event(), ["desk"])], now=T0)
     with db.begin() as conn:
         rows = claim(conn, now=T0, lease=30)
-        assert [r.channel for r in rows] == ["desk"] and rows[0].attempts == 1
+        assert [r.channel for r in rows] == ["desk"]
+        assert rows[0].attempts == 1
         assert rows[0].event == _event()
         assert claim(conn, now=T0 + timedelta(seconds=10), lease=30) == []  # leased
     with db.begin() as conn:
         again = claim(conn, now=T0 + timedelta(seconds=31), lease=30)  # the sender died
-    assert [r.id for r in again] == [rows[0].id] and again[0].attempts == 2
+    assert [r.id for r in again] == [rows[0].id]
+    assert again[0].attempts == 2
 
 
 def test_marks_retry_dead_and_sent(db: Engine) -> None:
@@ -170,7 +175,8 @@ def test_concurrent_claims_never_hand_out_a_row_twice(db: Engine) -> None:
     for t in threads:
         t.join()
     claimed = [i for ids in got for i in ids]
-    assert len(claimed) == 100 and len(set(claimed)) == 100
+    assert len(claimed) == 100
+    assert len(set(claimed)) == 100
 
 
 # -- the cycle transaction ----------------------------------------------------------------------
@@ -196,9 +202,13 @@ def test_a_cycle_commits_statuses_snapshot_and_outbox_together(db: Engine) -> No
         status = load_statuses(conn)["hvl-cross"]["BTCUSDT"]
         last = load_last_bundle(conn)
         row = conn.execute(select(outbox)).one()
-    assert status.seq == 1 and status.baseline == 1.0
-    assert last is not None and last.symbols["BTCUSDT"].spot == 101
-    assert row.alert_key == "hvl-cross|BTCUSDT" and row.seq == 1 and row.channel == "tty"
+    assert status.seq == 1
+    assert status.baseline == 1.0
+    assert last is not None
+    assert last.symbols["BTCUSDT"].spot == 101
+    assert row.alert_key == "hvl-cross|BTCUSDT"
+    assert row.seq == 1
+    assert row.channel == "tty"
     assert row.payload["direction"] == "up"
 
 
@@ -262,7 +272,8 @@ def test_missing_and_stale_symbols_are_stored_without_touching_rules(db: Engine)
     with db.connect() as conn:
         last = load_last_bundle(conn)
         statuses = load_statuses(conn)
-    assert last is not None and last.symbols["BTCUSDT"].status is SymbolStatus.MISSING
+    assert last is not None
+    assert last.symbols["BTCUSDT"].status is SymbolStatus.MISSING
     assert statuses["hvl-cross"]["BTCUSDT"].baseline == -1.0
     with db.connect() as conn:
         assert conn.execute(select(func.count()).select_from(alert_state)).scalar() == 1

@@ -12,7 +12,6 @@ from gexbot.core.snapshot import BundleSnapshot, Level, SymbolSnapshot, SymbolSt
 from gexbot.store.dialect import insert
 from gexbot.store.tables import snapshot_history, snapshot_last
 
-
 _LEVEL_NAMES = frozenset(lv.value for lv in Level)
 
 
