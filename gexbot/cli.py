@@ -31,6 +31,7 @@ from gexbot.sim.market import DEMO_CONFIG, SimConfig, Simulator
 from gexbot.sim.scenario import ScenarioError, apply_scenario, load_scenario
 from gexbot.sim.server import DEFAULT_KEY, SimServer
 from gexbot.store.engine import DatabaseError, make_engine, masked, migrate
+from gexbot.store.prune import prune
 
 EXIT_OK = 0
 EXIT_INVALID = 1  # bad settings, rules or arguments: fix the input
@@ -48,7 +49,11 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("check", help="validate settings and rules; exit 1 and list every problem")
     sub.add_parser("schema", help="print the JSON Schema of rule files")
     db = sub.add_parser("db", help="database maintenance")
-    db.add_argument("action", choices=["upgrade"], help="upgrade: apply migrations")
+    db.add_argument(
+        "action",
+        choices=["upgrade", "prune"],
+        help="upgrade: apply migrations; prune: delete what is older than GEXBOT_RETENTION_DAYS",
+    )
 
     demo = sub.add_parser("demo", help="the simulator on 127.0.0.1 and live levels, no key")
     demo.add_argument("--cycles", type=int, default=0, help="stop after N refreshes (0: never)")
@@ -82,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check":
             return _check(console, err)
         if args.command == "db":
-            return _db_upgrade(console)
+            return _db(args.action, console)
         if args.command == "schema":
             sys.stdout.write(json.dumps(rule_file_json_schema(), indent=2) + "\n")
             return EXIT_OK
@@ -106,15 +111,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_INVALID
 
 
-def _db_upgrade(console: Console) -> int:
+def _db(action: str, console: Console) -> int:
     settings = load_settings()
     engine = make_engine(settings.database_url)
     try:
         head = migrate(engine)
+        if action == "upgrade":
+            where = masked(settings.database_url)
+            console.print(f"database at revision {head} ({where})", markup=False, highlight=False)
+            return EXIT_OK
+        done = prune(engine, now=datetime.now(tz=UTC), retention_days=settings.retention_days)
     finally:
         engine.dispose()
     console.print(
-        f"database at revision {head} ({masked(settings.database_url)})",
+        f"pruned {done.sent} sent messages, {done.history} snapshots and {done.poll_runs} poll "
+        f"runs older than {settings.retention_days:g} days",
         markup=False,
         highlight=False,
     )

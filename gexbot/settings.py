@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     poll_interval: float = Field(30.0, gt=0)
     database_url: str = "sqlite:///gexbot.db"
     rules: Path = Path("rules")
+    retention_days: float = Field(30.0, gt=0)
     missing_after: float = Field(90.0, ge=0)
     stale_after: float = Field(90.0, gt=0)
     slack_bot_token: SecretStr | None = None

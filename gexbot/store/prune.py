@@ -1,0 +1,32 @@
+"""Retention: delete what is older than `GEXBOT_RETENTION_DAYS` (dead messages stay)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine
+
+from gexbot.store.ops import prune_poll_runs
+from gexbot.store.outbox import prune_sent
+from gexbot.store.snapshots import prune_history
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    """Rows deleted per table."""
+
+    sent: int
+    history: int
+    poll_runs: int
+
+
+def prune(engine: Engine, *, now: datetime, retention_days: float) -> Pruned:
+    """Delete sent messages, snapshot history and poll runs older than the retention."""
+    before = now - timedelta(days=retention_days)
+    with engine.begin() as conn:
+        return Pruned(
+            sent=prune_sent(conn, before=before),
+            history=prune_history(conn, before=before),
+            poll_runs=prune_poll_runs(conn, before=before),
+        )
