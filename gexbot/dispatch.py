@@ -1,38 +1,46 @@
-"""The dispatcher: claims due outbox rows, sends them, and marks each outcome."""
+"""The dispatcher: claims due outbox rows, sends them per destination, marks each outcome.
+
+Destinations are served concurrently, each in its own task, so a rate-limited or slow channel
+never holds up another. Rows of one cycle for one destination go out as one message that says
+how many alerts it carries.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 
+from gexbot.adapters.notify import DeliveryError, Notifier
+from gexbot.core.alert import NotifyReason
 from gexbot.core.backoff import backoff_delay
-from gexbot.store.outbox import OutboxRow, claim, mark_dead, mark_retry, mark_sent
+from gexbot.core.events import AlertEvent
+from gexbot.core.render import render
+from gexbot.core.rules import Channel, Severity
+from gexbot.store.outbox import OutboxRow, claim, enqueue, mark_dead, mark_retry, mark_sent
 
 log = logging.getLogger(__name__)
 
-
-class DeliveryError(Exception):
-    """Sending failed. `permanent` means retrying cannot help; the message is redacted."""
-
-    def __init__(self, message: str, *, permanent: bool = False, retry_after: float | None = None):
-        super().__init__(message)
-        self.permanent = permanent
-        self.retry_after = retry_after
+__all__ = ["DeliveryError", "DispatchPolicy", "DispatchStats", "Dispatcher", "Route"]
 
 
-#: Sends one row and returns the provider's message id (or None).
-Sender = Callable[[OutboxRow], Awaitable[str | None]]
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a channel name delivers: its notifier (None when the platform has no token)."""
+
+    channel: Channel
+    notifier: Notifier | None
 
 
 @dataclass(slots=True)
 class DispatchStats:
-    """Outcomes of one dispatch pass."""
+    """Outcomes of one dispatch pass (row ids)."""
 
     sent: list[int] = field(default_factory=list)
     retried: list[int] = field(default_factory=list)
@@ -41,71 +49,157 @@ class DispatchStats:
 
 @dataclass(frozen=True, slots=True)
 class DispatchPolicy:
-    """Lease, attempts and backoff for deliveries."""
+    """Lease, attempts, backoff and grouping for deliveries."""
 
-    lease: float = 60.0
+    lease: float = 300.0
     max_attempts: int = 8
     base_delay: float = 2.0
     max_delay: float = 600.0
-    batch: int = 50
+    batch: int = 500
+    group: bool = True
 
 
-async def dispatch_due(
-    engine: Engine,
-    send: Sender,
-    *,
-    now: datetime,
-    policy: DispatchPolicy | None = None,
-    rng: random.Random | None = None,
-) -> DispatchStats:
-    """Claim due rows, send each, and record sent / retry / dead. Database calls run in a thread."""
-    policy = policy or DispatchPolicy()
-    rng = rng or random.Random()
-    stats = DispatchStats()
+class Dispatcher:
+    """Delivers the outbox through the notifiers of `routes`."""
 
-    def _claim() -> list[OutboxRow]:
-        with engine.begin() as conn:
-            return claim(conn, now=now, lease=policy.lease, limit=policy.batch)
+    def __init__(
+        self,
+        engine: Engine,
+        routes: dict[str, Route],
+        *,
+        clock: Callable[[], datetime],
+        warnings_to: Sequence[str] = (),
+        policy: DispatchPolicy | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._engine = engine
+        self.routes = routes
+        self._clock = clock
+        self._warnings_to = tuple(warnings_to)
+        self._policy = policy or DispatchPolicy()
+        self._rng = rng or random.Random()
+        self._reported: set[str] = set()
 
-    def _mark(fn: Callable[..., bool], row_id: int, **kw: object) -> bool:
-        with engine.begin() as conn:
-            return fn(conn, row_id, **kw)
+    async def run_once(self) -> DispatchStats:
+        """Claim what is due and deliver it; returns what happened to each row."""
+        policy = self._policy
+        now = self._clock()
 
-    for row in await asyncio.to_thread(_claim):
-        if row.attempts > policy.max_attempts:
-            error = f"gave up after {policy.max_attempts} attempts"
-            await asyncio.to_thread(_mark, mark_dead, row.id, error=error)
-            stats.dead.append(row.id)
-            continue
-        outcome = await _attempt(send, row)
-        if not isinstance(outcome, DeliveryError):
-            await asyncio.to_thread(_mark, mark_sent, row.id, now=now, provider_id=outcome)
-            stats.sent.append(row.id)
-            continue
-        if outcome.permanent or row.attempts >= policy.max_attempts:
-            log.error("delivery to %s failed for good: %s", row.channel, outcome)
-            await asyncio.to_thread(_mark, mark_dead, row.id, error=str(outcome))
-            stats.dead.append(row.id)
-            continue
-        delay = outcome.retry_after
-        if delay is None:
-            delay = backoff_delay(
-                row.attempts, base=policy.base_delay, cap=policy.max_delay, rng=rng
+        def _claim() -> list[OutboxRow]:
+            with self._engine.begin() as conn:
+                return claim(conn, now=now, lease=policy.lease, limit=policy.batch)
+
+        rows = await asyncio.to_thread(_claim)
+        stats = DispatchStats()
+        by_channel: dict[str, list[OutboxRow]] = defaultdict(list)
+        for row in rows:
+            by_channel[row.channel].append(row)
+        async with asyncio.TaskGroup() as tasks:
+            for channel, mine in by_channel.items():
+                tasks.create_task(self._deliver_channel(channel, mine, stats))
+        return stats
+
+    def _messages(self, rows: list[OutboxRow]) -> list[list[OutboxRow]]:
+        if not self._policy.group:
+            return [[r] for r in rows]
+        # One message per cycle: rows created at the same instant came from the same cycle.
+        groups: dict[object, list[OutboxRow]] = {}
+        for row in rows:
+            groups.setdefault(row.payload.get("at"), []).append(row)
+        return list(groups.values())
+
+    async def _deliver_channel(
+        self, channel: str, rows: list[OutboxRow], stats: DispatchStats
+    ) -> None:
+        route = self.routes.get(channel)
+        for message in self._messages(rows):
+            outcome = await self._send(route, channel, message)
+            if not isinstance(outcome, DeliveryError):
+                await self._finish(message, mark_sent, stats.sent, provider_id=outcome)
+                continue
+            attempts = max(r.attempts for r in message)
+            if outcome.permanent or attempts >= self._policy.max_attempts:
+                log.error("delivery to %s failed for good: %s", channel, outcome)
+                await self._finish(message, mark_dead, stats.dead, error=str(outcome))
+                await self._warn_dead(channel, route, str(outcome))
+                continue
+            delay = outcome.retry_after
+            if delay is None:
+                delay = backoff_delay(
+                    attempts,
+                    base=self._policy.base_delay,
+                    cap=self._policy.max_delay,
+                    rng=self._rng,
+                )
+            log.warning("delivery to %s failed (%s); retry in %.0fs", channel, outcome, delay)
+            due = self._clock() + timedelta(seconds=delay)
+            await self._finish(message, mark_retry, stats.retried, due_at=due, error=str(outcome))
+
+    async def _send(
+        self, route: Route | None, channel: str, rows: list[OutboxRow]
+    ) -> str | DeliveryError | None:
+        if route is None:
+            return DeliveryError(
+                f"unknown channel `{channel}` (not in the rule files)", permanent=True
             )
-        log.warning("delivery to %s failed (%s); retry in %.0fs", row.channel, outcome, delay)
-        due = now + timedelta(seconds=delay)
-        await asyncio.to_thread(_mark, mark_retry, row.id, due_at=due, error=str(outcome))
-        stats.retried.append(row.id)
-    return stats
+        if route.notifier is None:
+            var = f"GEXBOT_{route.channel.kind.value.upper()}_BOT_TOKEN"
+            return DeliveryError(f"{var} is not set", permanent=True)
+        if any(r.attempts > self._policy.max_attempts for r in rows):
+            return DeliveryError(
+                f"gave up after {self._policy.max_attempts} attempts", permanent=True
+            )
+        try:
+            items = [render(r.event) for r in rows]
+            return await route.notifier.send(route.channel.target, items)
+        except DeliveryError as exc:
+            return exc
+        except Exception as exc:  # a notifier bug must not stop delivery of the other rows
+            log.exception("unexpected error delivering to %s", channel)
+            # Only the type: a foreign message may carry a token.
+            return DeliveryError(f"unexpected {type(exc).__name__}")
 
+    async def _finish(
+        self, rows: list[OutboxRow], mark: Callable[..., bool], into: list[int], **kw: object
+    ) -> None:
+        if "provider_id" in kw:
+            kw["now"] = self._clock()
 
-async def _attempt(send: Sender, row: OutboxRow) -> str | DeliveryError | None:
-    """Send one row: the provider id, or the error saying what to do next."""
-    try:
-        return await send(row)
-    except DeliveryError as exc:
-        return exc
-    except Exception as exc:  # a notifier bug must not stop delivery of the other rows
-        log.exception("unexpected error delivering to %s", row.channel)
-        # Only the type: a foreign message may carry a token.
-        return DeliveryError(f"unexpected {type(exc).__name__}")
+        def _do() -> None:
+            with self._engine.begin() as conn:
+                for row in rows:
+                    mark(conn, row.id, **kw)
+
+        await asyncio.to_thread(_do)
+        into.extend(r.id for r in rows)
+
+    async def _warn_dead(self, channel: str, route: Route | None, error: str) -> None:
+        """Tell the warnings route once per channel per day, never the failing channel itself."""
+        now = self._clock()
+        targets = [c for c in self._warnings_to if c != channel]
+        day = now.toordinal()
+        key = f"{channel}:{day}"
+        if not targets or key in self._reported:
+            return
+        self._reported.add(key)
+        where = f"{route.channel.kind.value} {route.channel.target}" if route else "unknown"
+        event = AlertEvent(
+            key=f"warning:delivery|{channel}",
+            seq=day,
+            rule_id="warning:delivery",
+            symbol="",
+            reason=NotifyReason.FIRED,
+            severity=Severity.WARNING,
+            at=now,
+            kind="delivery",
+            message=(
+                f"Delivery to channel `{channel}` ({where}) failed for good: {error}. "
+                "Alerts for it are dropped until this is fixed."
+            ),
+        )
+
+        def _do() -> None:
+            with self._engine.begin() as conn:
+                enqueue(conn, [(event, targets)], now=now)
+
+        await asyncio.to_thread(_do)

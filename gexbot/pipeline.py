@@ -60,7 +60,7 @@ class Pipeline:
         """Evaluate `bundle`; commit new statuses, the snapshot and the outbox rows together."""
         statuses, previous = self._load()
         result = run_rules(self.rules, statuses, previous, bundle, now=now)
-        events = events_for(result.decisions, self.rules.by_id, now=now)
+        events = events_for(result.decisions, self.rules.by_id, now=now, bundle=bundle)
         try:
             with self._engine.begin() as conn:
                 save_statuses(conn, result.statuses)

@@ -8,10 +8,15 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import Engine, select
 
+from collections.abc import Sequence
+from datetime import datetime
+
 from gexbot.core.evaluate import index_rules
-from gexbot.dispatch import DeliveryError, DispatchPolicy, dispatch_due
+from gexbot.core.render import Rendered
+from gexbot.core.rules import Channel, ChannelKind
+from gexbot.dispatch import DeliveryError, Dispatcher, DispatchPolicy, DispatchStats, Route
 from gexbot.pipeline import Pipeline
-from gexbot.store.outbox import OutboxRow, OutboxState, claim, counts
+from gexbot.store.outbox import OutboxState, claim, counts
 from gexbot.store.tables import outbox
 from tests.rulekit import T0, bundle, make_rule, snapshot
 
@@ -19,17 +24,36 @@ POLICY = DispatchPolicy(lease=30, max_attempts=3, base_delay=2, max_delay=60)
 
 
 class Recorder:
-    """A sender that records what it sent and can be told to fail."""
+    """A notifier that records what it sent and can be told to fail."""
+
+    platform = "console"
 
     def __init__(self, errors: list[DeliveryError | Exception] | None = None) -> None:
         self.sent: list[tuple[str, int]] = []
+        self.messages: list[list[str]] = []
         self.errors = list(errors or [])
+        self.count = 0
 
-    async def __call__(self, row: OutboxRow) -> str | None:
+    async def send(self, target: str, items: Sequence[Rendered]) -> str | None:
         if self.errors:
             raise self.errors.pop(0)
-        self.sent.append((row.alert_key, row.seq))
-        return f"msg-{row.id}"
+        self.messages.append([r.headline for r in items])
+        self.sent.append(("x|BTCUSDT", len(self.messages)))
+        self.count += 1
+        return f"msg-{self.count}"
+
+
+async def dispatch_due(
+    db: Engine,
+    sender: Recorder,
+    *,
+    now: datetime,
+    policy: DispatchPolicy,
+    rng: random.Random | None = None,
+) -> DispatchStats:
+    routes = {"tty": Route(Channel("tty", ChannelKind.CONSOLE, "console"), sender)}
+    dispatcher = Dispatcher(db, routes, clock=lambda: now, policy=policy, rng=rng)
+    return await dispatcher.run_once()
 
 
 def _alert(db: Engine) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 from gexbot.core.alert import NotifyReason
 from gexbot.core.lifecycle import Decision
 from gexbot.core.rules import Rule, Severity
+from gexbot.core.snapshot import BundleSnapshot, Level
 from gexbot.core.wire import parse_time
 
 
@@ -28,6 +29,7 @@ class AlertEvent:
     reason: NotifyReason
     severity: Severity
     at: datetime  # when the bot decided
+    kind: str = ""  # the condition (crosses, near, …) or the warning (missing, stale, …)
     level_name: str = ""
     level: float | None = None
     spot: float | None = None
@@ -36,7 +38,8 @@ class AlertEvent:
     cause: str | None = None
     previous_level: float | None = None
     computed_at: datetime | None = None
-    message: str | None = None  # the rule's template, if it has one
+    hvl: float | None = None  # for the regime line of every alert
+    message: str | None = None  # the rule's template, or a warning's full text
 
     def to_payload(self) -> dict[str, Any]:
         """A JSON-safe dict (datetimes as ISO 8601)."""
@@ -68,7 +71,11 @@ def alert_key(rule_id: str, symbol: str) -> str:
 
 
 def events_for(
-    decisions: Sequence[Decision], rules: Mapping[str, Rule], *, now: datetime
+    decisions: Sequence[Decision],
+    rules: Mapping[str, Rule],
+    *,
+    now: datetime,
+    bundle: BundleSnapshot | None = None,
 ) -> list[tuple[AlertEvent, tuple[str, ...]]]:
     """Sending decisions as events, each with the channels its rule notifies."""
     out = []
@@ -77,6 +84,7 @@ def events_for(
             continue
         obs = d.observation
         rule = rules[obs.rule_id]
+        snap = bundle.symbols.get(obs.symbol) if bundle is not None else None
         event = AlertEvent(
             key=alert_key(obs.rule_id, obs.symbol),
             seq=d.status.seq,
@@ -85,6 +93,7 @@ def events_for(
             reason=d.reason,
             severity=rule.severity,
             at=now,
+            kind=rule.condition.kind.value,
             level_name=obs.level_name,
             level=obs.level,
             spot=obs.spot,
@@ -93,6 +102,7 @@ def events_for(
             cause=obs.cause.value if obs.cause else None,
             previous_level=obs.previous_level,
             computed_at=obs.computed_at,
+            hvl=snap.level(Level.HVL) if snap is not None else None,
             message=rule.message,
         )
         out.append((event, rule.notify))

@@ -1,0 +1,41 @@
+"""The console notifier (Rich): what `gexbot demo` shows, and handy in development."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from rich.console import Console
+from rich.text import Text
+
+from gexbot.core.render import Rendered
+from gexbot.core.rules import Severity
+
+_STYLE = {Severity.CRITICAL: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
+
+
+class ConsoleNotifier:
+    """Prints alerts, one block each, with a local sequence number as the message id."""
+
+    platform = "console"
+
+    def __init__(self, console: Console | None = None) -> None:
+        self._console = console or Console()
+        self._count = 0
+
+    async def close(self) -> None:
+        """Nothing to close."""
+
+    async def send(self, target: str, items: Sequence[Rendered]) -> str | None:
+        """Print the alerts."""
+        stamp = datetime.now(tz=UTC).strftime("%H:%M:%S")
+        if len(items) > 1:
+            self._console.print(Text(f"{stamp}  {len(items)} alerts", style="bold"))
+        for r in items:
+            line = Text(f"{stamp}  {r.marker} ")
+            line.append(r.headline, style=_STYLE[r.severity])
+            self._console.print(line)
+            for detail in r.details:
+                self._console.print(Text(f"          {detail}", style="dim"))
+        self._count += 1
+        return str(self._count)

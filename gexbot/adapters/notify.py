@@ -1,0 +1,33 @@
+"""The notifier interface and the error every notifier translates its platform's errors into."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from gexbot.core.render import Rendered
+
+
+class DeliveryError(Exception):
+    """Sending failed. `permanent`: retrying cannot help. The message never holds a secret."""
+
+    def __init__(
+        self, message: str, *, permanent: bool = False, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        self.retry_after = retry_after
+
+
+class Notifier(Protocol):
+    """Sends rendered alerts to one platform."""
+
+    platform: str
+
+    async def send(self, target: str, items: Sequence[Rendered]) -> str | None:
+        """Send one message carrying `items` to `target`; the provider's message id."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...

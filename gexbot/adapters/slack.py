@@ -1,0 +1,85 @@
+"""Slack delivery through slack-sdk's AsyncWebClient (`chat.postMessage`, Block Kit)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import aiohttp
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from gexbot.adapters.notify import DeliveryError
+from gexbot.adapters.pacing import SLACK_PER_CHANNEL, Pacer
+from gexbot.core.render import Rendered, slack_message
+
+log = logging.getLogger(__name__)
+
+#: Errors that no retry fixes (api.slack.com/methods/chat.postMessage#errors).
+PERMANENT = frozenset(
+    {
+        "channel_not_found",
+        "not_in_channel",
+        "is_archived",
+        "invalid_auth",
+        "not_authed",
+        "account_inactive",
+        "token_revoked",
+        "token_expired",
+        "no_permission",
+        "missing_scope",
+        "restricted_action",
+        "ekm_access_denied",
+        "invalid_blocks",
+        "msg_too_long",
+        "team_access_not_granted",
+    }
+)
+
+
+class SlackNotifier:
+    """Posts to Slack channels, paced at about one message per second per channel."""
+
+    platform = "slack"
+
+    def __init__(self, client: AsyncWebClient, *, pacer: Pacer | None = None) -> None:
+        self._client = client
+        self._pacer = pacer or Pacer()
+
+    async def close(self) -> None:
+        """Close the client's HTTP session, if it owns one."""
+        if self._client.session is not None and not self._client.session.closed:
+            await self._client.session.close()
+
+    async def send(self, target: str, items: Sequence[Rendered]) -> str | None:
+        """Post one message; the message `ts` is the provider id."""
+        key = f"slack:{target}"
+        await self._pacer.wait([(key, SLACK_PER_CHANNEL)])
+        text, blocks = slack_message(items)
+        try:
+            resp = await self._client.chat_postMessage(
+                channel=target, text=text, blocks=blocks, unfurl_links=False, unfurl_media=False
+            )
+        except SlackApiError as exc:
+            raise self._translate(exc, key) from None
+        except (SlackClientError, aiohttp.ClientError, TimeoutError) as exc:
+            raise DeliveryError(f"slack: {type(exc).__name__}") from None
+        ts = resp.data.get("ts") if isinstance(resp.data, dict) else None
+        return str(ts) if ts is not None else None
+
+    def _translate(self, exc: SlackApiError, key: str) -> DeliveryError:
+        # Build the message from the error code only: the SDK's text can quote the request.
+        resp = exc.response
+        data = getattr(resp, "data", None)
+        code = str(data.get("error") or "unknown_error") if isinstance(data, dict) else "no_json"
+        status = getattr(resp, "status_code", None)
+        if status == 429 or code == "ratelimited":
+            try:
+                wait = float(resp.headers.get("Retry-After", "1")) if resp is not None else 1.0
+            except ValueError:
+                wait = 1.0
+            self._pacer.push_back(key, wait)
+            return DeliveryError(f"slack: rate limited ({code})", retry_after=wait)
+        if code in PERMANENT:
+            return DeliveryError(f"slack: {code}", permanent=True)
+        return DeliveryError(f"slack: {code} (HTTP {status})")

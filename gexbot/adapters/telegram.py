@@ -1,0 +1,119 @@
+"""Telegram delivery through python-telegram-bot (`sendMessage`, parse mode HTML)."""
+
+from __future__ import annotations
+
+import os
+
+# PTB 22 warns on every RetryAfter access unless timedeltas are opted into (PTB 22.2 notes).
+os.environ.setdefault("PTB_TIMEDELTA", "1")
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
+
+from telegram import Bot, LinkPreviewOptions
+from telegram.constants import ParseMode
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    InvalidToken,
+    RetryAfter,
+    TelegramError,
+)
+
+from gexbot.adapters.notify import DeliveryError
+from gexbot.adapters.pacing import (
+    TELEGRAM_GLOBAL,
+    TELEGRAM_PER_CHAT,
+    TELEGRAM_PER_GROUP,
+    Pacer,
+)
+from gexbot.core.render import Rendered, telegram_html
+
+log = logging.getLogger(__name__)
+
+#: Called with (old chat id, new chat id) when a group became a supergroup.
+OnMigrated = Callable[[str, str], Awaitable[None]]
+
+
+def _seconds(value: float | timedelta) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+class TelegramNotifier:
+    """Sends HTML messages to Telegram chats inside the Bot API's flood limits."""
+
+    platform = "telegram"
+
+    def __init__(
+        self,
+        bot: Bot,
+        *,
+        pacer: Pacer | None = None,
+        migrated: dict[str, str] | None = None,
+        on_migrated: OnMigrated | None = None,
+    ) -> None:
+        self._bot = bot
+        self._pacer = pacer or Pacer()
+        self.migrated = migrated if migrated is not None else {}
+        self._on_migrated = on_migrated
+        self._ready = False
+
+    async def close(self) -> None:
+        """Close the bot's HTTP connections."""
+        await self._bot.shutdown()
+        self._ready = False
+
+    async def send(self, target: str, items: Sequence[Rendered]) -> str | None:
+        """Send one message; follows a group's migration to a supergroup once."""
+        chat = self.migrated.get(target, target)
+        try:
+            return await self._send(chat, items)
+        except ChatMigrated as exc:
+            new = str(exc.new_chat_id)
+            log.warning("telegram chat %s became supergroup %s; following it", chat, new)
+            self.migrated[target] = new
+            if self._on_migrated is not None:
+                await self._on_migrated(target, new)
+            try:
+                return await self._send(new, items)
+            except TelegramError as again:
+                raise self._translate(again, new) from None
+        except TelegramError as exc:
+            raise self._translate(exc, chat) from None
+
+    async def _send(self, chat: str, items: Sequence[Rendered]) -> str | None:
+        if not self._ready:
+            await self._bot.initialize()  # getMe: a rejected token surfaces here
+            self._ready = True
+        per_chat = TELEGRAM_PER_GROUP if chat.startswith("-") else TELEGRAM_PER_CHAT
+        await self._pacer.wait([("telegram", TELEGRAM_GLOBAL), (f"telegram:{chat}", per_chat)])
+        message = await self._bot.send_message(
+            chat_id=int(chat),
+            text=telegram_html(items),
+            parse_mode=ParseMode.HTML,
+            link_preview_options=LinkPreviewOptions(is_disabled=True),
+        )
+        return str(message.message_id)
+
+    def _translate(self, exc: TelegramError, chat: str) -> DeliveryError:
+        # Messages are ours: PTB's can include the request URL, which holds the token.
+        if isinstance(exc, RetryAfter):
+            wait = _seconds(exc.retry_after)
+            self._pacer.push_back("telegram", wait)
+            return DeliveryError(
+                f"telegram: flood control, retry after {wait:g}s", retry_after=wait
+            )
+        if isinstance(exc, Forbidden):
+            return DeliveryError(
+                f"telegram: forbidden for chat {chat} (bot blocked or removed)", permanent=True
+            )
+        if isinstance(exc, InvalidToken):
+            return DeliveryError(
+                "telegram: the bot token was rejected (GEXBOT_TELEGRAM_BOT_TOKEN)", permanent=True
+            )
+        if isinstance(exc, BadRequest):
+            reason = "chat not found" if "chat not found" in exc.message.lower() else "bad request"
+            return DeliveryError(f"telegram: {reason} for chat {chat}", permanent=True)
+        return DeliveryError(f"telegram: {type(exc).__name__}")

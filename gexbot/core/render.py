@@ -1,0 +1,209 @@
+"""Alert messages for a two-second read, and their Telegram, Slack and plain-text forms.
+
+Every platform gets the same content: a severity marker and a headline saying what happened,
+then spot, the distance to the level, the gamma regime, the data time and the rule id. Dynamic
+text is escaped per platform, and long messages are cut between blocks (or inside plain text
+before escaping), never inside a tag or an entity.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gexbot.core.alert import NotifyReason
+from gexbot.core.events import AlertEvent
+from gexbot.core.format import fmt_pct, fmt_price
+from gexbot.core.rules import Severity
+from gexbot.core.templates import render_template
+
+TELEGRAM_LIMIT = 4096  # telegram.constants.MessageLimit.MAX_TEXT_LENGTH
+SLACK_SECTION_LIMIT = 3000  # Block Kit section text
+SLACK_MAX_BLOCKS = 50
+
+MARKERS = {Severity.CRITICAL: "🔴", Severity.WARNING: "🟠", Severity.INFO: "🔵"}
+RESOLVED_MARKER = "✅"
+
+_LABELS = {
+    "hvl": "HVL",
+    "call_resistance": "call resistance",
+    "call_wall_2": "call wall 2",
+    "call_wall_3": "call wall 3",
+    "put_support": "put support",
+    "put_wall_2": "put wall 2",
+    "put_wall_3": "put wall 3",
+    "odte.hvl": "0DTE HVL",
+    "odte.call_resistance": "0DTE call resistance",
+    "odte.put_support": "0DTE put support",
+    "max_pain": "max pain",
+    "expected_move.upper_1sd": "expected move +1σ",
+    "expected_move.lower_1sd": "expected move −1σ",
+    "expected_move.upper_2sd": "expected move +2σ",
+    "expected_move.lower_2sd": "expected move −2σ",
+    "expected_move_1sd": "the 1σ expected move",
+    "expected_move_2sd": "the 2σ expected move",
+}
+
+
+def level_label(name: str) -> str:
+    """How a level reads in a message (`call_resistance` → `call resistance`)."""
+    return _LABELS.get(name, name)
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """One alert as text parts, before any platform's markup."""
+
+    marker: str
+    headline: str
+    details: tuple[str, ...]
+    severity: Severity
+
+
+def _what(e: AlertEvent) -> str:
+    """The condition, as a phrase after the symbol."""
+    label = level_label(e.level_name)
+    level = fmt_price(e.level)
+    side = "above" if e.direction == "up" else "below"
+    if e.kind == "crosses":
+        if e.cause == "level":
+            moved = "down" if e.direction == "up" else "up"
+            return f"{label} {level} moved {moved} through spot"
+        both = " (spot and level both moved)" if e.cause == "both" else ""
+        return f"crossed {side} {label} {level}{both}"
+    if e.kind == "near":
+        dist = abs(e.distance_pct) if e.distance_pct is not None else 0.0
+        return f"within {dist:.2f}% of {label} {level}"
+    if e.kind in ("above", "below"):
+        return f"{e.kind} {label} {level}" if e.level_name[:1].isalpha() else f"{e.kind} {level}"
+    if e.kind == "outside":
+        return f"outside {label} ({side} {level})"
+    if e.kind == "moved":
+        way = e.direction or "?"
+        return f"{label} moved {way} to {level} (from {fmt_price(e.previous_level)})"
+    return e.message or e.kind
+
+
+def _fields(e: AlertEvent) -> dict[str, str]:
+    return {
+        "rule": e.rule_id,
+        "symbol": e.symbol,
+        "level_name": level_label(e.level_name),
+        "level": fmt_price(e.level),
+        "spot": fmt_price(e.spot),
+        "distance_pct": fmt_pct(e.distance_pct, signed=False).lstrip("+"),
+        "direction": e.direction or "",
+        "severity": e.severity.value,
+        "computed_at": e.computed_at.strftime("%H:%M:%S UTC") if e.computed_at else "unknown",
+    }
+
+
+def render(e: AlertEvent) -> Rendered:
+    """The text parts of one alert or warning."""
+    if e.rule_id.startswith("warning:"):
+        return Rendered(MARKERS[e.severity], e.message or e.kind, (), e.severity)
+    headline = render_template(e.message, _fields(e)) if e.message else f"{e.symbol} {_what(e)}"
+    marker = MARKERS[e.severity]
+    if e.reason is NotifyReason.RESOLVED:
+        headline, marker = f"Resolved: {headline}, no longer true", RESOLVED_MARKER
+    elif e.reason is NotifyReason.REPEAT:
+        headline = f"Still: {headline}"
+    parts = [f"spot {fmt_price(e.spot)}"]
+    if e.distance_pct is not None and e.level is not None:
+        where = "above" if e.distance_pct > 0 else "below"
+        parts.append(f"level {abs(e.distance_pct):.2f}% {where}")
+    if e.hvl is not None and e.spot is not None:
+        regime = "above HVL: dealers damp moves" if e.spot > e.hvl else "below HVL: moves amplified"
+        parts.append(regime)
+    data_time = e.computed_at.strftime("%H:%M:%S UTC") if e.computed_at else "unknown"
+    details = (" · ".join(parts), f"data {data_time} · rule {e.rule_id}")
+    return Rendered(marker, headline, details, e.severity)
+
+
+def _title(items: Sequence[Rendered]) -> str | None:
+    return None if len(items) == 1 else f"{len(items)} alerts"
+
+
+# -- plain text (console, Slack fallback) ------------------------------------------------------
+
+
+def plain_text(items: Sequence[Rendered]) -> str:
+    """Every alert as plain text, one block each."""
+    blocks = [f"{r.marker} {r.headline}" + "".join(f"\n   {d}" for d in r.details) for r in items]
+    title = _title(items)
+    return "\n".join([title, *blocks] if title else blocks)
+
+
+# -- Telegram HTML -------------------------------------------------------------------------------
+
+
+def _tg_block(r: Rendered, budget: int) -> str:
+    esc = html.escape
+    tail = "".join(f"\n{esc(d)}" for d in r.details[:-1])
+    if r.details:
+        tail += f"\n<i>{esc(r.details[-1])}</i>"
+    headline = r.headline
+    block = f"<b>{esc(r.marker)} {esc(headline)}</b>{tail}"
+    while len(block) > budget and headline:
+        # Cut the plain text, then escape: a cut can never split an entity or a tag.
+        headline = headline[: max(0, len(headline) - (len(block) - budget) - 1)]
+        block = f"<b>{esc(r.marker)} {esc(headline)}…</b>{tail}"
+    return block if len(block) <= budget else block[:0]
+
+
+def telegram_html(items: Sequence[Rendered], limit: int = TELEGRAM_LIMIT) -> str:
+    """One Telegram message (parse mode HTML) for one or several alerts, within `limit`."""
+    title = _title(items)
+    out = f"<b>{html.escape(title)}</b>\n\n" if title else ""
+    for i, r in enumerate(items):
+        rest = len(items) - i - 1
+        reserve = len(f"\n\n… and {rest} more") if rest else 0
+        sep = "\n\n" if i else ""
+        block = _tg_block(r, limit - len(out) - len(sep) - reserve)
+        if not block:
+            return out + f"\n\n… and {len(items) - i} more"
+        out += sep + block
+    return out
+
+
+# -- Slack Block Kit ------------------------------------------------------------------------------
+
+
+def _slack_escape(text: str) -> str:
+    # Slack mrkdwn control characters (api.slack.com/reference/surfaces/formatting#escaping).
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slack_message(items: Sequence[Rendered]) -> tuple[str, list[dict[str, object]]]:
+    """Fallback text and Block Kit blocks for one or several alerts."""
+    blocks: list[dict[str, object]] = []
+    title = _title(items)
+    if title:
+        blocks.append({"type": "header", "text": {"type": "plain_text", "text": title}})
+    shown = items[: (SLACK_MAX_BLOCKS - 2) // 2]
+    for r in shown:
+        head = _slack_escape(f"{r.marker} {r.headline}")
+        body = "\n".join(_slack_escape(d) for d in r.details[:-1])
+        text = f"*{head}*" + (f"\n{body}" if body else "")
+        if len(text) > SLACK_SECTION_LIMIT:
+            keep = SLACK_SECTION_LIMIT - len(f"*{head}*") - 1
+            text = (
+                f"*{head[: SLACK_SECTION_LIMIT - 3]}*" if keep < 0 else f"*{head}*\n{body[:keep]}"
+            )
+            text = text[: SLACK_SECTION_LIMIT - 1] + "…"
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+        if r.details:
+            blocks.append(
+                {
+                    "type": "context",
+                    "elements": [{"type": "mrkdwn", "text": _slack_escape(r.details[-1])}],
+                }
+            )
+    if len(items) > len(shown):
+        more = f"… and {len(items) - len(shown)} more"
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": more}]})
+    fallback = "; ".join(f"{r.marker} {r.headline}" for r in items)
+    if title:
+        fallback = f"{title}: {fallback}"
+    return fallback[:3000], blocks

@@ -1,0 +1,224 @@
+"""Programmable fakes of the Slack Web API and the Telegram Bot API (aiohttp, 127.0.0.1:0).
+
+They record what they receive, answer like the real services (including their error bodies),
+can be scripted per destination, and can enforce the platforms' published rate limits.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+class _Server:
+    def __init__(self) -> None:
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    def app(self) -> web.Application:
+        raise NotImplementedError
+
+    async def start(self) -> str:
+        self._runner = web.AppRunner(self.app(), handle_signals=False, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        return self.url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+@dataclass
+class SlackPost:
+    channel: str
+    text: str
+    blocks: list[dict[str, Any]]
+    ts: str
+    at: float
+
+
+class FakeSlack(_Server):
+    """`chat.postMessage` and `auth.test`; per-channel scripts; optional 1/s/channel limit."""
+
+    def __init__(self, token: str = "xoxb-test-token", *, enforce_limits: bool = False) -> None:
+        super().__init__()
+        self.token = token
+        self.enforce = enforce_limits
+        self.posts: list[SlackPost] = []
+        self.script: dict[str, deque[Any]] = defaultdict(deque)  # channel → responses to play
+        self.rejected_429 = 0
+        self._last: dict[str, float] = {}
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/api/chat.postMessage", self._post)
+        app.router.add_post("/api/auth.test", self._auth_test)
+        return app
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/api/"
+
+    async def _body(self, request: web.Request) -> dict[str, Any]:
+        if request.content_type == "application/json":
+            data: dict[str, Any] = await request.json()
+            return data
+        form = await request.post()
+        return {k: (json.loads(str(v)) if k == "blocks" else str(v)) for k, v in form.items()}
+
+    def _authorized(self, request: web.Request) -> bool:
+        return request.headers.get("Authorization") == f"Bearer {self.token}"
+
+    async def _auth_test(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        return web.json_response(
+            {"ok": True, "user_id": "U0BOT", "bot_id": "B0BOT", "team_id": "T0", "user": "gexbot"}
+        )
+
+    async def _post(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        if not self._authorized(request):
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        channel = str(body.get("channel", ""))
+        now = time.monotonic()
+        if self.enforce and now - self._last.get(channel, -10.0) < 0.95:
+            self.rejected_429 += 1
+            return web.json_response(
+                {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": "1"}
+            )
+        scripted = self.script[channel].popleft() if self.script[channel] else None
+        if isinstance(scripted, str):
+            return web.json_response({"ok": False, "error": scripted})
+        if isinstance(scripted, tuple) and scripted[0] == 429:
+            return web.json_response(
+                {"ok": False, "error": "ratelimited"},
+                status=429,
+                headers={"Retry-After": str(scripted[1])},
+            )
+        if isinstance(scripted, int):
+            return web.Response(status=scripted, text="upstream trouble")
+        self._last[channel] = now
+        ts = f"{1700000000 + len(self.posts)}.{len(self.posts):06d}"
+        self.posts.append(
+            SlackPost(channel, str(body.get("text", "")), list(body.get("blocks") or []), ts, now)
+        )
+        return web.json_response({"ok": True, "channel": channel, "ts": ts})
+
+
+@dataclass
+class TelegramMessage:
+    chat_id: str
+    text: str
+    parse_mode: str | None
+    message_id: int
+    at: float
+
+
+@dataclass
+class FakeTelegram(_Server):
+    """`getMe`, `sendMessage` (and friends later); per-chat scripts; optional flood limits."""
+
+    token: str = "123456:TEST-token"
+    enforce_limits: bool = False
+    messages: list[TelegramMessage] = field(default_factory=list)
+    script: dict[str, deque[Any]] = field(default_factory=lambda: defaultdict(deque))
+    calls: list[str] = field(default_factory=list)
+    rejected_429: int = 0
+    _recent: deque[float] = field(default_factory=deque)
+    _last_chat: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _Server.__init__(self)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/bot{token}/{method}", self._method)
+        return app
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/bot"
+
+    @staticmethod
+    def _error(code: int, description: str, **parameters: Any) -> web.Response:
+        body: dict[str, Any] = {"ok": False, "error_code": code, "description": description}
+        if parameters:
+            body["parameters"] = parameters
+        return web.json_response(body, status=code)
+
+    async def _method(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        self.calls.append(method)
+        if request.match_info["token"] != self.token:
+            return self._error(401, "Unauthorized")
+        form = await request.post()
+        data = {k: str(v) for k, v in form.items()}
+        if method == "getMe":
+            return web.json_response(
+                {
+                    "ok": True,
+                    "result": {
+                        "id": 123456,
+                        "is_bot": True,
+                        "first_name": "gexbot",
+                        "username": "gexbot_bot",
+                    },
+                }
+            )
+        if method == "sendMessage":
+            return self._send_message(data)
+        return self._error(404, "Not Found")
+
+    def _send_message(self, data: dict[str, str]) -> web.Response:
+        chat = data.get("chat_id", "")
+        now = time.monotonic()
+        if self.enforce_limits:
+            while self._recent and now - self._recent[0] >= 1.0:
+                self._recent.popleft()
+            per_chat = 3.0 if chat.startswith("-") else 1.0
+            if len(self._recent) >= 30 or now - self._last_chat.get(chat, -10.0) < per_chat * 0.95:
+                self.rejected_429 += 1
+                return self._error(429, "Too Many Requests: retry after 1", retry_after=1)
+        scripted = self.script[chat].popleft() if self.script[chat] else None
+        if scripted == "blocked":
+            return self._error(403, "Forbidden: bot was blocked by the user")
+        if scripted == "not_found":
+            return self._error(400, "Bad Request: chat not found")
+        if isinstance(scripted, tuple) and scripted[0] == "migrate":
+            return self._error(
+                400,
+                "Bad Request: group chat was upgraded to a supergroup chat",
+                migrate_to_chat_id=scripted[1],
+            )
+        if isinstance(scripted, tuple) and scripted[0] == 429:
+            return self._error(
+                429, f"Too Many Requests: retry after {scripted[1]}", retry_after=scripted[1]
+            )
+        if isinstance(scripted, int):
+            return self._error(scripted, "Internal Server Error")
+        self._recent.append(now)
+        self._last_chat[chat] = now
+        msg = TelegramMessage(
+            chat, data.get("text", ""), data.get("parse_mode"), len(self.messages) + 1, now
+        )
+        self.messages.append(msg)
+        kind = "supergroup" if chat.startswith("-") else "private"
+        return web.json_response(
+            {
+                "ok": True,
+                "result": {
+                    "message_id": msg.message_id,
+                    "date": int(time.time()),
+                    "chat": {"id": int(chat), "type": kind},
+                    "text": msg.text,
+                },
+            }
+        )
