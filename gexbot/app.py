@@ -6,8 +6,65 @@ import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from rich.console import Console
+from slack_sdk.web.async_client import AsyncWebClient
+
 from gexbot.adapters.backquant import BackQuantClient, build_http_client
+from gexbot.adapters.console import ConsoleNotifier
+from gexbot.adapters.notify import Notifier
+from gexbot.adapters.pacing import Pacer
+from gexbot.adapters.slack import SlackNotifier
+from gexbot.adapters.telegram import TelegramNotifier
+from gexbot.core.rules import ChannelKind, RuleSet
+from gexbot.dispatch import Route
 from gexbot.settings import Settings, SettingsError, env_name
+
+#: The setting that enables each platform.
+TOKEN_SETTING = {ChannelKind.SLACK: "slack_bot_token", ChannelKind.TELEGRAM: "telegram_bot_token"}
+
+
+def channel_problems(settings: Settings, rules: RuleSet) -> list[str]:
+    """Channels the rules use on a platform whose token is not set."""
+    used = set(rules.warnings_notify) | {c for r in rules.rules for c in r.notify}
+    problems = []
+    for name in sorted(used):
+        channel = rules.channels.get(name)
+        if channel is None or channel.kind not in TOKEN_SETTING:
+            continue
+        field = TOKEN_SETTING[channel.kind]
+        if getattr(settings, field) is None:
+            problems.append(
+                f"{env_name(field)}: required by channel `{name}` ({channel.kind.value} "
+                f"{channel.target}); set it or remove the channel from the rules"
+            )
+    return problems
+
+
+def build_notifiers(settings: Settings, *, console: Console | None = None) -> dict[str, Notifier]:
+    """One notifier per platform that is configured (the console always is)."""
+    from telegram import Bot  # noqa: PLC0415 - keeps PTB off the import path of other commands
+
+    pacer = Pacer()
+    out: dict[str, Notifier] = {"console": ConsoleNotifier(console)}
+    if settings.slack_bot_token is not None:
+        client = AsyncWebClient(
+            token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
+        )
+        out["slack"] = SlackNotifier(client, pacer=pacer)
+    if settings.telegram_bot_token is not None:
+        bot = Bot(
+            settings.telegram_bot_token.get_secret_value(), base_url=settings.telegram_api_url
+        )
+        out["telegram"] = TelegramNotifier(bot, pacer=pacer)
+    return out
+
+
+def build_routes(rules: RuleSet, notifiers: dict[str, Notifier]) -> dict[str, Route]:
+    """Channel name → route (no notifier when the platform has no token)."""
+    return {
+        name: Route(channel, notifiers.get(channel.kind.value))
+        for name, channel in rules.channels.items()
+    }
 
 
 @asynccontextmanager

@@ -18,7 +18,7 @@ from pathlib import Path
 from rich.console import Console
 
 from gexbot.adapters.backquant import MULTI_INCLUDES, FetchError
-from gexbot.app import backquant_client
+from gexbot.app import backquant_client, channel_problems
 from gexbot.console import levels_table
 from gexbot.core.levels_view import levels_view
 from gexbot.core.rulefile import RulesError, rule_file_json_schema
@@ -150,6 +150,8 @@ def _check(console: Console, err: Console) -> int:
             ruleset = load_rules(settings.rules, universe=settings.symbols)
         except RulesError as exc:
             problems.extend(str(p) for p in exc.problems)
+        else:
+            problems.extend(channel_problems(settings, ruleset))
     for line in problems:
         err.print(line, markup=False, highlight=False, soft_wrap=True)
     if problems or settings is None or ruleset is None:

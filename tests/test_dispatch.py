@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import random
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, select
-
-from collections.abc import Sequence
-from datetime import datetime
 
 from gexbot.core.evaluate import index_rules
 from gexbot.core.render import Rendered
@@ -33,6 +31,9 @@ class Recorder:
         self.messages: list[list[str]] = []
         self.errors = list(errors or [])
         self.count = 0
+
+    async def close(self) -> None:
+        pass
 
     async def send(self, target: str, items: Sequence[Rendered]) -> str | None:
         if self.errors:

@@ -51,7 +51,7 @@ def alert(**kw: object) -> Rendered:
 class NoWait(Pacer):
     """Pacing off, so error-path tests do not sleep."""
 
-    def reserve(self, limits: object) -> float:  # type: ignore[override]
+    def reserve(self, limits: object) -> float:
         return 0.0
 
 
@@ -99,18 +99,21 @@ async def _close_bots() -> AsyncIterator[None]:
 async def test_slack_posts_blocks_with_a_text_fallback(slack: FakeSlack) -> None:
     ts = await slack_notifier(slack).send("#gex-alerts", [alert()])
     post = slack.posts[0]
-    assert ts == post.ts and post.channel == "#gex-alerts"
+    assert ts == post.ts
+    assert post.channel == "#gex-alerts"
     assert post.text == "🔴 BTCUSDT crossed above HVL 67,000"
     section = post.blocks[0]["text"]["text"]
     assert section.startswith("*🔴 BTCUSDT crossed above HVL 67,000*")
-    assert "spot 67,213.5" in section and "above HVL" in section
+    assert "spot 67,213.5" in section
+    assert "above HVL" in section
     assert post.blocks[1]["elements"][0]["text"] == "data 12:00:03 UTC · rule hvl-regime"
 
 
 async def test_slack_escapes_hostile_text(slack: FakeSlack) -> None:
     await slack_notifier(slack).send("C0123", [alert(message=HOSTILE)])
     section = slack.posts[0].blocks[0]["text"]["text"]
-    assert "<script>" not in section and "&lt;script&gt;" in section
+    assert "<script>" not in section
+    assert "&lt;script&gt;" in section
 
 
 @pytest.mark.parametrize(
@@ -121,21 +124,24 @@ async def test_slack_permanent_errors(slack: FakeSlack, code: str) -> None:
     slack.script["C1"].append(code)
     with pytest.raises(DeliveryError) as info:
         await slack_notifier(slack).send("C1", [alert()])
-    assert info.value.permanent and code in str(info.value)
+    assert info.value.permanent
+    assert code in str(info.value)
 
 
 async def test_slack_429_carries_retry_after(slack: FakeSlack) -> None:
     slack.script["C1"].append((429, 7))
     with pytest.raises(DeliveryError) as info:
         await slack_notifier(slack).send("C1", [alert()])
-    assert not info.value.permanent and info.value.retry_after == 7
+    assert not info.value.permanent
+    assert info.value.retry_after == 7
 
 
 async def test_slack_5xx_is_transient(slack: FakeSlack) -> None:
     slack.script["C1"].append(503)
     with pytest.raises(DeliveryError) as info:
         await slack_notifier(slack).send("C1", [alert()])
-    assert not info.value.permanent and info.value.retry_after is None
+    assert not info.value.permanent
+    assert info.value.retry_after is None
 
 
 async def test_slack_bad_token_is_permanent_and_never_echoed(
@@ -145,8 +151,10 @@ async def test_slack_bad_token_is_permanent_and_never_echoed(
     wrong = "xoxb-0000-wrong-token-value"
     with pytest.raises(DeliveryError) as info:
         await slack_notifier(slack, token=wrong).send("C1", [alert()])
-    assert info.value.permanent and "invalid_auth" in str(info.value)
-    assert wrong not in str(info.value) and info.value.__cause__ is None
+    assert info.value.permanent
+    assert "invalid_auth" in str(info.value)
+    assert wrong not in str(info.value)
+    assert info.value.__cause__ is None
     assert wrong not in caplog.text
 
 
@@ -171,8 +179,11 @@ async def test_telegram_sends_html_with_every_value_escaped(telegram: FakeTelegr
     notifier = await telegram_notifier(telegram)
     msg_id = await notifier.send("42", [alert(message=HOSTILE)])
     sent = telegram.messages[0]
-    assert msg_id == "1" and sent.chat_id == "42" and sent.parse_mode == "HTML"
-    assert "<script>" not in sent.text and html.escape(HOSTILE) in sent.text
+    assert msg_id == "1"
+    assert sent.chat_id == "42"
+    assert sent.parse_mode == "HTML"
+    assert "<script>" not in sent.text
+    assert html.escape(HOSTILE) in sent.text
     assert sent.text.startswith("<b>🔴 ")
 
 
@@ -184,22 +195,26 @@ async def test_telegram_permanent_errors(telegram: FakeTelegram, script: str, sa
     telegram.script["42"].append(script)
     with pytest.raises(DeliveryError) as info:
         await (await telegram_notifier(telegram)).send("42", [alert()])
-    assert info.value.permanent and says in str(info.value)
+    assert info.value.permanent
+    assert says in str(info.value)
 
 
 async def test_telegram_bad_token_is_permanent_and_never_echoed(telegram: FakeTelegram) -> None:
     wrong = "999:wrong-secret-token"
     with pytest.raises(DeliveryError) as info:
         await (await telegram_notifier(telegram, token=wrong)).send("42", [alert()])
-    assert info.value.permanent and "GEXBOT_TELEGRAM_BOT_TOKEN" in str(info.value)
-    assert wrong not in str(info.value) and info.value.__cause__ is None
+    assert info.value.permanent
+    assert "GEXBOT_TELEGRAM_BOT_TOKEN" in str(info.value)
+    assert wrong not in str(info.value)
+    assert info.value.__cause__ is None
 
 
 async def test_telegram_retry_after(telegram: FakeTelegram) -> None:
     telegram.script["42"].append((429, 5))
     with pytest.raises(DeliveryError) as info:
         await (await telegram_notifier(telegram)).send("42", [alert()])
-    assert info.value.retry_after == 5 and not info.value.permanent
+    assert info.value.retry_after == 5
+    assert not info.value.permanent
 
 
 async def test_telegram_5xx_is_transient(telegram: FakeTelegram) -> None:
@@ -230,4 +245,5 @@ async def test_telegram_long_group_is_cut_below_the_limit(telegram: FakeTelegram
     await (await telegram_notifier(telegram)).send("42", items)
     text = telegram.messages[0].text
     assert len(text) <= 4096
-    assert text.startswith("<b>20 alerts</b>") and "more" in text.splitlines()[-1]
+    assert text.startswith("<b>20 alerts</b>")
+    assert "more" in text.splitlines()[-1]

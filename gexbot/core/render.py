@@ -92,7 +92,7 @@ def _fields(e: AlertEvent) -> dict[str, str]:
         "level_name": level_label(e.level_name),
         "level": fmt_price(e.level),
         "spot": fmt_price(e.spot),
-        "distance_pct": fmt_pct(e.distance_pct, signed=False).lstrip("+"),
+        "distance_pct": fmt_pct(e.distance_pct),
         "direction": e.direction or "",
         "severity": e.severity.value,
         "computed_at": e.computed_at.strftime("%H:%M:%S UTC") if e.computed_at else "unknown",

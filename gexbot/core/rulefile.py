@@ -7,6 +7,7 @@ Every problem is a `Problem` at `FILE:LINE:COL`, all of them collected in one pa
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, TypeVar
@@ -69,6 +70,8 @@ SymbolsField = Annotated[
 ]
 
 LEVEL_NAMES = tuple(level.value for level in Level)
+#: Slack channel names (lowercase, up to 80 chars, optional #) or conversation ids (C…, G…, D…).
+_SLACK_TARGET = re.compile(r"^(#?[a-z0-9][a-z0-9._-]{0,79}|[CGD][A-Z0-9]{8,})$")
 
 
 class _Spec(BaseModel):
@@ -387,6 +390,12 @@ def _channels(ctx: _Ctx, raw: Any) -> dict[str, tuple[Channel, Location]]:
         if spec is None:
             continue
         if spec.slack is not None:
+            if not _SLACK_TARGET.match(spec.slack):
+                ctx.at(
+                    ("channels", name, "slack"),
+                    "a Slack channel is a name (#gex-alerts) or an id (C0123ABCD)",
+                )
+                continue
             channel = Channel(str(name), ChannelKind.SLACK, spec.slack)
         elif spec.telegram is not None:
             if not str(spec.telegram).lstrip("-").isdigit():
