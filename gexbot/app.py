@@ -43,6 +43,7 @@ def channel_problems(settings: Settings, rules: RuleSet) -> list[str]:
 def build_notifiers(settings: Settings, *, console: Console | None = None) -> dict[str, Notifier]:
     """One notifier per platform that is configured (the console always is)."""
     from telegram import Bot  # noqa: PLC0415 - keeps PTB off the import path of other commands
+    from telegram.request import HTTPXRequest  # noqa: PLC0415
 
     pacer = Pacer()
     out: dict[str, Notifier] = {"console": ConsoleNotifier(console)}
@@ -53,7 +54,10 @@ def build_notifiers(settings: Settings, *, console: Console | None = None) -> di
         out["slack"] = SlackNotifier(client, pacer=pacer)
     if settings.telegram_bot_token is not None:
         bot = Bot(
-            settings.telegram_bot_token.get_secret_value(), base_url=settings.telegram_api_url
+            settings.telegram_bot_token.get_secret_value(),
+            base_url=settings.telegram_api_url,
+            # PTB's default pool of 1 connection would serialise sends to different chats.
+            request=HTTPXRequest(connection_pool_size=16),
         )
         out["telegram"] = TelegramNotifier(bot, pacer=pacer)
     return out

@@ -7,6 +7,7 @@ import os
 # PTB 22 warns on every RetryAfter access unless timedeltas are opted into (PTB 22.2 notes).
 os.environ.setdefault("PTB_TIMEDELTA", "1")
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
@@ -59,6 +60,7 @@ class TelegramNotifier:
         self.migrated = migrated if migrated is not None else {}
         self._on_migrated = on_migrated
         self._ready = False
+        self._init_lock = asyncio.Lock()
 
     async def close(self) -> None:
         """Close the bot's HTTP connections."""
@@ -84,9 +86,10 @@ class TelegramNotifier:
             raise self._translate(exc, chat) from None
 
     async def _send(self, chat: str, items: Sequence[Rendered]) -> str | None:
-        if not self._ready:
-            await self._bot.initialize()  # getMe: a rejected token surfaces here
-            self._ready = True
+        async with self._init_lock:  # one getMe, however many chats are sent to at once
+            if not self._ready:
+                await self._bot.initialize()  # a rejected token surfaces here
+                self._ready = True
         per_chat = TELEGRAM_PER_GROUP if chat.startswith("-") else TELEGRAM_PER_CHAT
         await self._pacer.wait([("telegram", TELEGRAM_GLOBAL), (f"telegram:{chat}", per_chat)])
         message = await self._bot.send_message(
