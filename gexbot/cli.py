@@ -7,25 +7,32 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pydantic import SecretStr
 from rich.console import Console
 
 from gexbot.adapters.backquant import MULTI_INCLUDES, FetchError
-from gexbot.app import backquant_client, channel_problems
+from gexbot.app import backquant_client, build_notifiers, channel_problems
 from gexbot.console import levels_table
 from gexbot.core.levels_view import levels_view
+from gexbot.core.render import plain_text, render
 from gexbot.core.rulefile import RulesError, rule_file_json_schema
+from gexbot.core.rules import RuleSet
 from gexbot.core.snapshot import BundleSnapshot
 from gexbot.core.symbols import normalize_symbol
 from gexbot.core.wire import mark_stale
-from gexbot.rules_loader import load_rules
+from gexbot.logs import configure as configure_logging
+from gexbot.rules_loader import RulesWatcher, load_rules
+from gexbot.runtime import Bot
 from gexbot.settings import Settings, SettingsError, load_settings
 from gexbot.sim.market import DEMO_CONFIG, SimConfig, Simulator
 from gexbot.sim.scenario import ScenarioError, apply_scenario, load_scenario
@@ -46,6 +53,11 @@ def _parser() -> argparse.ArgumentParser:
     lv = sub.add_parser("levels", help="print current levels (needs GEXBOT_API_KEY)")
     lv.add_argument("symbols", nargs="*", help="e.g. BTC ETHUSDT (default: GEXBOT_SYMBOLS)")
 
+    sub.add_parser("run", help="the bot: poll, evaluate, persist, deliver, until SIGTERM")
+    once = sub.add_parser("once", help="one cycle, then exit")
+    once.add_argument(
+        "--dry-run", action="store_true", help="print what would be sent; write nothing"
+    )
     sub.add_parser("check", help="validate settings and rules; exit 1 and list every problem")
     sub.add_parser("schema", help="print the JSON Schema of rule files")
     db = sub.add_parser("db", help="database maintenance")
@@ -55,9 +67,16 @@ def _parser() -> argparse.ArgumentParser:
         help="upgrade: apply migrations; prune: delete what is older than GEXBOT_RETENTION_DAYS",
     )
 
-    demo = sub.add_parser("demo", help="the simulator on 127.0.0.1 and live levels, no key")
-    demo.add_argument("--cycles", type=int, default=0, help="stop after N refreshes (0: never)")
+    demo = sub.add_parser("demo", help="the whole bot on the built-in simulator, no key needed")
     demo.add_argument("--seed", type=int, default=DEMO_CONFIG.seed)
+    demo.add_argument(
+        "--for",
+        dest="duration",
+        type=float,
+        default=0,
+        help="stop after this many seconds (0: run until Ctrl-C)",
+    )
+    demo.add_argument("--levels", action="store_true", help="print the levels table at start")
 
     srv = sub.add_parser("sim-server", help="run the simulated BackQuant API alone")
     srv.add_argument("--host", default="127.0.0.1")
@@ -76,11 +95,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("httpx").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    fmt = os.environ.get("GEXBOT_LOG_FORMAT", "text")
+    configure_logging("json" if fmt == "json" else "text", verbose=args.verbose)
+    if args.command not in ("run", "demo") and not args.verbose:
+        logging.getLogger("gexbot").setLevel(logging.WARNING)
     console = Console()
     err = Console(stderr=True)
     try:
@@ -98,7 +116,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "sim-server":
             return asyncio.run(_sim_server(args, console, err))
         if args.command == "demo":
-            return asyncio.run(_demo(args, console))
+            return asyncio.run(_demo(args, console, err))
+        if args.command == "run":
+            return asyncio.run(_serve(load_settings(), console, err))
+        if args.command == "once":
+            return asyncio.run(
+                _serve(load_settings(), console, err, once=True, dry_run=args.dry_run)
+            )
     except SettingsError as exc:
         for line in exc.problems:
             err.print(line, style="red", markup=False, highlight=False)
@@ -230,36 +254,118 @@ async def _until_signal() -> None:
     await stop.wait()
 
 
-async def _demo(args: argparse.Namespace, console: Console) -> int:
+def startup_problems(settings: Settings, *, need_key: bool) -> tuple[list[str], RuleSet | None]:
+    """Every reason the bot cannot start (the same report as `gexbot check`)."""
+    problems: list[str] = []
+    if need_key and (settings.api_key is None or not settings.api_key.get_secret_value()):
+        problems.append("GEXBOT_API_KEY: required (your BackQuant API key)")
+    ruleset = None
+    try:
+        ruleset = load_rules(settings.rules, universe=settings.symbols)
+    except RulesError as exc:
+        problems.extend(str(p) for p in exc.problems)
+    else:
+        problems.extend(channel_problems(settings, ruleset))
+    return problems, ruleset
+
+
+async def _serve(
+    settings: Settings,
+    console: Console,
+    err: Console,
+    *,
+    once: bool = False,
+    dry_run: bool = False,
+    stop: asyncio.Event | None = None,
+    quiet_cycles: bool = False,
+) -> int:
+    problems, ruleset = startup_problems(settings, need_key=True)
+    for line in settings.unsupported_symbols():
+        logging.getLogger("gexbot").warning("%s (it will be reported as invalid)", line)
+    if problems or ruleset is None:
+        for line in problems:
+            err.print(line, markup=False, highlight=False, soft_wrap=True)
+        err.print(f"gexbot did not start: {_count(len(problems), 'problem')}", markup=False)
+        return EXIT_FAILED
+    engine = make_engine(settings.database_url)
+    try:
+        migrate(engine)
+        notifiers = build_notifiers(settings, console=console)
+        async with backquant_client(settings) as client:
+            watcher = RulesWatcher(settings.rules, ruleset, universe=settings.symbols)
+            bot = Bot(settings, engine=engine, client=client, watcher=watcher, notifiers=notifiers)
+            if once:
+                return await _once(bot, console, dry_run=dry_run)
+            stop = stop or asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError):
+                    loop.add_signal_handler(sig, stop.set)
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(signal.SIGHUP, bot.reload_requested.set)
+            logging.getLogger("gexbot").info(
+                "gexbot started: %d rules, %d symbols, polling %s every %gs, database %s",
+                len(ruleset.rules),
+                len(settings.symbols),
+                settings.api_url,
+                settings.poll_interval,
+                masked(settings.database_url),
+            )
+            await bot.run(stop)
+            logging.getLogger("gexbot").info("gexbot stopped")
+    finally:
+        engine.dispose()
+    return EXIT_OK
+
+
+async def _once(bot: Bot, console: Console, *, dry_run: bool) -> int:
+    try:
+        report, _ = await bot.poll_once(dry_run=dry_run)
+        if bot.state.last_failure is not None:
+            console.print(f"poll failed: {bot.state.last_failure}", markup=False)
+        events = report.events if report else ()
+        if dry_run:
+            if not events:
+                console.print("dry run: nothing would be sent", markup=False)
+            for event in events:
+                console.print(f"would send: {plain_text([render(event)])}", markup=False)
+        else:
+            await bot.dispatcher.run_once()
+    finally:
+        for notifier in bot._notifiers.values():
+            await notifier.close()
+    return EXIT_FAILED if bot.state.last_failure is not None else EXIT_OK
+
+
+async def _demo(args: argparse.Namespace, console: Console, err: Console) -> int:
     sim = Simulator(replace(DEMO_CONFIG, seed=args.seed), clock=time.time)
     server = SimServer(sim)
     url = await server.start()
-    settings = load_settings(api_url=url, api_key=DEFAULT_KEY)
-    console.print(f"[bold]gexbot demo[/]: simulated BackQuant API on {url} (fast market)")
-    console.print("Levels refresh every 2 s; Ctrl-C stops.\n")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    cycles = 0
-    try:
-        async with backquant_client(settings) as client:
-            while not stop.is_set():
-                bundle = await client.bundle(settings.symbols, MULTI_INCLUDES)
-                bundle = mark_stale(
-                    bundle, now=datetime.now(tz=UTC), stale_after=settings.stale_after
-                )
-                console.rule(datetime.now(tz=UTC).strftime("%H:%M:%S UTC"))
-                _print_bundle(console, bundle)
-                cycles += 1
-                if args.cycles and cycles >= args.cycles:
-                    break
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), DEMO_CONFIG.refresh)
-    finally:
-        await server.stop()
-    return EXIT_OK
+    base = load_settings()
+    with tempfile.TemporaryDirectory(prefix="gexbot-demo-") as tmp:
+        overrides: dict[str, object] = {
+            "api_url": url,
+            "api_key": SecretStr(DEFAULT_KEY),
+            "poll_interval": DEMO_CONFIG.refresh,
+        }
+        if "database_url" not in base.model_fields_set:
+            overrides["database_url"] = f"sqlite:///{Path(tmp) / 'demo.db'}"
+        settings = base.model_copy(update=overrides)
+        console.print(
+            f"[bold]gexbot demo[/]: the bot on a simulated BackQuant API at {url} (a fast market), "
+            f"rules from {settings.rules}/, database {masked(settings.database_url)}.\n"
+            "Alerts print below as they fire (usually within a minute). Ctrl-C stops.\n"
+        )
+        if args.levels:
+            async with backquant_client(settings) as client:
+                _print_bundle(console, await client.bundle(settings.symbols, MULTI_INCLUDES))
+        stop = asyncio.Event()
+        if args.duration:
+            asyncio.get_running_loop().call_later(args.duration, stop.set)
+        try:
+            return await _serve(settings, console, err, stop=stop, quiet_cycles=True)
+        finally:
+            await server.stop()
 
 
 if __name__ == "__main__":

@@ -75,7 +75,7 @@ class Dispatcher:
         self._engine = engine
         self.routes = routes
         self._clock = clock
-        self._warnings_to = tuple(warnings_to)
+        self.warnings_to = tuple(warnings_to)
         self._policy = policy or DispatchPolicy()
         self._rng = rng or random.Random()
         self._reported: set[str] = set()
@@ -176,7 +176,7 @@ class Dispatcher:
     async def _warn_dead(self, channel: str, route: Route | None, error: str) -> None:
         """Tell the warnings route once per channel per day, never the failing channel itself."""
         now = self._clock()
-        targets = [c for c in self._warnings_to if c != channel]
+        targets = [c for c in self.warnings_to if c != channel]
         day = now.toordinal()
         key = f"{channel}:{day}"
         if not targets or key in self._reported:

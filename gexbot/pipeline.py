@@ -16,7 +16,8 @@ from sqlalchemy import Engine
 from gexbot.core.alert import AlertStatus
 from gexbot.core.cycle import CycleResult, run_rules
 from gexbot.core.evaluate import RuleIndex
-from gexbot.core.events import events_for
+from gexbot.core.events import AlertEvent, events_for
+from gexbot.core.feed_warnings import FeedContext, WarningResult, feed_warnings
 from gexbot.core.snapshot import BundleSnapshot
 from gexbot.store.outbox import enqueue
 from gexbot.store.snapshots import load_last_bundle, save_snapshot
@@ -31,6 +32,7 @@ class CycleReport:
 
     result: CycleResult
     enqueued: tuple[int, ...]  # outbox row ids inserted by this cycle
+    events: tuple[AlertEvent, ...] = ()  # what this cycle decided to send (rules and warnings)
 
 
 class Pipeline:
@@ -41,11 +43,12 @@ class Pipeline:
         self.rules = rules
         self._statuses: dict[str, dict[str, AlertStatus]] | None = None
         self._previous: BundleSnapshot | None = None
+        self.invalid_reported: set[str] = set()
 
     def replace_rules(self, rules: RuleIndex, changed_ids: frozenset[str]) -> None:
         """Swap in reloaded rules; rules that changed definition start from a fresh state."""
         with self._engine.begin() as conn:
-            forget_rules(conn, changed_ids)
+            forget_rules(conn, [r for r in changed_ids if not r.startswith("warning:")])
         self.rules = rules
         self._statuses = None  # reload: cheaper to re-read than to patch
 
@@ -56,20 +59,64 @@ class Pipeline:
                 self._previous = load_last_bundle(conn)
         return self._statuses, self._previous
 
-    def run(self, bundle: BundleSnapshot, *, now: datetime) -> CycleReport:
-        """Evaluate `bundle`; commit new statuses, the snapshot and the outbox rows together."""
+    def preview(
+        self,
+        bundle: BundleSnapshot | None,
+        *,
+        now: datetime,
+        feed: FeedContext | None = None,
+        warnings_to: tuple[str, ...] = (),
+    ) -> CycleReport:
+        """What `run` would decide and send, without writing anything (`once --dry-run`)."""
+        return self.run(bundle, now=now, feed=feed, warnings_to=warnings_to, commit=False)
+
+    def run(
+        self,
+        bundle: BundleSnapshot | None,
+        *,
+        now: datetime,
+        feed: FeedContext | None = None,
+        warnings_to: tuple[str, ...] = (),
+        commit: bool = True,
+    ) -> CycleReport:
+        """Evaluate `bundle` (None: the poll failed) and the feed warnings; commit new statuses,
+        the snapshot and the outbox rows together."""
         statuses, previous = self._load()
-        result = run_rules(self.rules, statuses, previous, bundle, now=now)
+        result = CycleResult((), {})
+        if bundle is not None:
+            result = run_rules(self.rules, statuses, previous, bundle, now=now)
         events = events_for(result.decisions, self.rules.by_id, now=now, bundle=bundle)
+        changed = dict(result.statuses)
+        warnings = WarningResult()
+        if feed is not None:
+            warnings = feed_warnings(
+                statuses,
+                previous=previous,
+                bundle=bundle,
+                now=now,
+                feed=feed,
+                invalid_reported=self.invalid_reported,
+            )
+            changed.update(warnings.statuses)
+            if warnings.events and not warnings_to:
+                log.warning(
+                    "feed warning with no `warnings` route in the rules: %s",
+                    "; ".join(e.message or e.kind for e in warnings.events),
+                )
+            events += [(e, warnings_to) for e in warnings.events if warnings_to]
+        if not commit:
+            return CycleReport(result, (), tuple(e for e, _ in events))
         try:
             with self._engine.begin() as conn:
-                save_statuses(conn, result.statuses)
-                save_snapshot(conn, bundle)
+                save_statuses(conn, changed)
+                if bundle is not None:
+                    save_snapshot(conn, bundle)
                 ids = enqueue(conn, events, now=now)
         except Exception:
             self._statuses, self._previous = None, None
             raise
-        for (rule_id, symbol), status in result.statuses.items():
+        for (rule_id, symbol), status in changed.items():
             statuses.setdefault(rule_id, {})[symbol] = status
-        self._previous = bundle
-        return CycleReport(result, tuple(ids))
+        if bundle is not None:
+            self._previous = bundle
+        return CycleReport(result, tuple(ids), tuple(e for e, _ in events))

@@ -129,11 +129,15 @@ def test_check_passes_on_defaults_with_the_example_rules(tmp_path: Path) -> None
     assert out.stdout.startswith("OK: 10 rules, 1 channel, 4 of 4 symbols covered")
 
 
-def test_demo_runs_on_embedded_defaults_with_no_key(tmp_path: Path) -> None:
-    out = gexbot("demo", "--cycles", "2", env=_env(tmp_path), cwd=tmp_path)
+def test_demo_runs_the_bot_on_embedded_defaults_and_alerts_quickly(tmp_path: Path) -> None:
+    env = _env(tmp_path, GEXBOT_RULES=str(ROOT / "rules"))
+    out = gexbot("demo", "--for", "25", "--levels", env=env, cwd=tmp_path, timeout=90)
     assert out.returncode == 0, out.stderr
-    for sym in ("BTCUSDT", "ETHUSDT", "SOLUSDT", "HYPEUSDT"):
-        assert out.stdout.count(f"{sym}  spot") == 2
+    assert "gexbot demo" in out.stdout and "BTCUSDT  spot" in out.stdout
+    alerts = [line for line in out.stdout.splitlines() if any(m in line for m in "🔴🟠🔵")]
+    assert alerts, out.stdout
+    assert "gexbot started" in out.stderr and "gexbot stopped" in out.stderr
+    assert not list(tmp_path.glob("*.db"))  # the demo's database lives in a temp directory
 
 
 def test_sim_server_rejects_a_bad_scenario_with_the_file_name(tmp_path: Path) -> None:

@@ -50,6 +50,7 @@ class Observation:
     baseline: float | None = None  # the baseline a fire would record (side, or level value)
     previous_level: float | None = None
     computed_at: datetime | None = None
+    after_gap: bool = False  # the previous poll had no usable data for this symbol
 
 
 @dataclass(slots=True)
@@ -59,6 +60,7 @@ class _SymbolView:
     rel: dict[Level, float]  # (spot − level) / level in %, per non-null level
     prev_spot: float | None
     prev_levels: Mapping[Level, float | None]
+    after_gap: bool
 
 
 def _views(previous: BundleSnapshot | None, snapshot: BundleSnapshot) -> dict[str, _SymbolView]:
@@ -79,6 +81,7 @@ def _views(previous: BundleSnapshot | None, snapshot: BundleSnapshot) -> dict[st
             rel,
             prev.spot if prev is not None and prev.usable else None,
             prev.levels if prev is not None and prev.usable else {},
+            prev is not None and not prev.usable,
         )
     return views
 
@@ -334,6 +337,7 @@ def _crossing(
         baseline=side,
         previous_level=prev_level,
         computed_at=view.snap.computed_at,
+        after_gap=view.after_gap,
     )
 
 

@@ -39,6 +39,7 @@ class AlertEvent:
     previous_level: float | None = None
     computed_at: datetime | None = None
     hvl: float | None = None  # for the regime line of every alert
+    after_gap: bool = False  # decided on the first data after a gap in the feed
     message: str | None = None  # the rule's template, or a warning's full text
 
     def to_payload(self) -> dict[str, Any]:
@@ -103,6 +104,7 @@ def events_for(
             previous_level=obs.previous_level,
             computed_at=obs.computed_at,
             hvl=snap.level(Level.HVL) if snap is not None else None,
+            after_gap=obs.after_gap,
             message=rule.message,
         )
         out.append((event, rule.notify))

@@ -104,6 +104,8 @@ def render(e: AlertEvent) -> Rendered:
     if e.rule_id.startswith("warning:"):
         return Rendered(MARKERS[e.severity], e.message or e.kind, (), e.severity)
     headline = render_template(e.message, _fields(e)) if e.message else f"{e.symbol} {_what(e)}"
+    if e.after_gap:
+        headline += " (across a data gap)"
     marker = MARKERS[e.severity]
     if e.reason is NotifyReason.RESOLVED:
         headline, marker = f"Resolved: {headline}, no longer true", RESOLVED_MARKER

@@ -1,0 +1,353 @@
+"""The running bot: poll, evaluate/decide/persist, deliver, reload rules, serve health.
+
+All loops share one event loop under a TaskGroup. SIGINT/SIGTERM only set `stop`: the current
+cycle finishes, due deliveries are flushed within a deadline, and the process exits 0. An
+exception in one cycle is logged with its traceback and counted; the next cycle runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine
+
+from gexbot.adapters.backquant import BackQuantClient, FetchError, FetchErrorKind
+from gexbot.adapters.notify import Notifier
+from gexbot.app import build_routes
+from gexbot.core.alert import NotifyReason
+from gexbot.core.backoff import backoff_delay
+from gexbot.core.evaluate import index_rules
+from gexbot.core.events import AlertEvent
+from gexbot.core.feed_warnings import FeedContext
+from gexbot.core.includes import required_includes
+from gexbot.core.rules import Severity
+from gexbot.core.schedule import RefreshModel, next_poll
+from gexbot.core.snapshot import BundleSnapshot, SymbolStatus
+from gexbot.core.wire import mark_stale
+from gexbot.dispatch import Dispatcher, DispatchPolicy
+from gexbot.health import HealthServer, Metrics
+from gexbot.pipeline import CycleReport, Pipeline
+from gexbot.rules_loader import RulesWatcher
+from gexbot.settings import Settings
+from gexbot.store.outbox import enqueue
+
+log = logging.getLogger("gexbot")
+
+FLUSH_DEADLINE = 5.0  # seconds allowed to deliver what is due after a stop signal
+RULES_CHECK_EVERY = 2.0
+
+
+def utcnow() -> datetime:
+    """The wall clock, UTC (the only place the runtime reads it)."""
+    return datetime.now(tz=UTC)
+
+
+@dataclass(slots=True)
+class PollState:
+    """What the poll loop remembers between cycles."""
+
+    started_at: datetime
+    last_success: datetime | None = None
+    last_failure: FetchError | None = None
+    failures: int = 0
+    last_statuses: dict[str, SymbolStatus] | None = None
+    cycles: int = 0
+
+
+class Bot:
+    """One gexbot process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        engine: Engine,
+        client: BackQuantClient,
+        watcher: RulesWatcher,
+        notifiers: dict[str, Notifier],
+        clock: Callable[[], datetime] = utcnow,
+        rng: random.Random | None = None,
+        quiet_cycles: bool = False,
+    ) -> None:
+        self.settings = settings
+        self._engine = engine
+        self._client = client
+        self.watcher = watcher
+        self._notifiers = notifiers
+        self._clock = clock
+        self._rng = rng or random.Random()
+        rules = watcher.rules
+        self.pipeline = Pipeline(engine, index_rules(rules.rules))
+        self.dispatcher = Dispatcher(
+            engine,
+            build_routes(rules, notifiers),
+            clock=clock,
+            warnings_to=rules.warnings_notify,
+            policy=DispatchPolicy(),
+            rng=self._rng,
+        )
+        self.metrics = Metrics()
+        self.state = PollState(started_at=clock())
+        self.model = RefreshModel(interval=settings.poll_interval)
+        self.wake = asyncio.Event()
+        self.reload_requested = asyncio.Event()
+        self._start_seq = int(time.time())
+        self._quiet = quiet_cycles  # the demo logs only cycles where something happened
+
+    # -- health -----------------------------------------------------------------------------
+
+    def health(self) -> tuple[bool, dict[str, object]]:
+        """Healthy while the last successful poll is younger than 3 intervals."""
+        now = self._clock()
+        limit = 3 * self.settings.poll_interval
+        last = self.state.last_success
+        age = (now - last).total_seconds() if last else None
+        ok = age is not None and age <= limit
+        reason = "ok" if ok else ("no successful poll yet" if last is None else "feed down")
+        if not ok and self.state.last_failure is not None:
+            reason += f": {self.state.last_failure}"
+        return ok, {
+            "status": "ok" if ok else "down",
+            "reason": reason,
+            "last_success": last,
+            "age_seconds": age,
+            "limit_seconds": limit,
+            "rate_limit_remaining": self._client.rate_limit.remaining,
+        }
+
+    # -- the poll cycle -------------------------------------------------------------------
+
+    async def poll_once(self, *, dry_run: bool = False) -> tuple[CycleReport | None, bool]:
+        """One poll and, when the data changed, one evaluation. Returns (report, fresh)."""
+        now = self._clock()
+        rules = self.watcher.rules
+        includes = required_includes(rules.rules)
+        bundle: BundleSnapshot | None = None
+        t0 = time.perf_counter()
+        try:
+            bundle = await self._client.bundle(
+                self.settings.symbols, includes, self.settings.exchanges
+            )
+        except FetchError as exc:
+            self.metrics.polls.labels(outcome=exc.kind.value).inc()
+            self.state.failures += 1
+            first = self.state.last_failure is None or self.state.last_failure.kind != exc.kind
+            self.state.last_failure = exc
+            (log.warning if first else log.debug)("poll failed: %s", exc)
+        else:
+            self.metrics.polls.labels(outcome="ok").inc()
+            self.state.failures = 0
+            self.state.last_failure = None
+            self.state.last_success = now
+        self.metrics.upstream_latency.observe(time.perf_counter() - t0)
+        rl = self._client.rate_limit
+        if rl.remaining is not None:
+            self.metrics.rate_remaining.set(rl.remaining)
+        if rl.quota_remaining is not None:
+            self.metrics.quota_remaining.set(rl.quota_remaining)
+        fresh = False
+        if bundle is not None:
+            bundle = mark_stale(bundle, now=now, stale_after=self.settings.stale_after)
+            fresh = self.model.observe([s.computed_at for s in bundle.symbols.values()])
+            statuses = {s: snap.status for s, snap in bundle.symbols.items()}
+            self._log_transitions(statuses)
+            for status in SymbolStatus:
+                self.metrics.symbols.labels(status=status.value).set(
+                    sum(1 for v in statuses.values() if v is status)
+                )
+            changed = statuses != self.state.last_statuses
+            self.state.last_statuses = statuses
+            if not fresh and not changed and self.state.cycles > 0:
+                log.debug("no new data upstream (computed_at unchanged); nothing to evaluate")
+                return None, False
+        report = await self._evaluate(bundle, now, dry_run=dry_run)
+        return report, fresh
+
+    async def _evaluate(
+        self, bundle: BundleSnapshot | None, now: datetime, *, dry_run: bool
+    ) -> CycleReport | None:
+        failure = self.state.last_failure
+        feed = FeedContext(
+            started_at=self.state.started_at,
+            interval=self.settings.poll_interval,
+            missing_after=self.settings.missing_after,
+            stale_after=self.settings.stale_after,
+            last_success=self.state.last_success,
+            failure_kind=failure.kind.value if failure else None,
+            failure_message=str(failure) if failure else None,
+            start_seq=self._start_seq,
+        )
+        warnings_to = self.watcher.rules.warnings_notify
+        t0 = time.perf_counter()
+        run = self.pipeline.preview if dry_run else self.pipeline.run
+        report = await asyncio.to_thread(run, bundle, now=now, feed=feed, warnings_to=warnings_to)
+        self.state.cycles += 1
+        self.metrics.cycle_seconds.observe(time.perf_counter() - t0)
+        for decision in report.result.decisions:
+            self.metrics.alerts.labels(
+                rule=decision.observation.rule_id, reason=decision.reason.value
+            ).inc()
+        served = 0 if bundle is None else len(bundle.by_status(SymbolStatus.OK))
+        total = len(self.settings.symbols)
+        alerts = sum(1 for e in report.events if not e.rule_id.startswith("warning:"))
+        warnings = len(report.events) - alerts
+        quiet = self._quiet and not report.events and bundle is not None
+        (log.debug if quiet else log.info)(
+            "cycle %d: %s, %d/%d symbols ok, %d alert(s), %d warning(s), %.0f ms",
+            self.state.cycles,
+            "ok"
+            if bundle is not None
+            else f"poll failed ({failure.kind.value if failure else '?'})",
+            served,
+            total,
+            alerts,
+            warnings,
+            (time.perf_counter() - t0) * 1000,
+        )
+        if report.enqueued:
+            self.wake.set()
+        return report
+
+    def _log_transitions(self, statuses: dict[str, SymbolStatus]) -> None:
+        before = self.state.last_statuses or {}
+        for sym, status in statuses.items():
+            if before.get(sym, SymbolStatus.OK) is not status:
+                log.info("%s is now %s", sym, status.value)
+
+    def _delay_after(self, fresh: bool) -> float:
+        """Seconds until the next poll: the refresh model, or backoff after a failure."""
+        now = self._clock()
+        interval = self.settings.poll_interval
+        failure = self.state.last_failure
+        if failure is None:
+            return max(0.05, (next_poll(self.model, now=now, fresh=fresh) - now).total_seconds())
+        if failure.kind in (FetchErrorKind.AUTH, FetchErrorKind.FORBIDDEN):
+            return max(10 * interval, 300.0)  # a wrong key will not fix itself: do not hammer
+        if failure.kind in (FetchErrorKind.RATE_LIMITED, FetchErrorKind.QUOTA_EXHAUSTED):
+            wait = failure.retry_after if failure.retry_after is not None else interval
+            return max(interval, min(wait, 3600.0))
+        if failure.kind is FetchErrorKind.TRANSIENT:
+            return backoff_delay(
+                self.state.failures, base=interval, cap=4 * interval, rng=self._rng
+            )
+        return interval
+
+    # -- loops ----------------------------------------------------------------------------------
+
+    async def poll_loop(self, stop: asyncio.Event) -> None:
+        """Poll on deadlines until `stop`; a failing cycle never ends the loop."""
+        while not stop.is_set():
+            fresh = False
+            try:
+                _, fresh = await self.poll_once()
+            except Exception:
+                self.metrics.cycle_errors.inc()
+                log.exception("cycle failed; the next one runs as scheduled")
+            delay = self._delay_after(fresh)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+
+    async def dispatch_loop(self, stop: asyncio.Event) -> None:
+        """Deliver whenever woken (new rows) and every second (retries coming due)."""
+        while not stop.is_set():
+            await self._dispatch()
+            waiter = asyncio.ensure_future(self.wake.wait())
+            stopper = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({waiter, stopper}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            stopper.cancel()
+            self.wake.clear()
+        # Flush what is due now, within a deadline, then leave the rest for the next start.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._dispatch(), timeout=FLUSH_DEADLINE)
+
+    async def _dispatch(self) -> None:
+        try:
+            stats = await self.dispatcher.run_once()
+        except Exception:
+            log.exception("dispatch pass failed; retrying shortly")
+            return
+        for status, ids in (("sent", stats.sent), ("retry", stats.retried), ("dead", stats.dead)):
+            if ids:
+                self.metrics.deliveries.labels(channel="all", status=status).inc(len(ids))
+
+    async def rules_loop(self, stop: asyncio.Event) -> None:
+        """Reload rules on SIGHUP or when the files change; refuse invalid versions."""
+        while not stop.is_set():
+            waiter = asyncio.ensure_future(self.reload_requested.wait())
+            stopper = asyncio.ensure_future(stop.wait())
+            await asyncio.wait(
+                {waiter, stopper}, timeout=RULES_CHECK_EVERY, return_when=asyncio.FIRST_COMPLETED
+            )
+            waiter.cancel()
+            stopper.cancel()
+            requested = self.reload_requested.is_set()
+            self.reload_requested.clear()
+            if stop.is_set() or not (requested or self.watcher.changed_on_disk()):
+                continue
+            try:
+                await asyncio.to_thread(self.apply_reload)
+            except Exception:
+                log.exception("rules reload failed; the previous rules stay active")
+
+    def apply_reload(self) -> None:
+        """Reload the rule files now (also used by tests)."""
+        result = self.watcher.reload()
+        if not result.accepted:
+            self._warn_rules(result.problems)
+            return
+        self.pipeline.replace_rules(index_rules(result.rules.rules), result.changed_ids)
+        self.dispatcher.routes = build_routes(result.rules, self._notifiers)
+        self.dispatcher.warnings_to = result.rules.warnings_notify
+        log.info(
+            "rules reloaded: %d rules (%d changed)",
+            len(result.rules.rules),
+            len(result.changed_ids),
+        )
+
+    def _warn_rules(self, problems: tuple[object, ...]) -> None:
+        now = self._clock()
+        shown = "; ".join(str(p) for p in problems[:5])
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        event = AlertEvent(
+            key="warning:rules|*",
+            seq=int(now.timestamp()),
+            rule_id="warning:rules",
+            symbol="",
+            reason=NotifyReason.FIRED,
+            severity=Severity.WARNING,
+            at=now,
+            kind="rules",
+            message=f"New rule files refused, the previous rules stay active: {shown}{more}",
+        )
+        targets = self.watcher.rules.warnings_notify
+        if targets:
+            with self._engine.begin() as conn:
+                enqueue(conn, [(event, targets)], now=now)
+            self.wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Every loop, until `stop`."""
+        server = None
+        if self.settings.http_port:
+            server = HealthServer(self.metrics, self.health)
+            url = await server.start(self.settings.http_host, self.settings.http_port)
+            log.info("health and metrics on %s/healthz and %s/metrics", url, url)
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self.poll_loop(stop))
+                tasks.create_task(self.dispatch_loop(stop))
+                tasks.create_task(self.rules_loop(stop))
+        finally:
+            if server is not None:
+                await server.stop()
+            for notifier in self._notifiers.values():
+                with contextlib.suppress(Exception):
+                    await notifier.close()
