@@ -38,6 +38,7 @@ from gexbot.sim.market import DEMO_CONFIG, SimConfig, Simulator
 from gexbot.sim.scenario import ScenarioError, apply_scenario, load_scenario
 from gexbot.sim.server import DEFAULT_KEY, SimServer
 from gexbot.store.engine import DatabaseError, make_engine, masked, migrate
+from gexbot.store.outbox import release_orphans
 from gexbot.store.prune import prune
 
 EXIT_OK = 0
@@ -290,6 +291,14 @@ async def _serve(
     engine = make_engine(settings.database_url)
     try:
         migrate(engine)
+        if engine.dialect.name == "sqlite":
+            with engine.begin() as conn:
+                orphans = release_orphans(conn)
+            if orphans:
+                logging.getLogger("gexbot").warning(
+                    "%d message(s) were being sent when the last run stopped; sending again",
+                    orphans,
+                )
         notifiers = build_notifiers(settings, console=console)
         async with backquant_client(settings) as client:
             watcher = RulesWatcher(settings.rules, ruleset, universe=settings.symbols)

@@ -51,11 +51,11 @@ class DispatchStats:
 class DispatchPolicy:
     """Lease, attempts, backoff and grouping for deliveries."""
 
-    lease: float = 300.0
+    lease: float = 120.0  # covers a full batch at Telegram's 30 messages per second
     max_attempts: int = 8
     base_delay: float = 2.0
     max_delay: float = 600.0
-    batch: int = 500
+    batch: int = 1000
     group: bool = True
 
 

@@ -133,10 +133,12 @@ def test_demo_runs_the_bot_on_embedded_defaults_and_alerts_quickly(tmp_path: Pat
     env = _env(tmp_path, GEXBOT_RULES=str(ROOT / "rules"))
     out = gexbot("demo", "--for", "25", "--levels", env=env, cwd=tmp_path, timeout=90)
     assert out.returncode == 0, out.stderr
-    assert "gexbot demo" in out.stdout and "BTCUSDT  spot" in out.stdout
+    assert "gexbot demo" in out.stdout
+    assert "BTCUSDT  spot" in out.stdout
     alerts = [line for line in out.stdout.splitlines() if any(m in line for m in "🔴🟠🔵")]
     assert alerts, out.stdout
-    assert "gexbot started" in out.stderr and "gexbot stopped" in out.stderr
+    assert "gexbot started" in out.stderr
+    assert "gexbot stopped" in out.stderr
     assert not list(tmp_path.glob("*.db"))  # the demo's database lives in a temp directory
 
 

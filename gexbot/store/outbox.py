@@ -175,6 +175,20 @@ def mark_dead(conn: Connection, row_id: int, *, error: str) -> bool:
     )
 
 
+def release_orphans(conn: Connection) -> int:
+    """Return rows left `sending` by a dead process to `pending` at once.
+
+    Only for a database this process owns alone (SQLite); with several replicas the lease
+    decides, because another live replica may be sending them.
+    """
+    stmt = (
+        update(outbox)
+        .where(outbox.c.state == OutboxState.SENDING.value)
+        .values(state=OutboxState.PENDING.value, lease_until=None)
+    )
+    return conn.execute(stmt).rowcount or 0
+
+
 def counts(conn: Connection) -> dict[OutboxState, int]:
     """Rows per state (for status and metrics)."""
     stmt = select(outbox.c.state, func.count()).group_by(outbox.c.state)
