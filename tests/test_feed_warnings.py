@@ -1,0 +1,198 @@
+"""Built-in warnings and the poll schedule (pure core)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from types import MappingProxyType
+
+import pytest
+
+from gexbot.core.alert import AlertStatus, NotifyReason
+from gexbot.core.feed_warnings import FeedContext, feed_warnings
+from gexbot.core.schedule import RefreshModel, next_poll
+from gexbot.core.snapshot import BundleSnapshot, SymbolSnapshot, SymbolStatus
+from tests.rulekit import T0, snapshot
+
+
+class Warner:
+    """Steps the feed warnings through time, keeping statuses like the pipeline."""
+
+    def __init__(self, **feed: float) -> None:
+        self.statuses: dict[str, dict[str, AlertStatus]] = {}
+        self.previous: BundleSnapshot | None = None
+        self.reported: set[str] = set()
+        self.feed = FeedContext(
+            started_at=T0, interval=30, missing_after=feed.get("missing", 90), stale_after=90
+        )
+        self.now = T0
+
+    def step(
+        self, snaps: list[SymbolSnapshot] | None, dt: float = 30, failure: str | None = None
+    ) -> list[str]:
+        self.now += timedelta(seconds=dt)
+        bundle = (
+            None
+            if snaps is None
+            else BundleSnapshot(
+                fetched_at=self.now, symbols=MappingProxyType({s.symbol: s for s in snaps})
+            )
+        )
+        last_ok = self.now if bundle is not None else self.feed.last_success
+        self.feed = FeedContext(
+            started_at=T0,
+            interval=30,
+            missing_after=self.feed.missing_after,
+            stale_after=90,
+            last_success=last_ok,
+            failure_kind=failure,
+            failure_message="boom" if failure else None,
+        )
+        out = feed_warnings(
+            self.statuses,
+            previous=self.previous,
+            bundle=bundle,
+            now=self.now,
+            feed=self.feed,
+            invalid_reported=self.reported,
+        )
+        for (rid, sym), st in out.statuses.items():
+            self.statuses.setdefault(rid, {})[sym] = st
+        if bundle is not None:
+            self.previous = bundle
+        return [f"{e.reason.value}: {e.message}" for e in out.events]
+
+
+def ok(sym: str = "SOLUSDT", spot: float = 100, hvl: float = 99) -> SymbolSnapshot:
+    return snapshot(spot, at=T0, symbol=sym, hvl=hvl)
+
+
+def missing(sym: str = "SOLUSDT") -> SymbolSnapshot:
+    return SymbolSnapshot(symbol=sym, status=SymbolStatus.MISSING)
+
+
+def test_missing_warns_once_after_the_threshold_and_notices_recovery_once() -> None:
+    w = Warner(missing=90)
+    assert w.step([ok()]) == []
+    assert w.step([missing()]) == []  # pending
+    assert w.step([missing()]) == []  # 30 s
+    assert w.step([missing()]) == []  # 60 s
+    fired = w.step([missing()])  # 90 s
+    assert fired == [
+        "fired: SOLUSDT has had no data upstream for 1m30s (missing); its rules "
+        "are paused until it returns."
+    ]
+    assert w.step([missing()]) == []
+    back = w.step([ok()])
+    assert back == ["resolved: SOLUSDT is served again after 2m30s; its rules resume."]
+    assert w.step([ok()]) == []
+
+
+def test_a_short_gap_says_nothing() -> None:
+    w = Warner(missing=90)
+    w.step([ok()])
+    assert w.step([missing()]) == []
+    assert w.step([ok()]) == []
+
+
+def test_a_regime_change_across_the_gap_is_reported() -> None:
+    w = Warner(missing=30)
+    w.step([ok(spot=100, hvl=99)])  # above HVL
+    w.step([missing()])
+    w.step([missing()])
+    back = w.step([ok(spot=98, hvl=99)])
+    assert back[0].endswith("Regime changed during the gap: now below HVL (was above).")
+
+
+def test_invalid_symbols_warn_once_per_start() -> None:
+    w = Warner()
+    invalid = SymbolSnapshot(symbol="DOGEUSDT", status=SymbolStatus.INVALID)
+    first = w.step([ok(), invalid])
+    assert len(first) == 1
+    assert first[0].startswith("fired: DOGEUSDT is not a symbol")
+    assert w.step([ok(), invalid]) == []
+
+
+def test_stale_data_warns_and_recovers() -> None:
+    w = Warner()
+    stale = SymbolSnapshot(symbol="ETHUSDT", status=SymbolStatus.STALE, spot=1.0, computed_at=T0)
+    w.step([ok("ETHUSDT")])
+    assert w.step([stale])[0].startswith("fired: ETHUSDT data is stale: computed")
+    assert w.step([stale]) == []
+    assert w.step([ok("ETHUSDT")]) == ["resolved: ETHUSDT data is fresh again; its rules resume."]
+
+
+def test_feed_down_after_three_intervals_then_back() -> None:
+    w = Warner()
+    w.step([ok()])
+    assert w.step(None, failure="transient") == []
+    assert w.step(None, failure="transient") == []
+    assert w.step(None, failure="transient") == []  # exactly 90 s: not yet beyond 3 intervals
+    down = w.step(None, failure="transient")
+    assert down[0].startswith("fired: The BackQuant feed is down: no successful poll for 2m")
+    assert "Last error: boom." in down[0]
+    assert w.step(None, failure="transient") == []
+    assert w.step([ok()]) == ["resolved: The BackQuant feed is back."]
+
+
+def test_auth_failure_warns_at_once_and_recovers() -> None:
+    w = Warner()
+    events = w.step(None, failure="auth")
+    assert events[0].startswith("fired: BackQuant refused the API key: check GEXBOT_API_KEY")
+    assert w.step(None, failure="auth") == []
+    assert w.step([ok()]) == ["resolved: BackQuant accepts the API key again."]
+
+
+def test_warning_sequences_make_each_notice_unique() -> None:
+    w = Warner(missing=30)
+    w.step([ok()])
+    for _ in range(2):
+        w.step([missing()])
+        w.step([missing()])
+        w.step([ok()])
+    status = w.statuses["warning:missing"]["SOLUSDT"]
+    assert status.seq == 4
+    assert status.last_reason is NotifyReason.RESOLVED
+
+
+# -- the poll schedule ---------------------------------------------------------------------
+
+
+def _stamp(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def test_without_a_learnt_cadence_polls_every_interval() -> None:
+    model = RefreshModel(interval=30)
+    assert next_poll(model, now=T0, fresh=True) == T0 + timedelta(seconds=30)
+
+
+def test_polls_just_after_the_next_expected_refresh() -> None:
+    model = RefreshModel(interval=30, lag=1.5)
+    for t in (2.0, 32.0, 62.0):
+        model.observe([_stamp(t)])
+    assert model.period == pytest.approx(30)
+    # Polled at 70 s (data computed at 62 s): the next write is at 92 s, ask at 93.5 s.
+    assert next_poll(model, now=_stamp(70), fresh=True) == _stamp(93.5)
+
+
+def test_a_budget_slower_than_the_refresh_skips_writes_evenly() -> None:
+    model = RefreshModel(interval=60, lag=1.5)
+    for t in (0.0, 30.0):
+        model.observe([_stamp(t)])
+    assert next_poll(model, now=_stamp(32), fresh=True) == _stamp(91.5)
+
+
+def test_a_late_write_is_asked_again_twice_then_the_cadence_resumes() -> None:
+    model = RefreshModel(interval=30, lag=1.5)
+    for t in (0.0, 30.0):
+        model.observe([_stamp(t)])
+    assert next_poll(model, now=_stamp(61.5), fresh=False) == _stamp(63)
+    assert next_poll(model, now=_stamp(63), fresh=False) == _stamp(64.5)
+    assert next_poll(model, now=_stamp(64.5), fresh=False) == _stamp(91.5)
+
+
+def test_unchanged_computed_at_is_not_new_data() -> None:
+    model = RefreshModel(interval=30)
+    assert model.observe([_stamp(0), None]) is True
+    assert model.observe([_stamp(0)]) is False
+    assert model.observe([None]) is False

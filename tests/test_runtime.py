@@ -1,0 +1,222 @@
+"""The bot's loops in-process: health and metrics, once --dry-run, hot reload, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from rich.console import Console
+
+from gexbot.app import backquant_client, build_notifiers
+from gexbot.cli import main
+from gexbot.rules_loader import RulesWatcher, load_rules
+from gexbot.runtime import Bot
+from gexbot.settings import Settings, load_settings
+from gexbot.sim.market import Fault, FaultKind, Simulator
+from gexbot.sim.server import SimServer
+from gexbot.store.engine import make_engine, migrate
+
+RULES = """
+channels: {tty: {console: true}}
+warnings: {notify: [tty]}
+defaults: {notify: tty, cooldown: 0s}
+rules:
+  - id: above-1
+    symbols: [BTCUSDT]
+    when: {above: 1}
+"""
+
+
+@pytest.fixture
+async def sim_server() -> AsyncIterator[SimServer]:
+    import time
+
+    sim = Simulator(clock=time.time)
+    server = SimServer(sim, api_key="k")
+    await server.start()
+    yield server
+    await server.stop()
+
+
+def _settings(tmp_path: Path, url: str, **kw: object) -> Settings:
+    rules = tmp_path / "rules"
+    rules.mkdir(exist_ok=True)
+    (rules / "r.yaml").write_text(RULES)
+    return load_settings(
+        env_file=None,
+        api_url=url,
+        api_key="k",
+        rules=rules,
+        database_url=f"sqlite:///{tmp_path / 'b.db'}",
+        poll_interval=1,
+        symbols=["BTCUSDT"],
+        **kw,
+    )
+
+
+async def test_health_and_metrics_follow_the_feed(tmp_path: Path, sim_server: SimServer) -> None:
+    settings = _settings(tmp_path, sim_server.url, http_port=0)
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    console = Console(file=io.StringIO())
+    async with backquant_client(settings) as client:
+        watcher = RulesWatcher(settings.rules, load_rules(settings.rules), universe=["BTCUSDT"])
+        bot = Bot(
+            settings,
+            engine=engine,
+            client=client,
+            watcher=watcher,
+            notifiers=build_notifiers(settings, console=console),
+        )
+        ok, body = bot.health()
+        assert not ok
+        assert body["reason"] == "no successful poll yet"
+        await bot.poll_once()
+        ok, body = bot.health()
+        assert ok
+        assert body["status"] == "ok"
+        from gexbot.health import HealthServer
+
+        server = HealthServer(bot.metrics, bot.health)
+        url = await server.start("127.0.0.1", 0)
+        try:
+            async with httpx.AsyncClient() as http:
+                health = await http.get(f"{url}/healthz")
+                metrics = (await http.get(f"{url}/metrics")).text
+        finally:
+            await server.stop()
+        assert health.status_code == 200
+        assert health.json()["status"] == "ok"
+        assert 'gexbot_polls_total{outcome="ok"} 1.0' in metrics
+        assert 'gexbot_symbols{status="ok"} 1.0' in metrics
+        assert "gexbot_cycle_duration_seconds_bucket" in metrics
+        assert "gexbot_rate_limit_remaining" in metrics
+        # The feed fails for longer than 3 intervals: unhealthy, with the reason.
+        sim_server.sim.inject(Fault(FaultKind.HTTP_ERROR, status=503, count=100))
+        bot.state.last_success = bot.state.last_success.replace(year=2000)  # type: ignore[union-attr]
+        bot._client._retry = type(bot._client._retry)(attempts=1)
+        await bot.poll_once()
+        ok, body = bot.health()
+        assert not ok
+        assert "feed down" in str(body["reason"])
+        assert "503" in str(body["reason"])
+    engine.dispose()
+
+
+async def test_a_failing_cycle_is_logged_and_the_next_one_runs(
+    tmp_path: Path, sim_server: SimServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = _settings(tmp_path, sim_server.url)
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    async with backquant_client(settings) as client:
+        watcher = RulesWatcher(settings.rules, load_rules(settings.rules), universe=["BTCUSDT"])
+        bot = Bot(
+            settings,
+            engine=engine,
+            client=client,
+            watcher=watcher,
+            notifiers=build_notifiers(settings, console=Console(file=io.StringIO())),
+        )
+        calls = 0
+        real = bot.poll_once
+
+        async def flaky(*, dry_run: bool = False) -> object:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise RuntimeError("a bug in one cycle")
+            return await real(dry_run=dry_run)
+
+        bot.poll_once = flaky  # type: ignore[method-assign,assignment]
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(2.5, stop.set)
+        await bot.poll_loop(stop)
+    assert calls >= 2
+    assert "cycle failed; the next one runs as scheduled" in caplog.text
+    assert bot.metrics.cycle_errors._value.get() == 1
+    engine.dispose()
+
+
+async def test_hot_reload_swaps_valid_rules_and_refuses_broken_ones(
+    tmp_path: Path, sim_server: SimServer
+) -> None:
+    settings = _settings(tmp_path, sim_server.url)
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    out = io.StringIO()
+    async with backquant_client(settings) as client:
+        watcher = RulesWatcher(settings.rules, load_rules(settings.rules), universe=["BTCUSDT"])
+        bot = Bot(
+            settings,
+            engine=engine,
+            client=client,
+            watcher=watcher,
+            notifiers=build_notifiers(settings, console=Console(file=out, width=200)),
+        )
+        (settings.rules / "r.yaml").write_text(RULES.replace("above: 1", "below: 1"))
+        bot.apply_reload()
+        assert bot.pipeline.rules.rules[0].condition.kind.value == "below"
+        (settings.rules / "r.yaml").write_text(RULES.replace("above: 1", "above: hvll"))
+        bot.apply_reload()
+        assert bot.pipeline.rules.rules[0].condition.kind.value == "below"  # kept
+        await bot.dispatcher.run_once()
+    assert "New rule files refused, the previous rules stay active" in out.getvalue()
+    assert "unknown level `hvll`" in out.getvalue()
+    engine.dispose()
+
+
+def test_once_dry_run_prints_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import threading
+    import time
+
+    sim = Simulator(clock=time.time)
+    server = SimServer(sim, api_key="k")
+    ready = threading.Event()
+    loop = asyncio.new_event_loop()
+
+    def serve() -> None:
+        loop.run_until_complete(server.start())
+        ready.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    ready.wait()
+    for name in list(os.environ):
+        if name.startswith("GEXBOT_"):
+            monkeypatch.delenv(name)
+    settings = _settings(tmp_path, server.url)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GEXBOT_API_URL", server.url)
+    monkeypatch.setenv("GEXBOT_API_KEY", "k")
+    monkeypatch.setenv("GEXBOT_RULES", str(settings.rules))
+    monkeypatch.setenv("GEXBOT_SYMBOLS", "BTCUSDT,DOGEUSDT")
+    monkeypatch.setenv("GEXBOT_DATABASE_URL", settings.database_url)
+    try:
+        assert main(["once", "--dry-run"]) == 0
+        out = capsys.readouterr().out
+        assert "would send: 🟠 DOGEUSDT is not a symbol BackQuant serves" in out
+        from sqlalchemy import func, select
+
+        from gexbot.store.tables import alert_state, outbox
+
+        engine = make_engine(settings.database_url)
+        with engine.connect() as conn:  # the dry run wrote nothing
+            assert conn.execute(select(func.count()).select_from(outbox)).scalar() == 0
+            assert conn.execute(select(func.count()).select_from(alert_state)).scalar() == 0
+        monkeypatch.setenv("GEXBOT_SYMBOLS", "BTCUSDT")
+        assert main(["once"]) == 0  # first sight: baselines
+        assert main(["once", "--dry-run"]) == 0
+        assert "dry run: nothing would be sent" in capsys.readouterr().out
+        engine.dispose()
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=5)
