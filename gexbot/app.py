@@ -6,6 +6,7 @@ import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import aiohttp
 from rich.console import Console
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -49,7 +50,10 @@ def build_notifiers(settings: Settings, *, console: Console | None = None) -> di
     out: dict[str, Notifier] = {"console": ConsoleNotifier(console)}
     if settings.slack_bot_token is not None:
         client = AsyncWebClient(
-            token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
+            token=settings.slack_bot_token.get_secret_value(),
+            base_url=settings.slack_api_url,
+            # One pooled session: without it slack-sdk opens a connection per message.
+            session=aiohttp.ClientSession(),
         )
         out["slack"] = SlackNotifier(client, pacer=pacer)
     if settings.telegram_bot_token is not None:

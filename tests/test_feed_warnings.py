@@ -191,6 +191,13 @@ def test_a_late_write_is_asked_again_twice_then_the_cadence_resumes() -> None:
     assert next_poll(model, now=_stamp(64.5), fresh=False) == _stamp(91.5)
 
 
+def test_a_fast_upstream_never_makes_the_lag_skip_writes() -> None:
+    model = RefreshModel(interval=2, lag=1.5)
+    for t in (0.0, 2.0, 4.0):
+        model.observe([_stamp(t)])
+    assert next_poll(model, now=_stamp(4.5), fresh=True) == _stamp(6.4)  # lag capped at 20%
+
+
 def test_unchanged_computed_at_is_not_new_data() -> None:
     model = RefreshModel(interval=30)
     assert model.observe([_stamp(0), None]) is True

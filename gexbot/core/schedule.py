@@ -65,13 +65,15 @@ def next_poll(model: RefreshModel, *, now: datetime, fresh: bool) -> datetime:
         model.early_retries = 0
     elif model.early_retries < MAX_EARLY_RETRIES:
         model.early_retries += 1
-        return now + timedelta(seconds=model.lag)
+        return now + timedelta(seconds=min(model.lag, 0.2 * period))
+    # The lag must stay well inside a period, or every other write would be skipped.
+    lag = min(model.lag, 0.2 * period)
     step = period * max(1, math.ceil(model.interval / period - 1e-9))
     last = model.stamps[-1]
-    target = last + timedelta(seconds=step + model.lag)
+    target = last + timedelta(seconds=step + lag)
     if target <= now:
         # Missed writes (a slow cycle, or a late upstream): the next write after now.
-        behind = (now - last).total_seconds() - model.lag
+        behind = (now - last).total_seconds() - lag
         n = math.floor(behind / period) + 1
-        target = last + timedelta(seconds=n * period + model.lag)
+        target = last + timedelta(seconds=n * period + lag)
     return target
