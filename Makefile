@@ -28,6 +28,8 @@ bench: $(STAMP)
 	$(PY) bench/bundle_vs_single.py
 	$(PY) bench/evaluate.py
 	$(PY) bench/store.py
+	$(PY) bench/fanout.py
+	$(PY) bench/staleness.py
 
 clean:
 	rm -rf $(VENV)

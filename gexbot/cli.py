@@ -127,6 +127,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         for line in exc.problems:
             err.print(line, style="red", markup=False, highlight=False)
+        if args.command in ("run", "once", "demo"):
+            err.print(f"gexbot did not start: {_count(len(exc.problems), 'problem')}")
+            return EXIT_FAILED
         return EXIT_INVALID
     except DatabaseError as exc:
         err.print(str(exc), style="red", markup=False, highlight=False, soft_wrap=True)

@@ -148,3 +148,20 @@ def test_sim_server_rejects_a_bad_scenario_with_the_file_name(tmp_path: Path) ->
     out = gexbot("sim-server", "--scenario", str(bad), env=_env(tmp_path), cwd=tmp_path)
     assert out.returncode == 1
     assert f"{bad}: step 0: unknown symbol NOPE" in out.stderr
+
+
+def test_run_with_bad_settings_lists_every_problem_and_exits_2(tmp_path: Path) -> None:
+    env = _env(tmp_path, GEXBOT_POLL_INTERVAL="0", GEXBOT_LOG_FORMAT="xml")
+    out = gexbot("run", env=env, cwd=tmp_path)
+    assert out.returncode == 2
+    assert "GEXBOT_POLL_INTERVAL" in out.stderr
+    assert "GEXBOT_LOG_FORMAT" in out.stderr
+    assert "gexbot did not start: 2 problems" in out.stderr
+
+
+def test_run_without_key_or_rules_names_both_and_exits_2(tmp_path: Path) -> None:
+    out = gexbot("run", env=_env(tmp_path), cwd=tmp_path)
+    assert out.returncode == 2
+    assert "GEXBOT_API_KEY: required" in out.stderr
+    assert "GEXBOT_RULES: no such file or directory" in out.stderr
+    assert not (tmp_path / "gexbot.db").exists()  # nothing started half-configured
