@@ -174,12 +174,8 @@ def _check(console: Console, err: Console) -> int:
     ruleset = None
     if settings is not None:
         problems.extend(settings.unsupported_symbols())
-        try:
-            ruleset = load_rules(settings.rules, universe=settings.symbols)
-        except RulesError as exc:
-            problems.extend(str(p) for p in exc.problems)
-        else:
-            problems.extend(channel_problems(settings, ruleset))
+        more, ruleset = startup_problems(settings, need_key=False)
+        problems.extend(more)
     for line in problems:
         err.print(line, markup=False, highlight=False, soft_wrap=True)
     if problems or settings is None or ruleset is None:
