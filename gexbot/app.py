@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,6 +10,7 @@ from contextlib import asynccontextmanager
 import aiohttp
 from rich.console import Console
 from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy import Engine
 
 from gexbot.adapters.backquant import BackQuantClient, build_http_client
 from gexbot.adapters.console import ConsoleNotifier
@@ -16,9 +18,13 @@ from gexbot.adapters.notify import Notifier
 from gexbot.adapters.pacing import Pacer
 from gexbot.adapters.slack import SlackNotifier
 from gexbot.adapters.telegram import TelegramNotifier
+from gexbot.chat.service import ChatService
+from gexbot.chat.telegram import TelegramCommands
 from gexbot.core.rules import ChannelKind, RuleSet
 from gexbot.dispatch import Route
 from gexbot.settings import Settings, SettingsError, env_name
+
+log = logging.getLogger("gexbot")
 
 #: The setting that enables each platform.
 TOKEN_SETTING = {ChannelKind.SLACK: "slack_bot_token", ChannelKind.TELEGRAM: "telegram_bot_token"}
@@ -86,3 +92,28 @@ async def backquant_client(settings: Settings) -> AsyncIterator[BackQuantClient]
         raise SettingsError([f"{env_name('api_key')}: has leading or trailing whitespace"])
     async with build_http_client(settings.api_url, key) as http:
         yield BackQuantClient(http, api_key=key, rng=random.Random())
+
+
+def build_telegram_commands(
+    settings: Settings, engine: Engine, service: ChatService
+) -> TelegramCommands | None:
+    """The Telegram command loop, when a bot token is set (None otherwise)."""
+    if settings.telegram_bot_token is None:
+        return None
+    from telegram import Bot  # noqa: PLC0415
+    from telegram.request import HTTPXRequest  # noqa: PLC0415
+
+    if not settings.telegram_allowed_users:
+        log.warning("GEXBOT_TELEGRAM_ALLOWED_USERS is empty: every Telegram command is refused")
+    bot = Bot(
+        settings.telegram_bot_token.get_secret_value(),
+        base_url=settings.telegram_api_url,
+        get_updates_request=HTTPXRequest(read_timeout=40.0),
+    )
+    return TelegramCommands(
+        bot,
+        service,
+        engine=engine,
+        allowed_users=settings.telegram_allowed_users,
+        poll_timeout=settings.telegram_poll_timeout,
+    )

@@ -21,7 +21,13 @@ from pydantic import SecretStr
 from rich.console import Console
 
 from gexbot.adapters.backquant import MULTI_INCLUDES, FetchError
-from gexbot.app import backquant_client, build_notifiers, channel_problems
+from gexbot.app import (
+    backquant_client,
+    build_notifiers,
+    build_telegram_commands,
+    channel_problems,
+)
+from gexbot.chat.service import ChatService
 from gexbot.console import levels_table
 from gexbot.core.levels_view import levels_view
 from gexbot.core.render import plain_text, render
@@ -32,7 +38,7 @@ from gexbot.core.symbols import normalize_symbol
 from gexbot.core.wire import mark_stale
 from gexbot.logs import configure as configure_logging
 from gexbot.rules_loader import RulesWatcher, load_rules
-from gexbot.runtime import Bot
+from gexbot.runtime import Bot, utcnow
 from gexbot.settings import Settings, SettingsError, load_settings
 from gexbot.sim.market import DEMO_CONFIG, SimConfig, Simulator
 from gexbot.sim.scenario import ScenarioError, apply_scenario, load_scenario
@@ -304,6 +310,19 @@ async def _serve(
             bot = Bot(settings, engine=engine, client=client, watcher=watcher, notifiers=notifiers)
             if once:
                 return await _once(bot, console, dry_run=dry_run)
+            service = ChatService(
+                engine=engine,
+                client=client,
+                rules=lambda: bot.watcher.rules,
+                latest=lambda: bot.latest,
+                universe=settings.symbols,
+                fresh_for=settings.poll_interval,
+                stale_after=settings.stale_after,
+                clock=utcnow,
+            )
+            telegram_commands = build_telegram_commands(settings, engine, service)
+            if telegram_commands is not None:
+                bot.chat_loops.append(telegram_commands.run)
             stop = stop or asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):

@@ -22,7 +22,7 @@ from gexbot.core.alert import NotifyReason
 from gexbot.core.backoff import backoff_delay
 from gexbot.core.events import AlertEvent
 from gexbot.core.render import render
-from gexbot.core.rules import Channel, Severity
+from gexbot.core.rules import Channel, ChannelKind, Severity
 from gexbot.store.outbox import OutboxRow, claim, enqueue, mark_dead, mark_retry, mark_sent
 
 log = logging.getLogger(__name__)
@@ -71,9 +71,11 @@ class Dispatcher:
         warnings_to: Sequence[str] = (),
         policy: DispatchPolicy | None = None,
         rng: random.Random | None = None,
+        notifiers: dict[str, Notifier] | None = None,
     ) -> None:
         self._engine = engine
         self.routes = routes
+        self.notifiers = notifiers or {}
         self._clock = clock
         self.warnings_to = tuple(warnings_to)
         self._policy = policy or DispatchPolicy()
@@ -108,10 +110,26 @@ class Dispatcher:
             groups.setdefault(row.payload.get("at"), []).append(row)
         return list(groups.values())
 
+    def route_for(self, channel: str) -> Route | None:
+        """The route of a rule-file channel, or of a subscribed chat (`telegram:123`)."""
+        route = self.routes.get(channel)
+        if route is not None or ":" not in channel:
+            return route
+        platform, _, chat = channel.partition(":")
+        try:
+            kind = ChannelKind(platform)
+        except ValueError:
+            return None
+        notifier = next(
+            (r.notifier for r in self.routes.values() if r.channel.kind is kind and r.notifier),
+            self.notifiers.get(platform),
+        )
+        return Route(Channel(channel, kind, chat), notifier)
+
     async def _deliver_channel(
         self, channel: str, rows: list[OutboxRow], stats: DispatchStats
     ) -> None:
-        route = self.routes.get(channel)
+        route = self.route_for(channel)
         for message in self._messages(rows):
             outcome = await self._send(route, channel, message)
             if not isinstance(outcome, DeliveryError):

@@ -8,17 +8,18 @@ reloaded from the database on the next cycle: the database is the truth.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import Engine
 
-from gexbot.core.alert import AlertStatus
+from gexbot.core.alert import AlertStatus, NotifyReason
 from gexbot.core.cycle import CycleResult, run_rules
 from gexbot.core.evaluate import RuleIndex
 from gexbot.core.events import AlertEvent, events_for
 from gexbot.core.feed_warnings import FeedContext, WarningResult, feed_warnings
 from gexbot.core.snapshot import BundleSnapshot
+from gexbot.store.ops import Mute, Subscription, active_mutes, list_subscriptions
 from gexbot.store.outbox import enqueue
 from gexbot.store.snapshots import load_last_bundle, save_snapshot
 from gexbot.store.states import forget_rules, load_statuses, save_statuses
@@ -51,6 +52,11 @@ class Pipeline:
             forget_rules(conn, [r for r in changed_ids if not r.startswith("warning:")])
         self.rules = rules
         self._statuses = None  # reload: cheaper to re-read than to patch
+
+    def _chat_state(self, now: datetime) -> tuple[list[Mute], list[Subscription]]:
+        """Active mutes and chat subscriptions (two small reads per cycle)."""
+        with self._engine.connect() as conn:
+            return active_mutes(conn, now=now), list_subscriptions(conn)
 
     def _load(self) -> tuple[dict[str, dict[str, AlertStatus]], BundleSnapshot | None]:
         if self._statuses is None:
@@ -85,7 +91,14 @@ class Pipeline:
         result = CycleResult((), {})
         if bundle is not None:
             result = run_rules(self.rules, statuses, previous, bundle, now=now)
-        events = events_for(result.decisions, self.rules.by_id, now=now, bundle=bundle)
+        mutes, subs = self._chat_state(now)
+        result = _silence(result, mutes)
+        events = [
+            (event, (*channels, *_subscribers(event, subs)))
+            for event, channels in events_for(
+                result.decisions, self.rules.by_id, now=now, bundle=bundle
+            )
+        ]
         changed = dict(result.statuses)
         warnings = WarningResult()
         if feed is not None:
@@ -120,3 +133,41 @@ class Pipeline:
         if bundle is not None:
             self._previous = bundle
         return CycleReport(result, tuple(ids), tuple(e for e, _ in events))
+
+
+def _muted(rule_id: str, symbol: str, mutes: list[Mute]) -> bool:
+    return any(
+        m.scope == "all"
+        or (m.scope == "rule" and m.target == rule_id)
+        or (m.scope == "symbol" and m.target == symbol)
+        for m in mutes
+    )
+
+
+def _silence(result: CycleResult, mutes: list[Mute]) -> CycleResult:
+    """Muted alerts are decided as usual but recorded as SILENCED and not sent."""
+    if not mutes:
+        return result
+    decisions = []
+    statuses = dict(result.statuses)
+    for d in result.decisions:
+        obs = d.observation
+        if d.reason in (NotifyReason.FIRED, NotifyReason.REPEAT) and _muted(
+            obs.rule_id, obs.symbol, mutes
+        ):
+            status = replace(d.status, last_reason=NotifyReason.SILENCED)
+            d = replace(d, status=status, reason=NotifyReason.SILENCED)  # noqa: PLW2901
+            statuses[(obs.rule_id, obs.symbol)] = status
+            log.info("%s for %s silenced by a mute", obs.rule_id, obs.symbol)
+        decisions.append(d)
+    return CycleResult(tuple(decisions), statuses)
+
+
+def _subscribers(event: AlertEvent, subs: list[Subscription]) -> tuple[str, ...]:
+    """Chats subscribed to this alert's rule or symbol, as `platform:chat` channel names."""
+    return tuple(
+        s.channel
+        for s in subs
+        if (s.scope == "rule" and s.target == event.rule_id)
+        or (s.scope == "symbol" and s.target == event.symbol)
+    )

@@ -12,9 +12,10 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -92,6 +93,7 @@ class Bot:
             warnings_to=rules.warnings_notify,
             policy=DispatchPolicy(),
             rng=self._rng,
+            notifiers=notifiers,
         )
         self.metrics = Metrics()
         self.state = PollState(started_at=clock())
@@ -100,6 +102,8 @@ class Bot:
         self.reload_requested = asyncio.Event()
         self._start_seq = int(time.time())
         self._quiet = quiet_cycles  # the demo logs only cycles where something happened
+        self.latest: BundleSnapshot | None = None  # the last good poll, for chat replies
+        self.chat_loops: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = []
 
     # -- health -----------------------------------------------------------------------------
 
@@ -155,6 +159,7 @@ class Bot:
         fresh = False
         if bundle is not None:
             bundle = mark_stale(bundle, now=now, stale_after=self.settings.stale_after)
+            self.latest = replace(bundle, fetched_at=now)
             fresh = self.model.observe([s.computed_at for s in bundle.symbols.values()])
             statuses = {s: snap.status for s, snap in bundle.symbols.items()}
             self._log_transitions(statuses)
@@ -345,6 +350,8 @@ class Bot:
                 tasks.create_task(self.poll_loop(stop))
                 tasks.create_task(self.dispatch_loop(stop))
                 tasks.create_task(self.rules_loop(stop))
+                for chat_loop in self.chat_loops:
+                    tasks.create_task(chat_loop(stop))
         finally:
             if server is not None:
                 await server.stop()

@@ -6,6 +6,8 @@ can be scripted per destination, and can enforce the platforms' published rate l
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
 from collections import defaultdict, deque
@@ -132,11 +134,44 @@ class FakeTelegram(_Server):
     script: dict[str, deque[Any]] = field(default_factory=lambda: defaultdict(deque))
     calls: list[str] = field(default_factory=list)
     rejected_429: int = 0
+    updates: list[dict[str, Any]] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)  # the offset of every getUpdates call
+    commands: list[list[dict[str, Any]]] = field(default_factory=list)  # setMyCommands payloads
+    conflicts: int = 0  # answer this many getUpdates calls with 409 Conflict
     _recent: deque[float] = field(default_factory=deque)
     _last_chat: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _Server.__init__(self)
+        self._arrived = asyncio.Event()
+
+    def push_command(self, text: str, *, user: int, chat: int | None = None) -> int:
+        """Queue a message update (a bot command when it starts with /); its update_id."""
+        update_id = 1000 + len(self.updates)
+        entities = (
+            [{"type": "bot_command", "offset": 0, "length": len(text.split(maxsplit=1)[0])}]
+            if text.startswith("/")
+            else []
+        )
+        chat_id = chat if chat is not None else user
+        self.updates.append(
+            {
+                "update_id": update_id,
+                "message": {
+                    "message_id": update_id,
+                    "date": int(time.time()),
+                    "text": text,
+                    "entities": entities,
+                    "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "group"},
+                    "from": {"id": user, "is_bot": False, "first_name": f"u{user}"},
+                },
+            }
+        )
+        self._arrived.set()
+        return update_id
+
+    def replies_to(self, chat: int) -> list[str]:
+        return [m.text for m in self.messages if m.chat_id == str(chat)]
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -175,7 +210,32 @@ class FakeTelegram(_Server):
             )
         if method == "sendMessage":
             return self._send_message(data)
+        if method == "getUpdates":
+            return await self._get_updates(data)
+        if method == "setMyCommands":
+            self.commands.append(json.loads(data.get("commands", "[]")))
+            return web.json_response({"ok": True, "result": True})
+        if method == "deleteWebhook":
+            return web.json_response({"ok": True, "result": True})
         return self._error(404, "Not Found")
+
+    async def _get_updates(self, data: dict[str, str]) -> web.Response:
+        if self.conflicts:
+            self.conflicts -= 1
+            return self._error(
+                409,
+                "Conflict: terminated by other getUpdates request; make "
+                "sure that only one bot instance is running",
+            )
+        offset = int(data.get("offset", "0") or 0)
+        self.offsets.append(offset)
+        pending = [u for u in self.updates if u["update_id"] >= offset]
+        if not pending:  # long poll, capped short so tests stay fast
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), timeout=0.3)
+            pending = [u for u in self.updates if u["update_id"] >= offset]
+        return web.json_response({"ok": True, "result": pending})
 
     def _send_message(self, data: dict[str, str]) -> web.Response:
         chat = data.get("chat_id", "")

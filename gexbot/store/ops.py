@@ -96,6 +96,27 @@ def active_mutes(conn: Connection, *, now: datetime) -> list[Mute]:
     return [Mute(r.scope, r.target, r.until) for r in conn.execute(stmt)]
 
 
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """A chat that receives a rule's or a symbol's alerts directly."""
+
+    platform: str
+    chat_id: str
+    scope: str  # rule | symbol
+    target: str
+
+    @property
+    def channel(self) -> str:
+        """The outbox channel name of this chat: `telegram:123` or `slack:C0123`."""
+        return f"{self.platform}:{self.chat_id}"
+
+
+def list_subscriptions(conn: Connection) -> list[Subscription]:
+    """Every subscription."""
+    stmt = select(subscriptions).order_by(subscriptions.c.id)
+    return [Subscription(r.platform, r.chat_id, r.scope, r.target) for r in conn.execute(stmt)]
+
+
 def subscribe(
     conn: Connection, platform: str, chat_id: str, scope: str, target: str, *, now: datetime
 ) -> bool:

@@ -1,0 +1,1 @@
+"""Chat commands: one service answering them, and one loop per platform feeding it."""

@@ -1,0 +1,196 @@
+"""What a chat command does: read the levels, the status, the rules; mute; subscribe.
+
+Platform-neutral: Telegram and Slack feed it parsed commands and post its plain-text replies
+(each platform escapes them its own way).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine
+
+from gexbot.adapters.backquant import BackQuantClient, FetchError
+from gexbot.core.commands import (
+    Command,
+    CommandError,
+    CommandName,
+    Scope,
+    describe_scope,
+    help_text,
+    levels_reply,
+    mute_reply,
+    parse_command,
+)
+from gexbot.core.format import fmt_age
+from gexbot.core.render import level_label
+from gexbot.core.rules import RuleSet
+from gexbot.core.snapshot import BundleSnapshot, SymbolSnapshot
+from gexbot.core.wire import mark_stale
+from gexbot.store.ops import Mute, active_mutes, add_mute, remove_mute, subscribe, unsubscribe
+from gexbot.store.outbox import OutboxState, counts
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A reply; `monospace` asks the platform for a code block (tables)."""
+
+    text: str
+    monospace: bool = False
+
+
+class ChatService:
+    """Answers commands from any platform."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        client: BackQuantClient,
+        rules: Callable[[], RuleSet],
+        latest: Callable[[], BundleSnapshot | None],
+        universe: list[str],
+        fresh_for: float,
+        stale_after: float,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._engine = engine
+        self._client = client
+        self._rules = rules
+        self._latest = latest
+        self._universe = universe
+        self._fresh_for = fresh_for
+        self._stale_after = stale_after
+        self._clock = clock
+
+    async def answer(self, text: str, *, platform: str, chat_id: str, user: str) -> Reply:
+        """The reply to one command line; never raises for bad input."""
+        rule_ids = [r.id for r in self._rules().rules]
+        try:
+            command = parse_command(text, rule_ids=rule_ids, universe=self._universe)
+        except CommandError as exc:
+            return Reply(str(exc))
+        try:
+            return await self._run(command, platform=platform, chat_id=chat_id, user=user)
+        except Exception:
+            log.exception("command %s failed", command.name.value)
+            return Reply("Sorry, that failed on our side; it is logged. Try again shortly.")
+
+    async def _run(self, c: Command, *, platform: str, chat_id: str, user: str) -> Reply:
+        if c.name is CommandName.HELP:
+            return Reply(help_text())
+        if c.name is CommandName.LEVELS:
+            return await self._levels(c.symbols or tuple(self._universe))
+        if c.name is CommandName.RULES:
+            return Reply(self._rules_text())
+        if c.name is CommandName.STATUS:
+            return Reply(await asyncio.to_thread(self._status_text), monospace=True)
+        now = self._clock()
+        assert c.scope is not None  # noqa: S101 - the parser sets it for these commands
+        if c.name is CommandName.MUTE:
+            assert c.duration is not None  # noqa: S101
+            mute = Mute(c.scope.value, c.target, now + timedelta(seconds=c.duration))
+            await self._write(lambda conn: add_mute(conn, mute, by=f"{platform}:{user}", now=now))
+            log.info("%s:%s muted %s", platform, user, describe_scope(c.scope, c.target))
+            return Reply(mute_reply(c.scope, c.target, c.duration))
+        if c.name is CommandName.UNMUTE:
+            done = await self._write(lambda conn: remove_mute(conn, c.scope.value, c.target))  # type: ignore[union-attr]
+            what = describe_scope(c.scope, c.target)
+            return Reply(f"Unmuted {what}." if done else f"{what} was not muted.")
+        if c.scope is Scope.ALL:
+            return Reply("Subscribe to a rule or a symbol, not to all.")
+        args = (platform, chat_id, c.scope.value, c.target)
+        if c.name is CommandName.SUBSCRIBE:
+            new = await self._write(lambda conn: subscribe(conn, *args, now=now))
+            what = describe_scope(c.scope, c.target)
+            return Reply(
+                f"This chat now gets {what} alerts." if new else f"Already subscribed to {what}."
+            )
+        gone = await self._write(lambda conn: unsubscribe(conn, *args))
+        what = describe_scope(c.scope, c.target)
+        return Reply(
+            f"Unsubscribed from {what}." if gone else f"This chat was not subscribed to {what}."
+        )
+
+    async def _write(self, fn: Callable[..., bool | None]) -> bool | None:
+        def run() -> bool | None:
+            with self._engine.begin() as conn:
+                return fn(conn)
+
+        return await asyncio.to_thread(run)
+
+    async def _levels(self, symbols: tuple[str, ...]) -> Reply:
+        now = self._clock()
+        latest = self._latest()
+        young = (
+            latest is not None
+            and latest.fetched_at is not None
+            and (now - latest.fetched_at).total_seconds() < self._fresh_for
+        )
+        parts = []
+        for sym in symbols:
+            snap: SymbolSnapshot | None = latest.symbols.get(sym) if latest and young else None
+            if snap is None or not snap.usable:
+                snap = await self._fetch(sym)
+            parts.append(levels_reply(snap, now) if snap else f"{sym}: no data right now.")
+        return Reply("\n\n".join(parts), monospace=True)
+
+    async def _fetch(self, sym: str) -> SymbolSnapshot | None:
+        if sym not in self._universe:
+            from gexbot.core.snapshot import SymbolStatus  # noqa: PLC0415
+
+            return SymbolSnapshot(symbol=sym, status=SymbolStatus.INVALID)
+        try:
+            # One single-symbol call; it shares the client (and its rate budget) with the poller.
+            snap = await self._client.levels(sym, ["spot", "expected_move", "max_pain"])
+        except FetchError as exc:
+            log.warning("levels for %s failed: %s", sym, exc)
+            return None
+        bundle = BundleSnapshot(fetched_at=self._clock(), symbols={sym: snap})
+        return mark_stale(bundle, now=self._clock(), stale_after=self._stale_after).symbols[sym]
+
+    def _rules_text(self) -> str:
+        rules = self._rules().rules
+        if not rules:
+            return "No rules are loaded."
+        lines = [f"{len(rules)} rules:"]
+        for r in rules:
+            cond = r.condition
+            symbols = "all symbols" if r.symbols is None else ", ".join(r.symbols)
+            lines.append(
+                f"• {r.id}: {cond.kind.value} {level_label(cond.subject)} ({symbols}) → "
+                f"{', '.join(r.notify)}"
+            )
+        return "\n".join(lines)
+
+    def _status_text(self) -> str:
+        now = self._clock()
+        latest = self._latest()
+        lines = []
+        if latest is None or latest.fetched_at is None:
+            lines.append("No successful poll yet.")
+        else:
+            lines.append(f"Last poll {fmt_age((now - latest.fetched_at).total_seconds())} ago")
+            for sym, snap in latest.symbols.items():
+                lines.append(
+                    f"{sym:<10} {snap.status.value:<8} data age {fmt_age(snap.age_seconds(now))}"
+                )
+        with self._engine.connect() as conn:
+            mutes = active_mutes(conn, now=now)
+            queue = counts(conn)
+        if mutes:
+            lines.append("Mutes:")
+            for m in mutes:
+                left = fmt_age((m.until - now).total_seconds())
+                lines.append(f"  {describe_scope(Scope(m.scope), m.target)} for {left} more")
+        else:
+            lines.append("No mutes.")
+        waiting = queue[OutboxState.PENDING] + queue[OutboxState.SENDING]
+        lines.append(f"Outbox: {waiting} waiting, {queue[OutboxState.DEAD]} dead")
+        return "\n".join(lines)

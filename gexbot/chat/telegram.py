@@ -1,0 +1,168 @@
+"""Telegram commands: a getUpdates long-poll loop in the bot's own event loop.
+
+The loop is ours (python-telegram-bot's `Bot.get_updates`, not `run_polling`), so the update
+offset is persisted after each command: a restart never replays one. Only users listed in
+GEXBOT_TELEGRAM_ALLOWED_USERS may command the bot; anyone else gets one short refusal.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("PTB_TIMEDELTA", "1")
+
+import asyncio
+import contextlib
+import html
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+from sqlalchemy import Engine
+from telegram import Bot, BotCommand, LinkPreviewOptions, Update
+from telegram.constants import ParseMode
+from telegram.error import Conflict, Forbidden, InvalidToken, RetryAfter, TelegramError
+
+from gexbot.chat.service import ChatService, Reply
+from gexbot.core.commands import DESCRIPTIONS
+from gexbot.store.ops import get_cursor, set_cursor
+
+log = logging.getLogger(__name__)
+
+OFFSET_CURSOR = "telegram.update_offset"
+REFUSAL = "Sorry, this bot only answers its desk."
+REFUSE_AGAIN_AFTER = 3600.0  # one refusal per stranger per hour: no flooding either way
+CONFLICT_BACKOFF = 30.0
+
+
+class TelegramCommands:
+    """Answers `/levels`, `/mute`… from allowed users."""
+
+    def __init__(
+        self,
+        bot: Bot,
+        service: ChatService,
+        *,
+        engine: Engine,
+        allowed_users: Sequence[int],
+        poll_timeout: float = 25.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._bot = bot
+        self._service = service
+        self._engine = engine
+        self._allowed = frozenset(allowed_users)
+        self._timeout = poll_timeout
+        self._monotonic = monotonic
+        self._refused: dict[int, float] = {}
+
+    def _offset(self) -> int:
+        with self._engine.connect() as conn:
+            value = get_cursor(conn, OFFSET_CURSOR)
+        return int(value) if value else 0
+
+    def _save_offset(self, offset: int) -> None:
+        with self._engine.begin() as conn:
+            set_cursor(conn, OFFSET_CURSOR, str(offset))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Long-poll until `stop`; never dies from a bad update or a network error."""
+        try:
+            await self._bot.initialize()
+            await self._bot.delete_webhook(drop_pending_updates=False)
+            await self._bot.set_my_commands(
+                [
+                    BotCommand(name.value, desc.split(" — ")[-1][:256])
+                    for name, desc in DESCRIPTIONS.items()
+                ]
+            )
+        except InvalidToken:
+            log.error("Telegram rejected GEXBOT_TELEGRAM_BOT_TOKEN; commands are off")
+            return
+        except TelegramError as exc:
+            log.warning("Telegram start-up call failed (%s); polling anyway", type(exc).__name__)
+        offset = await asyncio.to_thread(self._offset)
+        conflict_logged = False
+        while not stop.is_set():
+            try:
+                updates = await self._bot.get_updates(
+                    offset=offset,
+                    timeout=int(self._timeout),
+                    allowed_updates=[Update.MESSAGE],
+                    read_timeout=self._timeout + 10,
+                )
+                conflict_logged = False
+            except Conflict:
+                if not conflict_logged:
+                    log.error(
+                        "another process is polling this Telegram bot token (409 Conflict); "
+                        "commands pause here and retry every %gs",
+                        CONFLICT_BACKOFF,
+                    )
+                    conflict_logged = True
+                await _sleep_or_stop(stop, CONFLICT_BACKOFF)
+                continue
+            except RetryAfter as exc:
+                wait = exc.retry_after
+                await _sleep_or_stop(
+                    stop, wait.total_seconds() if hasattr(wait, "total_seconds") else float(wait)
+                )
+                continue
+            except TelegramError as exc:
+                log.warning("getUpdates failed (%s); retrying", type(exc).__name__)
+                await _sleep_or_stop(stop, 2.0)
+                continue
+            for update in updates:
+                if update.update_id < offset:
+                    continue  # confirmed before a restart: never replay
+                try:
+                    await self._handle(update)
+                except Exception:
+                    log.exception("handling Telegram update %d failed", update.update_id)
+                offset = update.update_id + 1
+                await asyncio.to_thread(self._save_offset, offset)
+
+    async def _handle(self, update: Update) -> None:
+        message = update.message
+        if message is None or not message.text or message.from_user is None:
+            return
+        text = message.text
+        if not text.startswith("/"):
+            return  # commands only; ordinary chat in a group is not ours
+        user = message.from_user.id
+        chat = message.chat.id
+        if user not in self._allowed:
+            now = self._monotonic()
+            if now - self._refused.get(user, -REFUSE_AGAIN_AFTER) >= REFUSE_AGAIN_AFTER:
+                self._refused[user] = now
+                log.warning(
+                    "refused a command from Telegram user %d (not in "
+                    "GEXBOT_TELEGRAM_ALLOWED_USERS)",
+                    user,
+                )
+                await self._send(chat, Reply(REFUSAL))
+            return
+        reply = await self._service.answer(
+            text, platform="telegram", chat_id=str(chat), user=str(user)
+        )
+        await self._send(chat, reply)
+
+    async def _send(self, chat: int, reply: Reply) -> None:
+        body = html.escape(reply.text)
+        text = f"<pre>{body}</pre>" if reply.monospace else body
+        try:
+            await self._bot.send_message(
+                chat_id=chat,
+                text=text[:4000],
+                parse_mode=ParseMode.HTML,
+                link_preview_options=LinkPreviewOptions(is_disabled=True),
+            )
+        except Forbidden:
+            log.info("Telegram chat %d blocked the bot; reply dropped", chat)
+        except TelegramError as exc:
+            log.warning("reply to Telegram chat %d failed (%s)", chat, type(exc).__name__)
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)

@@ -1,0 +1,203 @@
+"""Chat commands: parsing what a trader types, and the text of the replies (pure).
+
+Telegram (`/levels btc`) and Slack (`/gex levels btc`, `@gexbot levels btc`) share this parser.
+Input is bounded and validated here, so nothing typed in a chat reaches a query, a template or
+a log line as it was typed.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from gexbot.core.durations import format_duration, parse_duration
+from gexbot.core.format import fmt_age, fmt_pct, fmt_price
+from gexbot.core.levels_view import Regime, distance_pct, regime
+from gexbot.core.snapshot import Level, SymbolSnapshot, SymbolStatus
+from gexbot.core.symbols import MAX_SYMBOLS_PER_REQUEST, SUPPORTED_SYMBOLS, normalize_symbol
+
+MAX_INPUT = 200  # characters of a command line we read at all
+MAX_MUTE = 7 * 86400.0
+
+
+class CommandName(StrEnum):
+    """What a chat can ask."""
+
+    LEVELS = "levels"
+    STATUS = "status"
+    RULES = "rules"
+    MUTE = "mute"
+    UNMUTE = "unmute"
+    SUBSCRIBE = "subscribe"
+    UNSUBSCRIBE = "unsubscribe"
+    HELP = "help"
+
+
+DESCRIPTIONS: dict[CommandName, str] = {
+    CommandName.LEVELS: "levels [SYMBOL…] — current GEX levels (BTC, ETH, SOL, HYPE)",
+    CommandName.STATUS: "status — feed, symbols and active mutes",
+    CommandName.RULES: "rules — the alert rules in force",
+    CommandName.MUTE: "mute RULE|SYMBOL|all DURATION — silence alerts (30m, 2h, 1d)",
+    CommandName.UNMUTE: "unmute RULE|SYMBOL|all — end a mute",
+    CommandName.SUBSCRIBE: "subscribe RULE|SYMBOL — get those alerts in this chat",
+    CommandName.UNSUBSCRIBE: "unsubscribe RULE|SYMBOL — stop them",
+    CommandName.HELP: "help — this list",
+}
+
+
+class Scope(StrEnum):
+    """What a mute or a subscription covers."""
+
+    RULE = "rule"
+    SYMBOL = "symbol"
+    ALL = "all"
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A parsed command."""
+
+    name: CommandName
+    symbols: tuple[str, ...] = ()
+    scope: Scope | None = None
+    target: str = ""
+    duration: float | None = None
+
+
+class CommandError(ValueError):
+    """A one-line usage hint for the person who typed the command."""
+
+
+def usage(name: CommandName) -> str:
+    """The usage line of a command."""
+    return f"Usage: {DESCRIPTIONS[name]}"
+
+
+def _target(
+    token: str, rule_ids: Iterable[str], universe: Sequence[str], *, allow_all: bool
+) -> tuple[Scope, str]:
+    ids = set(rule_ids)
+    if allow_all and token.lower() == "all":
+        return Scope.ALL, "all"
+    symbol = normalize_symbol(token)
+    if symbol in universe:
+        return Scope.SYMBOL, symbol
+    if token.lower() in ids:
+        return Scope.RULE, token.lower()
+    known = [*sorted(ids), *universe]
+    hint = difflib.get_close_matches(token.lower(), [k.lower() for k in known], n=1)
+    tail = f" Did you mean {hint[0]}?" if hint else ""
+    raise CommandError(f"Unknown rule or symbol “{token[:40]}”.{tail} See /rules.")
+
+
+def parse_command(
+    text: str, *, rule_ids: Iterable[str], universe: Sequence[str] = SUPPORTED_SYMBOLS
+) -> Command:
+    """Parse `levels btc`, `/mute hvl-regime 2h`, `@gexbot status`… into a Command."""
+    if len(text) > MAX_INPUT:
+        raise CommandError(f"That is too long ({len(text)} characters). Try /help.")
+    words = text.strip().split()
+    while words and (words[0].startswith("@") or words[0].startswith("<@")):
+        words = words[1:]  # a mention of the bot itself
+    if not words:
+        return Command(CommandName.HELP)
+    head = words[0].lstrip("/").split("@")[0].lower()  # `/levels@gexbot_bot` in groups
+    args = words[1:]
+    try:
+        name = CommandName(head)
+    except ValueError:
+        names = ", ".join(n.value for n in CommandName)
+        raise CommandError(f"Unknown command “{head[:30]}”. Commands: {names}.") from None
+    if name is CommandName.LEVELS:
+        if len(args) > MAX_SYMBOLS_PER_REQUEST:
+            raise CommandError(f"At most {MAX_SYMBOLS_PER_REQUEST} symbols at a time.")
+        return Command(name, symbols=tuple(dict.fromkeys(normalize_symbol(a) for a in args)))
+    if name in (CommandName.STATUS, CommandName.RULES, CommandName.HELP):
+        return Command(name)
+    if name is CommandName.MUTE:
+        if len(args) != 2:
+            raise CommandError(usage(name))
+        scope, target = _target(args[0], rule_ids, universe, allow_all=True)
+        try:
+            seconds = parse_duration(args[1])
+        except ValueError:
+            raise CommandError(f"Bad duration “{args[1][:20]}”: write 30m, 2h or 1d.") from None
+        if not 0 < seconds <= MAX_MUTE:
+            raise CommandError("A mute lasts between 1 second and 7 days.")
+        return Command(name, scope=scope, target=target, duration=seconds)
+    if len(args) != 1:
+        raise CommandError(usage(name))
+    allow_all = name is CommandName.UNMUTE
+    scope, target = _target(args[0], rule_ids, universe, allow_all=allow_all)
+    return Command(name, scope=scope, target=target)
+
+
+# -- replies ---------------------------------------------------------------------------------
+
+
+def help_text() -> str:
+    """Every command, one per line."""
+    return "gexbot commands:\n" + "\n".join(f"• {d}" for d in DESCRIPTIONS.values())
+
+
+_ROWS: tuple[tuple[Level, str], ...] = (
+    (Level.CALL_WALL_3, "Call wall 3"),
+    (Level.CALL_WALL_2, "Call wall 2"),
+    (Level.CALL_RESISTANCE, "Call resist."),
+    (Level.HVL, "HVL"),
+    (Level.PUT_SUPPORT, "Put support"),
+    (Level.PUT_WALL_2, "Put wall 2"),
+    (Level.PUT_WALL_3, "Put wall 3"),
+    (Level.ODTE_CALL_RESISTANCE, "0DTE call"),
+    (Level.ODTE_HVL, "0DTE HVL"),
+    (Level.ODTE_PUT_SUPPORT, "0DTE put"),
+    (Level.MAX_PAIN, "Max pain"),
+    (Level.EM_UPPER_1SD, "EM +1σ"),
+    (Level.EM_LOWER_1SD, "EM −1σ"),
+)
+
+
+def levels_reply(snap: SymbolSnapshot, now: datetime) -> str:
+    """A compact monospace table of one symbol's levels (null levels left out)."""
+    if snap.status is SymbolStatus.INVALID:
+        return f"{snap.symbol}: not supported. Symbols: {', '.join(SUPPORTED_SYMBOLS)}."
+    if snap.status is SymbolStatus.MISSING or snap.spot is None:
+        return f"{snap.symbol}: no data upstream right now."
+    reg = regime(snap.spot, snap.level(Level.HVL))
+    regime_text = {
+        Regime.ABOVE_HVL: "above HVL (damping)",
+        Regime.BELOW_HVL: "below HVL (amplifying)",
+        Regime.AT_HVL: "at HVL",
+        Regime.UNKNOWN: "regime unknown",
+    }[reg]
+    stale = " STALE" if snap.status is SymbolStatus.STALE else ""
+    lines = [
+        f"{snap.symbol}  spot {fmt_price(snap.spot)}  {regime_text}",
+        f"data age {fmt_age(snap.age_seconds(now))}{stale}",
+    ]
+    for level, label in _ROWS:
+        value = snap.level(level)
+        if value is None:
+            continue
+        lines.append(
+            f"{label:<13}{fmt_price(value):>11} {fmt_pct(distance_pct(value, snap.spot)):>8}"
+        )
+    return "\n".join(lines)
+
+
+def describe_scope(scope: Scope, target: str) -> str:
+    """`rule hvl-regime`, `BTCUSDT`, `everything`."""
+    if scope is Scope.ALL:
+        return "everything"
+    return f"rule {target}" if scope is Scope.RULE else target
+
+
+def mute_reply(scope: Scope, target: str, seconds: float) -> str:
+    """Confirmation of a mute."""
+    return (
+        f"Muted {describe_scope(scope, target)} for {format_duration(seconds)}. "
+        "Alerts are recorded, not sent."
+    )

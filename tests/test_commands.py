@@ -1,0 +1,188 @@
+"""Chat commands: parsing (pure) and the Telegram loop against a fake Bot API over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import Engine
+from telegram import Bot
+
+from gexbot.adapters.backquant import BackQuantClient, build_http_client
+from gexbot.chat.service import ChatService
+from gexbot.chat.telegram import TelegramCommands
+from gexbot.core.commands import CommandError, CommandName, Scope, parse_command
+from gexbot.core.rulefile import build_ruleset, parse_rule_file
+from gexbot.runtime import utcnow
+from gexbot.sim.market import Simulator
+from gexbot.sim.server import SimServer
+from gexbot.store.ops import active_mutes, list_subscriptions
+from tests.fakes import FakeTelegram
+
+RULE_IDS = ["hvl-regime", "near-call-resistance"]
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "scope", "target"),
+    [
+        ("/levels btc ETH", CommandName.LEVELS, None, ""),
+        ("/levels@gexbot_bot", CommandName.LEVELS, None, ""),
+        ("<@U0BOT> status", CommandName.STATUS, None, ""),
+        ("mute hvl-regime 2h", CommandName.MUTE, Scope.RULE, "hvl-regime"),
+        ("/mute btc 30m", CommandName.MUTE, Scope.SYMBOL, "BTCUSDT"),
+        ("/mute all 1d", CommandName.MUTE, Scope.ALL, "all"),
+        ("/unmute ALL", CommandName.UNMUTE, Scope.ALL, "all"),
+        ("/subscribe HYPE", CommandName.SUBSCRIBE, Scope.SYMBOL, "HYPEUSDT"),
+        (
+            "/unsubscribe near-call-resistance",
+            CommandName.UNSUBSCRIBE,
+            Scope.RULE,
+            "near-call-resistance",
+        ),
+        ("", CommandName.HELP, None, ""),
+    ],
+)
+def test_parse_commands(text: str, name: CommandName, scope: Scope | None, target: str) -> None:
+    c = parse_command(text, rule_ids=RULE_IDS)
+    assert (c.name, c.scope, c.target) == (name, scope, target)
+
+
+def test_levels_normalises_and_dedupes_symbols() -> None:
+    assert parse_command("/levels btc BTCUSDT eth", rule_ids=[]).symbols == ("BTCUSDT", "ETHUSDT")
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("/frobnicate", "Unknown command “frobnicate”"),
+        ("/mute hvl-regime soon", "Bad duration “soon”: write 30m, 2h or 1d."),
+        ("/mute hvl-regime 30d", "A mute lasts between 1 second and 7 days."),
+        ("/mute hvl-regim 1h", "Did you mean hvl-regime?"),
+        ("/mute", "Usage: mute RULE|SYMBOL|all DURATION"),
+        ("/subscribe all", "Unknown rule or symbol “all”"),
+        ("/levels " + "btc " * 9, "At most 8 symbols at a time."),
+        ("/levels " + "x" * 300, "That is too long"),
+    ],
+)
+def test_bad_commands_get_a_one_line_hint(text: str, says: str) -> None:
+    with pytest.raises(CommandError) as info:
+        parse_command(text, rule_ids=RULE_IDS)
+    assert says in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+# -- the Telegram loop ------------------------------------------------------------------------
+
+ALLOWED = 111
+SECOND = 222
+STRANGER = 999
+RULES = build_ruleset(
+    [
+        parse_rule_file(
+            "channels: {tty: {console: true}}\ndefaults: {notify: tty}\n"
+            "rules: [{id: hvl-regime, when: {crosses: hvl}}]\n",
+            "r.yaml",
+        )
+    ]
+)
+
+
+@pytest.fixture
+async def world(db: Engine) -> AsyncIterator[tuple[FakeTelegram, SimServer, BackQuantClient]]:
+    import time
+
+    telegram = FakeTelegram()
+    await telegram.start()
+    sim = SimServer(Simulator(clock=time.time), api_key="k")
+    await sim.start()
+    async with build_http_client(sim.url, "k") as http:
+        yield telegram, sim, BackQuantClient(http, api_key="k")
+    await sim.stop()
+    await telegram.stop()
+
+
+def _loop(db: Engine, telegram: FakeTelegram, client: BackQuantClient) -> TelegramCommands:
+    service = ChatService(
+        engine=db,
+        client=client,
+        rules=lambda: RULES,
+        latest=lambda: None,
+        universe=["BTCUSDT", "ETHUSDT", "SOLUSDT", "HYPEUSDT"],
+        fresh_for=30,
+        stale_after=90,
+        clock=utcnow,
+    )
+    bot = Bot(telegram.token, base_url=telegram.api_url)
+    return TelegramCommands(
+        bot, service, engine=db, allowed_users=[ALLOWED, SECOND], poll_timeout=1
+    )
+
+
+async def _run_until(loop: TelegramCommands, done: object, timeout: float = 8) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(loop.run(stop))
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not done() and asyncio.get_running_loop().time() < deadline:  # type: ignore[operator]
+        await asyncio.sleep(0.05)
+    stop.set()
+    await task
+    await loop._bot.shutdown()
+
+
+async def test_allowed_users_get_answers_and_strangers_one_refusal(
+    db: Engine, world: tuple[FakeTelegram, SimServer, BackQuantClient]
+) -> None:
+    telegram, _, client = world
+    telegram.push_command("/levels btc", user=ALLOWED)
+    telegram.push_command("/levels btc", user=STRANGER)
+    telegram.push_command("/status", user=STRANGER)
+    telegram.push_command("/mute hvl-regime 1h", user=ALLOWED)
+    telegram.push_command("/subscribe BTC", user=SECOND)
+    telegram.push_command("/frobnicate <b>", user=ALLOWED)
+    loop = _loop(db, telegram, client)
+    await _run_until(loop, lambda: len(telegram.messages) >= 5)
+    mine = telegram.replies_to(ALLOWED)
+    assert mine[0].startswith("<pre>BTCUSDT  spot ")
+    assert "HVL" in mine[0]
+    assert "data age" in mine[0]
+    assert mine[1] == "Muted rule hvl-regime for 1h. Alerts are recorded, not sent."
+    assert mine[2].startswith("Unknown command “frobnicate”")  # typed text never echoed raw
+    assert telegram.replies_to(STRANGER) == ["Sorry, this bot only answers its desk."]
+    assert telegram.replies_to(SECOND) == ["This chat now gets BTCUSDT alerts."]
+    assert [c["command"] for c in telegram.commands[0]][:2] == ["levels", "status"]
+    with db.connect() as conn:
+        assert [(m.scope, m.target) for m in active_mutes(conn, now=utcnow())] == [
+            ("rule", "hvl-regime")
+        ]
+        assert [s.channel for s in list_subscriptions(conn)] == [f"telegram:{SECOND}"]
+
+
+async def test_a_restart_never_replays_a_command(
+    db: Engine, world: tuple[FakeTelegram, SimServer, BackQuantClient]
+) -> None:
+    telegram, _, client = world
+    telegram.push_command("/help", user=ALLOWED)
+    await _run_until(_loop(db, telegram, client), lambda: len(telegram.messages) >= 1)
+    telegram.offsets.clear()
+    await _run_until(_loop(db, telegram, client), lambda: len(telegram.offsets) >= 2, timeout=3)
+    assert len(telegram.messages) == 1  # /help was answered once
+    assert telegram.offsets[0] == 1001  # resumed after the stored offset
+
+
+async def test_a_second_instance_conflict_backs_off_without_crashing(
+    db: Engine,
+    world: tuple[FakeTelegram, SimServer, BackQuantClient],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gexbot.chat.telegram as tg
+
+    monkeypatch.setattr(tg, "CONFLICT_BACKOFF", 0.2)
+    telegram, _, client = world
+    telegram.conflicts = 2
+    telegram.push_command("/help", user=ALLOWED)
+    await _run_until(_loop(db, telegram, client), lambda: len(telegram.messages) >= 1)
+    assert "another process is polling this Telegram bot token (409 Conflict)" in caplog.text
+    assert caplog.text.count("409 Conflict") == 1  # logged once, not per retry
+    assert len(telegram.messages) == 1
