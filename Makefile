@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(PY) bench/store.py
 	$(PY) bench/fanout.py
 	$(PY) bench/staleness.py
+	$(PY) bench/commands.py
 
 clean:
 	rm -rf $(VENV)
