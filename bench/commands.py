@@ -26,6 +26,7 @@ from gexbot.adapters.backquant import BackQuantClient, build_http_client
 from gexbot.chat.service import ChatService
 from gexbot.chat.telegram import TelegramCommands
 from gexbot.core.rulefile import build_ruleset, parse_rule_file
+from gexbot.core.snapshot import BundleSnapshot
 from gexbot.sim.market import Simulator
 from gexbot.sim.server import SimServer
 from gexbot.store.engine import make_engine, migrate
