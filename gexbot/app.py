@@ -19,6 +19,7 @@ from gexbot.adapters.pacing import Pacer
 from gexbot.adapters.slack import SlackNotifier
 from gexbot.adapters.telegram import TelegramNotifier
 from gexbot.chat.service import ChatService
+from gexbot.chat.slack import SlackCommands
 from gexbot.chat.telegram import TelegramCommands
 from gexbot.core.rules import ChannelKind, RuleSet
 from gexbot.dispatch import Route
@@ -117,3 +118,19 @@ def build_telegram_commands(
         allowed_users=settings.telegram_allowed_users,
         poll_timeout=settings.telegram_poll_timeout,
     )
+
+
+def build_slack_commands(settings: Settings, service: ChatService) -> SlackCommands | None:
+    """The Slack Socket Mode loop, when both the app and the bot token are set."""
+    if settings.slack_app_token is None:
+        return None
+    if settings.slack_bot_token is None:
+        log.warning(
+            "GEXBOT_SLACK_APP_TOKEN is set but GEXBOT_SLACK_BOT_TOKEN is not: "
+            "Slack commands are off"
+        )
+        return None
+    web = AsyncWebClient(
+        token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
+    )
+    return SlackCommands(settings.slack_app_token.get_secret_value(), web, service)

@@ -24,6 +24,7 @@ from gexbot.adapters.backquant import MULTI_INCLUDES, FetchError
 from gexbot.app import (
     backquant_client,
     build_notifiers,
+    build_slack_commands,
     build_telegram_commands,
     channel_problems,
 )
@@ -323,6 +324,9 @@ async def _serve(
             telegram_commands = build_telegram_commands(settings, engine, service)
             if telegram_commands is not None:
                 bot.chat_loops.append(telegram_commands.run)
+            slack_commands = build_slack_commands(settings, service)
+            if slack_commands is not None:
+                bot.chat_loops.append(slack_commands.run)
             stop = stop or asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):

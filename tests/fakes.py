@@ -57,12 +57,55 @@ class FakeSlack(_Server):
         self.script: dict[str, deque[Any]] = defaultdict(deque)  # channel → responses to play
         self.rejected_429 = 0
         self._last: dict[str, float] = {}
+        self.app_token = "xapp-test-app-token"
+        self.acks: list[dict[str, Any]] = []  # what the client sent back over the socket
+        self._socket: web.WebSocketResponse | None = None
+        self._connected = asyncio.Event()
+        self._acked = asyncio.Event()
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/api/chat.postMessage", self._post)
         app.router.add_post("/api/auth.test", self._auth_test)
+        app.router.add_post("/api/apps.connections.open", self._connections_open)
+        app.router.add_get("/link", self._link)
         return app
+
+    async def _connections_open(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Bearer {self.app_token}":
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        return web.json_response({"ok": True, "url": self.url.replace("http", "ws") + "/link"})
+
+    async def _link(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self._socket = ws
+        await ws.send_json({"type": "hello", "num_connections": 1})
+        self._connected.set()
+        async for msg in ws:
+            if msg.type.name == "TEXT":
+                self.acks.append(json.loads(msg.data))
+                self._acked.set()
+        return ws
+
+    async def envelope(self, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Send one Socket Mode envelope and wait for its acknowledgement."""
+        await asyncio.wait_for(self._connected.wait(), timeout=10)
+        assert self._socket is not None
+        envelope_id = f"env-{len(self.acks)}"
+        self._acked.clear()
+        await self._socket.send_json(
+            {
+                "envelope_id": envelope_id,
+                "type": kind,
+                "payload": payload,
+                "accepts_response_payload": True,
+            }
+        )
+        while not any(a.get("envelope_id") == envelope_id for a in self.acks):
+            self._acked.clear()
+            await asyncio.wait_for(self._acked.wait(), timeout=10)
+        return next(a for a in self.acks if a.get("envelope_id") == envelope_id)
 
     @property
     def api_url(self) -> str:

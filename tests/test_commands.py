@@ -140,14 +140,17 @@ async def test_allowed_users_get_answers_and_strangers_one_refusal(
     telegram.push_command("/mute hvl-regime 1h", user=ALLOWED)
     telegram.push_command("/subscribe BTC", user=SECOND)
     telegram.push_command("/frobnicate <b>", user=ALLOWED)
+    telegram.push_command("/status", user=ALLOWED)
     loop = _loop(db, telegram, client)
-    await _run_until(loop, lambda: len(telegram.messages) >= 5)
+    await _run_until(loop, lambda: len(telegram.messages) >= 6)
     mine = telegram.replies_to(ALLOWED)
     assert mine[0].startswith("<pre>BTCUSDT  spot ")
     assert "HVL" in mine[0]
     assert "data age" in mine[0]
     assert mine[1] == "Muted rule hvl-regime for 1h. Alerts are recorded, not sent."
     assert mine[2].startswith("Unknown command “frobnicate”")  # typed text never echoed raw
+    assert "rule hvl-regime for " in mine[3]
+    assert "Outbox: 0 waiting, 0 dead" in mine[3]
     assert telegram.replies_to(STRANGER) == ["Sorry, this bot only answers its desk."]
     assert telegram.replies_to(SECOND) == ["This chat now gets BTCUSDT alerts."]
     assert [c["command"] for c in telegram.commands[0]][:2] == ["levels", "status"]
@@ -186,3 +189,68 @@ async def test_a_second_instance_conflict_backs_off_without_crashing(
     assert "another process is polling this Telegram bot token (409 Conflict)" in caplog.text
     assert caplog.text.count("409 Conflict") == 1  # logged once, not per retry
     assert len(telegram.messages) == 1
+
+
+# -- Slack Socket Mode ---------------------------------------------------------------------------
+
+
+async def test_slack_slash_command_and_mention_over_socket_mode(
+    db: Engine, world: tuple[FakeTelegram, SimServer, BackQuantClient]
+) -> None:
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from gexbot.chat.slack import SlackCommands
+    from tests.fakes import FakeSlack
+
+    _, _, client = world
+    slack = FakeSlack()
+    await slack.start()
+    service = ChatService(
+        engine=db,
+        client=client,
+        rules=lambda: RULES,
+        latest=lambda: None,
+        universe=["BTCUSDT", "ETHUSDT", "SOLUSDT", "HYPEUSDT"],
+        fresh_for=30,
+        stale_after=90,
+        clock=utcnow,
+    )
+    web = AsyncWebClient(token=slack.token, base_url=slack.api_url)
+    commands = SlackCommands(slack.app_token, web, service)
+    stop = asyncio.Event()
+    task = asyncio.create_task(commands.run(stop))
+    try:
+        ack = await slack.envelope(
+            "slash_commands",
+            {"command": "/gex", "text": "levels eth", "user_id": "U1", "channel_id": "C1"},
+        )
+        assert ack["payload"]["text"].startswith("```ETHUSDT  spot ")
+        ack = await slack.envelope(
+            "slash_commands",
+            {"command": "/gex", "text": "mute <b>x</b> 1h", "user_id": "U1", "channel_id": "C1"},
+        )
+        assert "&lt;b&gt;x&lt;/b&gt;" in ack["payload"]["text"]  # typed text escaped
+        await slack.envelope(
+            "events_api",
+            {
+                "event": {
+                    "type": "app_mention",
+                    "text": "<@U0BOT> help",
+                    "channel": "C2",
+                    "ts": "1.2",
+                    "user": "U1",
+                }
+            },
+        )
+        for _ in range(50):
+            if slack.posts:
+                break
+            await asyncio.sleep(0.05)
+        assert slack.posts[0].channel == "C2"
+        assert slack.posts[0].text.startswith("gexbot commands")
+    finally:
+        stop.set()
+        await task
+        if web.session is not None:
+            await web.session.close()
+        await slack.stop()

@@ -1,0 +1,91 @@
+"""Slack commands over Socket Mode: `/gex levels btc` and `@gexbot levels btc`.
+
+Socket Mode (GEXBOT_SLACK_APP_TOKEN, `xapp-…`) needs no public URL. Each envelope is
+acknowledged with the reply itself for slash commands (Slack shows it to the person who typed
+it); mentions are acknowledged at once and answered in the thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.socket_mode.aiohttp import SocketModeClient
+from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
+from slack_sdk.web.async_client import AsyncWebClient
+
+from gexbot.chat.service import ChatService, Reply
+
+log = logging.getLogger(__name__)
+
+
+def _mrkdwn(reply: Reply) -> str:
+    text = reply.text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return f"```{text}```" if reply.monospace else text
+
+
+class SlackCommands:
+    """Answers `/gex …` slash commands and app mentions."""
+
+    def __init__(self, app_token: str, web: AsyncWebClient, service: ChatService) -> None:
+        self._app_token = app_token
+        self._web = web
+        self._service = service
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Connect, answer until `stop`, close."""
+        client = SocketModeClient(app_token=self._app_token, web_client=self._web)
+        client.socket_mode_request_listeners.append(self._on_request)
+        try:
+            await client.connect()  # type: ignore[no-untyped-call]
+        except (SlackApiError, SlackClientError, OSError) as exc:
+            # Error text only: the SDK's message can quote the request.
+            code = getattr(getattr(exc, "response", None), "data", {}) or {}
+            log.error(
+                "Slack Socket Mode did not connect (%s); check GEXBOT_SLACK_APP_TOKEN",
+                code.get("error", type(exc).__name__)
+                if isinstance(code, dict)
+                else type(exc).__name__,
+            )
+            return
+        log.info("Slack Socket Mode connected")
+        try:
+            await stop.wait()
+        finally:
+            await client.close()  # type: ignore[no-untyped-call]
+
+    async def _on_request(self, client: AsyncBaseSocketModeClient, req: SocketModeRequest) -> None:
+        try:
+            if req.type == "slash_commands":
+                p = req.payload
+                reply = await self._service.answer(
+                    str(p.get("text", "")),
+                    platform="slack",
+                    chat_id=str(p.get("channel_id", "")),
+                    user=str(p.get("user_id", "")),
+                )
+                await client.send_socket_mode_response(
+                    SocketModeResponse(
+                        envelope_id=req.envelope_id,
+                        payload={"response_type": "ephemeral", "text": _mrkdwn(reply)},
+                    )
+                )
+                return
+            await client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
+            event = req.payload.get("event", {}) if req.type == "events_api" else {}
+            if event.get("type") == "app_mention":
+                channel = str(event.get("channel", ""))
+                reply = await self._service.answer(
+                    str(event.get("text", "")),
+                    platform="slack",
+                    chat_id=channel,
+                    user=str(event.get("user", "")),
+                )
+                await self._web.chat_postMessage(
+                    channel=channel, text=_mrkdwn(reply), thread_ts=event.get("ts")
+                )
+        except Exception:
+            log.exception("Slack command handling failed")
