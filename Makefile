@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(PY) bench/fanout.py
 	$(PY) bench/staleness.py
 	$(PY) bench/commands.py
+	$(PY) bench/replay.py
 
 clean:
 	rm -rf $(VENV)

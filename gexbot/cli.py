@@ -38,6 +38,14 @@ from gexbot.core.snapshot import BundleSnapshot
 from gexbot.core.symbols import normalize_symbol
 from gexbot.core.wire import mark_stale
 from gexbot.logs import configure as configure_logging
+from gexbot.replay_cmd import (
+    ReplayInputError,
+    ReplayRequest,
+    check_request,
+    load_series,
+    report,
+    run_replay,
+)
 from gexbot.rules_loader import RulesWatcher, load_rules
 from gexbot.runtime import Bot, utcnow
 from gexbot.settings import Settings, SettingsError, load_settings
@@ -68,6 +76,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.add_parser("check", help="validate settings and rules; exit 1 and list every problem")
     sub.add_parser("schema", help="print the JSON Schema of rule files")
+    rp = sub.add_parser("replay", help="how often would the rules have fired? (history replay)")
+    rp.add_argument("--days", type=int, default=7)
+    rp.add_argument("--symbols", nargs="*", default=[])
+    rp.add_argument("--rules", type=Path, default=None, help="default: GEXBOT_RULES")
+    rp.add_argument("--source", choices=["api", "store"], default="api")
+    rp.add_argument("--format", dest="fmt", choices=["table", "json", "csv"], default="table")
+    rp.add_argument("--timeline", action="store_true", help="list every alert")
     db = sub.add_parser("db", help="database maintenance")
     db.add_argument(
         "action",
@@ -114,6 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(console, err)
         if args.command == "db":
             return _db(args.action, console)
+        if args.command == "replay":
+            return asyncio.run(_replay(args, console, err))
         if args.command == "schema":
             sys.stdout.write(json.dumps(rule_file_json_schema(), indent=2) + "\n")
             return EXIT_OK
@@ -164,6 +181,33 @@ def _db(action: str, console: Console) -> int:
         markup=False,
         highlight=False,
     )
+    return EXIT_OK
+
+
+async def _replay(args: argparse.Namespace, console: Console, err: Console) -> int:
+    settings = load_settings()
+    if args.rules is not None:
+        settings = settings.model_copy(update={"rules": args.rules})
+    try:
+        symbols = check_request(args.days, args.symbols, args.source, settings.symbols)
+        rules = load_rules(
+            settings.rules, universe=list(dict.fromkeys([*settings.symbols, *symbols]))
+        )
+    except ReplayInputError as exc:
+        err.print(f"gexbot replay: {exc}", markup=False, highlight=False)
+        return EXIT_INVALID
+    except RulesError as exc:
+        for problem in exc.problems:
+            err.print(str(problem), markup=False, highlight=False, soft_wrap=True)
+        return EXIT_INVALID
+    req = ReplayRequest(args.days, symbols, args.source, args.fmt, args.timeline)
+    try:
+        series = await load_series(settings, req, datetime.now(tz=UTC))
+    except ReplayInputError as exc:
+        err.print(f"gexbot replay: {exc}", markup=False, highlight=False)
+        return EXIT_INVALID
+    result, skipped, kept = run_replay(rules.rules, series, args.source)
+    report(result, result.stats(kept, symbols), skipped, req, console)
     return EXIT_OK
 
 

@@ -168,3 +168,31 @@ def db(empty_db: Engine) -> Engine:
 
     migrate(empty_db)
     return empty_db
+
+
+@contextmanager
+def threaded_sim(api_key: str = "k") -> Iterator[str]:
+    """The simulator on its own thread and loop, for tests that call the sync CLI `main()`."""
+    import asyncio
+    import threading
+    import time
+
+    server = SimServer(Simulator(clock=time.time), api_key=api_key)
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+
+    def serve() -> None:
+        loop.run_until_complete(server.start())
+        ready.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    ready.wait()
+    try:
+        yield server.url
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()

@@ -20,6 +20,7 @@ from gexbot.settings import Settings, load_settings
 from gexbot.sim.market import Fault, FaultKind, Simulator
 from gexbot.sim.server import SimServer
 from gexbot.store.engine import make_engine, migrate
+from tests.conftest import threaded_sim
 
 RULES = """
 channels: {tty: {console: true}}
@@ -174,49 +175,39 @@ async def test_hot_reload_swaps_valid_rules_and_refuses_broken_ones(
 def test_once_dry_run_prints_and_writes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import threading
-    import time
+    with threaded_sim() as url:
+        _dry_run_checks(tmp_path, monkeypatch, capsys, url)
 
-    sim = Simulator(clock=time.time)
-    server = SimServer(sim, api_key="k")
-    ready = threading.Event()
-    loop = asyncio.new_event_loop()
 
-    def serve() -> None:
-        loop.run_until_complete(server.start())
-        ready.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    ready.wait()
+def _dry_run_checks(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    url: str,
+) -> None:
     for name in list(os.environ):
         if name.startswith("GEXBOT_"):
             monkeypatch.delenv(name)
-    settings = _settings(tmp_path, server.url)
+    settings = _settings(tmp_path, url)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("GEXBOT_API_URL", server.url)
+    monkeypatch.setenv("GEXBOT_API_URL", url)
     monkeypatch.setenv("GEXBOT_API_KEY", "k")
     monkeypatch.setenv("GEXBOT_RULES", str(settings.rules))
     monkeypatch.setenv("GEXBOT_SYMBOLS", "BTCUSDT,DOGEUSDT")
     monkeypatch.setenv("GEXBOT_DATABASE_URL", settings.database_url)
-    try:
-        assert main(["once", "--dry-run"]) == 0
-        out = capsys.readouterr().out
-        assert "would send: 🟠 DOGEUSDT is not a symbol BackQuant serves" in out
-        from sqlalchemy import func, select
+    assert main(["once", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "would send: 🟠 DOGEUSDT is not a symbol BackQuant serves" in out
+    from sqlalchemy import func, select
 
-        from gexbot.store.tables import alert_state, outbox
+    from gexbot.store.tables import alert_state, outbox
 
-        engine = make_engine(settings.database_url)
-        with engine.connect() as conn:  # the dry run wrote nothing
-            assert conn.execute(select(func.count()).select_from(outbox)).scalar() == 0
-            assert conn.execute(select(func.count()).select_from(alert_state)).scalar() == 0
-        monkeypatch.setenv("GEXBOT_SYMBOLS", "BTCUSDT")
-        assert main(["once"]) == 0  # first sight: baselines
-        assert main(["once", "--dry-run"]) == 0
-        assert "dry run: nothing would be sent" in capsys.readouterr().out
-        engine.dispose()
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=5)
+    engine = make_engine(settings.database_url)
+    with engine.connect() as conn:  # the dry run wrote nothing
+        assert conn.execute(select(func.count()).select_from(outbox)).scalar() == 0
+        assert conn.execute(select(func.count()).select_from(alert_state)).scalar() == 0
+    monkeypatch.setenv("GEXBOT_SYMBOLS", "BTCUSDT")
+    assert main(["once"]) == 0  # first sight: baselines
+    assert main(["once", "--dry-run"]) == 0
+    assert "dry run: nothing would be sent" in capsys.readouterr().out
+    engine.dispose()

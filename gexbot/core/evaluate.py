@@ -8,7 +8,7 @@ every rule that uses them. Pairs whose observation could not change their status
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import TypeVar
@@ -124,7 +124,9 @@ def index_rules(rules: Iterable[Rule]) -> RuleIndex:
     ordered = tuple(rules)
     groups: dict[Condition, list[Rule]] = {}
     for rule in ordered:
-        groups.setdefault(rule.condition, []).append(rule)
+        # `direction` only matters to `decide`: crosses that differ only there share a group.
+        key = replace(rule.condition, direction=Direction.ANY)
+        groups.setdefault(key, []).append(rule)
     return RuleIndex(
         rules=ordered,
         by_id={r.id: r for r in ordered},
@@ -191,7 +193,7 @@ def _crosses(
     inactive = AlertState.INACTIVE
     for rule in group:
         mine = statuses.get(rule.id, _NO_STATUS)
-        for sym, (hard, raw) in _applicable(rule, table):
+        for sym, (hard, raw) in table.items() if rule.symbols is None else _applicable(rule, table):
             st = mine.get(sym)
             if st is None or st.baseline is None:
                 out.append(_crossing(rule, views[sym], sym, truth=Truth.FALSE, side=raw))
@@ -224,7 +226,7 @@ def _moves(
     inactive = AlertState.INACTIVE
     for rule in group:
         mine = statuses.get(rule.id, _NO_STATUS)
-        for sym, value in _applicable(rule, table):
+        for sym, value in table.items() if rule.symbols is None else _applicable(rule, table):
             st = mine.get(sym)
             base = st.baseline if st is not None else None
             if base is None:
@@ -248,21 +250,14 @@ def _states(
     out: list[Observation],
     keep: bool,
 ) -> None:
-    # Per symbol: truth when not armed, truth when armed (near's wider band), and the level.
-    table: dict[str, tuple[bool, bool, float | None]] = {}
-    for sym, view in views.items():
-        unarmed_truth, level = _state_truth(cond, view, armed=False)
-        if unarmed_truth is Truth.UNKNOWN:
-            continue
-        armed_truth: Truth = unarmed_truth
-        if cond.kind is ConditionKind.NEAR:
-            armed_truth = _state_truth(cond, view, armed=True)[0]
-        table[sym] = (unarmed_truth is Truth.TRUE, armed_truth is Truth.TRUE, level)
+    table = _state_table(cond, views)
     inactive, firing = AlertState.INACTIVE, AlertState.FIRING
     for rule in group:
         mine = statuses.get(rule.id, _NO_STATUS)
         no_repeat = rule.repeat is None
-        for sym, (fresh, armed, level) in _applicable(rule, table):
+        for sym, (fresh, armed, level) in (
+            table.items() if rule.symbols is None else _applicable(rule, table)
+        ):
             st = mine.get(sym)
             if st is None:
                 truth = fresh
@@ -276,6 +271,39 @@ def _states(
                     continue
             value = Truth.TRUE if truth else Truth.FALSE
             out.append(_state_obs(rule, views[sym], sym, truth=value, level=level))
+
+
+def _state_table(
+    cond: Condition, views: dict[str, _SymbolView]
+) -> dict[str, tuple[bool, bool, float | None]]:
+    """Per symbol: truth when not armed, truth when armed (near's wider band), and the level."""
+    table: dict[str, tuple[bool, bool, float | None]] = {}
+    if cond.kind in (ConditionKind.ABOVE, ConditionKind.BELOW):  # the common, cheap case
+        above = cond.kind is ConditionKind.ABOVE
+        for sym, view in views.items():
+            level = cond.threshold if cond.level is None else view.snap.levels.get(cond.level)
+            if level is not None:
+                truth = view.spot > level if above else view.spot < level
+                table[sym] = (truth, truth, level)
+        return table
+    if cond.kind is ConditionKind.NEAR and cond.within_pct is not None and cond.level:
+        within = cond.within_pct
+        rearm = cond.rearm_pct or 2 * within
+        for sym, view in views.items():
+            rel = view.rel.get(cond.level)
+            if rel is not None:
+                d = abs(rel)
+                table[sym] = (d <= within, d <= rearm, view.snap.levels.get(cond.level))
+        return table
+    for sym, view in views.items():
+        unarmed_truth, level = _state_truth(cond, view, armed=False)
+        if unarmed_truth is Truth.UNKNOWN:
+            continue
+        armed_truth: Truth = unarmed_truth
+        if cond.kind is ConditionKind.NEAR:
+            armed_truth = _state_truth(cond, view, armed=True)[0]
+        table[sym] = (unarmed_truth is Truth.TRUE, armed_truth is Truth.TRUE, level)
+    return table
 
 
 def _state_truth(cond: Condition, view: _SymbolView, *, armed: bool) -> tuple[Truth, float | None]:

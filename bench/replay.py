@@ -1,0 +1,99 @@
+"""Replay speed: 30 days x 4 symbols at 30-second resolution (345,600 snapshots), 50 rules.
+
+The history comes from the simulator's own past (as `/v2/gex/stress-history` serves it); only
+the replay is timed. Prints wall time and snapshots per second.
+
+    .venv/bin/python bench/replay.py
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gexbot.core.replay import history_to_snapshots
+from gexbot.core.rules import Condition, ConditionKind, Direction, Rule
+from gexbot.core.snapshot import HistoryPoint, Level
+from gexbot.core.wire import parse_time
+from gexbot.replay_cmd import run_replay
+from gexbot.sim import payloads
+from gexbot.sim.market import SimConfig, Simulator
+
+SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "HYPEUSDT"]
+LEVELS = [Level.HVL, Level.CALL_RESISTANCE, Level.PUT_SUPPORT]
+
+
+def rules(n: int = 50) -> list[Rule]:
+    rng = random.Random(50)
+    out = []
+    for i in range(n):
+        kind = [
+            ConditionKind.CROSSES,
+            ConditionKind.NEAR,
+            ConditionKind.ABOVE,
+            ConditionKind.BELOW,
+            ConditionKind.MOVED,
+        ][i % 5]
+        level = rng.choice(LEVELS)
+        cond = {
+            ConditionKind.CROSSES: Condition(
+                kind,
+                level=level,
+                buffer_pct=rng.choice([0, 0.1]),
+                direction=rng.choice(list(Direction)),
+            ),
+            ConditionKind.NEAR: Condition(kind, level=level, within_pct=rng.choice([0.25, 0.5])),
+            ConditionKind.MOVED: Condition(kind, level=level, by_pct=1.0),
+        }.get(kind, Condition(kind, level=level))
+        out.append(
+            Rule(
+                id=f"r{i}",
+                condition=cond,
+                symbols=None,
+                notify=("tty",),
+                cooldown=rng.choice([0.0, 900.0]),
+                hold=rng.choice([0.0, 60.0]),
+            )
+        )
+    return out
+
+
+def main() -> None:
+    t0 = time.perf_counter()
+    sim = Simulator(SimConfig(seed=1, history_step=30.0), clock=time.time)
+    series = {}
+    for sym in SYMBOLS:
+        data = payloads.stress_history(sim, sym, 30)
+        points = [
+            HistoryPoint(parse_time(t) or sim.now(), s, h, c, p, n)  # type: ignore[arg-type]
+            for t, s, h, c, p, n in zip(
+                data["timestamps"],
+                data["spot_price"],
+                data["hvl"],
+                data["call_wall"],
+                data["put_wall"],
+                data["net_gex"],
+                strict=True,
+            )
+        ]
+        series[sym] = history_to_snapshots(sym, points)
+    prepared = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    result, _, _ = run_replay(rules(), series, "api")  # what `gexbot replay` runs
+    wall = time.perf_counter() - t1
+    print(
+        f"history: {result.snapshots:,} snapshots ({len(SYMBOLS)} symbols, 30 days at 30 s), "
+        f"prepared in {prepared:.1f} s"
+    )
+    print(
+        f"replay of 50 rules: {wall:.2f} s, {result.snapshots / wall:,.0f} snapshots/s, "
+        f"{len(result.alerts):,} alerts"
+    )
+
+
+if __name__ == "__main__":
+    main()
