@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(PY) bench/staleness.py
 	$(PY) bench/commands.py
 	$(PY) bench/replay.py
+	$(PY) bench/charts.py
 
 clean:
 	rm -rf $(VENV)

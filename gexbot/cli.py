@@ -35,7 +35,7 @@ from gexbot.core.render import plain_text, render
 from gexbot.core.rulefile import RulesError, rule_file_json_schema
 from gexbot.core.rules import RuleSet
 from gexbot.core.snapshot import BundleSnapshot
-from gexbot.core.symbols import normalize_symbol
+from gexbot.core.symbols import SUPPORTED_SYMBOLS, normalize_symbol
 from gexbot.core.wire import mark_stale
 from gexbot.logs import configure as configure_logging
 from gexbot.replay_cmd import (
@@ -76,6 +76,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.add_parser("check", help="validate settings and rules; exit 1 and list every problem")
     sub.add_parser("schema", help="print the JSON Schema of rule files")
+    ch = sub.add_parser("chart", help="render the levels chart of a symbol to a PNG")
+    ch.add_argument("symbol")
+    ch.add_argument("-o", "--output", type=Path, required=True, help="FILE.png")
     rp = sub.add_parser("replay", help="how often would the rules have fired? (history replay)")
     rp.add_argument("--days", type=int, default=7)
     rp.add_argument("--symbols", nargs="*", default=[])
@@ -129,6 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(console, err)
         if args.command == "db":
             return _db(args.action, console)
+        if args.command == "chart":
+            return asyncio.run(_chart(load_settings(), args.symbol, args.output, err))
         if args.command == "replay":
             return asyncio.run(_replay(args, console, err))
         if args.command == "schema":
@@ -181,6 +186,29 @@ def _db(action: str, console: Console) -> int:
         markup=False,
         highlight=False,
     )
+    return EXIT_OK
+
+
+async def _chart(settings: Settings, symbol: str, output: Path, err: Console) -> int:
+    from gexbot.charts import render_chart  # noqa: PLC0415 - matplotlib only when charting
+
+    sym = normalize_symbol(symbol)
+    if sym not in SUPPORTED_SYMBOLS:
+        err.print(
+            f"gexbot chart: unknown symbol {symbol}; supported: {', '.join(SUPPORTED_SYMBOLS)}",
+            markup=False,
+            highlight=False,
+        )
+        return EXIT_INVALID
+    async with backquant_client(settings) as client:
+        try:
+            snap = await client.levels(sym, ["candles", "spot", "expected_move", "max_pain"])
+        except FetchError as exc:
+            err.print(f"gexbot chart: {exc}", markup=False, highlight=False)
+            return EXIT_FAILED
+    png = await asyncio.to_thread(render_chart, snap)
+    await asyncio.to_thread(output.write_bytes, png)
+    err.print(f"wrote {output} ({len(png) // 1024} KB)", markup=False, highlight=False)
     return EXIT_OK
 
 

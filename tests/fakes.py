@@ -180,6 +180,7 @@ class FakeTelegram(_Server):
     updates: list[dict[str, Any]] = field(default_factory=list)
     offsets: list[int] = field(default_factory=list)  # the offset of every getUpdates call
     commands: list[list[dict[str, Any]]] = field(default_factory=list)  # setMyCommands payloads
+    photos: list[tuple[str, bytes]] = field(default_factory=list)  # (chat id, PNG bytes)
     conflicts: int = 0  # answer this many getUpdates calls with 409 Conflict
     _recent: deque[float] = field(default_factory=deque)
     _last_chat: dict[str, float] = field(default_factory=dict)
@@ -238,6 +239,23 @@ class FakeTelegram(_Server):
         if request.match_info["token"] != self.token:
             return self._error(401, "Unauthorized")
         form = await request.post()
+        if method == "sendPhoto":
+            photo = form.get("photo")
+            body = photo.file.read() if isinstance(photo, web.FileField) else b""
+            self.photos.append((str(form.get("chat_id", "")), body))
+            return web.json_response(
+                {
+                    "ok": True,
+                    "result": {
+                        "message_id": 9000 + len(self.photos),
+                        "date": int(time.time()),
+                        "chat": {"id": int(str(form.get("chat_id", "0"))), "type": "private"},
+                        "photo": [
+                            {"file_id": "f", "file_unique_id": "u", "width": 1200, "height": 675}
+                        ],
+                    },
+                }
+            )
         data = {k: str(v) for k, v in form.items()}
         if method == "getMe":
             return web.json_response(

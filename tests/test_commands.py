@@ -142,7 +142,7 @@ async def test_allowed_users_get_answers_and_strangers_one_refusal(
     telegram.push_command("/frobnicate <b>", user=ALLOWED)
     telegram.push_command("/status", user=ALLOWED)
     loop = _loop(db, telegram, client)
-    await _run_until(loop, lambda: len(telegram.messages) >= 6)
+    await _run_until(loop, lambda: len(telegram.messages) >= 6 and telegram.photos)
     mine = telegram.replies_to(ALLOWED)
     assert mine[0].startswith("<pre>BTCUSDT  spot ")
     assert "HVL" in mine[0]
@@ -154,6 +154,10 @@ async def test_allowed_users_get_answers_and_strangers_one_refusal(
     assert telegram.replies_to(STRANGER) == ["Sorry, this bot only answers its desk."]
     assert telegram.replies_to(SECOND) == ["This chat now gets BTCUSDT alerts."]
     assert [c["command"] for c in telegram.commands[0]][:2] == ["levels", "status"]
+    # `/levels btc` also brings the chart, as a photo.
+    (chat, png), *_ = telegram.photos
+    assert chat == str(ALLOWED)
+    assert png.startswith(b"\x89PNG")
     with db.connect() as conn:
         assert [(m.scope, m.target) for m in active_mutes(conn, now=utcnow())] == [
             ("rule", "hvl-regime")

@@ -43,6 +43,7 @@ class Reply:
 
     text: str
     monospace: bool = False
+    image: bytes | None = None  # a PNG chart to send after the text
 
 
 class ChatService:
@@ -59,7 +60,9 @@ class ChatService:
         fresh_for: float,
         stale_after: float,
         clock: Callable[[], datetime],
+        charts: bool = True,
     ) -> None:
+        self._charts = charts
         self._engine = engine
         self._client = client
         self._rules = rules
@@ -139,7 +142,21 @@ class ChatService:
             if snap is None or not snap.usable:
                 snap = await self._fetch(sym)
             parts.append(levels_reply(snap, now) if snap else f"{sym}: no data right now.")
-        return Reply("\n\n".join(parts), monospace=True)
+        image = await self._chart(symbols[0]) if len(symbols) == 1 and self._charts else None
+        return Reply("\n\n".join(parts), monospace=True, image=image)
+
+    async def _chart(self, sym: str) -> bytes | None:
+        """The levels chart of one symbol (with candles); None when it cannot be made."""
+        if sym not in self._universe:
+            return None
+        try:
+            from gexbot.charts import render_chart  # noqa: PLC0415 - matplotlib is heavy
+
+            snap = await self._client.levels(sym, ["candles", "spot", "expected_move", "max_pain"])
+            return await asyncio.to_thread(render_chart, snap)
+        except Exception:  # the text reply must never be lost to a chart failure
+            log.exception("chart for %s failed; replying without it", sym)
+            return None
 
     async def _fetch(self, sym: str) -> SymbolSnapshot | None:
         if sym not in self._universe:

@@ -157,6 +157,8 @@ class TelegramCommands:
                 parse_mode=ParseMode.HTML,
                 link_preview_options=LinkPreviewOptions(is_disabled=True),
             )
+            if reply.image is not None:
+                await self._bot.send_photo(chat_id=chat, photo=reply.image, filename="levels.png")
         except Forbidden:
             log.info("Telegram chat %d blocked the bot; reply dropped", chat)
         except TelegramError as exc:
