@@ -11,7 +11,7 @@ import asyncio
 import logging
 import random
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -72,10 +72,12 @@ class Dispatcher:
         policy: DispatchPolicy | None = None,
         rng: random.Random | None = None,
         notifiers: dict[str, Notifier] | None = None,
+        charts: Callable[[str], Awaitable[bytes | None]] | None = None,
     ) -> None:
         self._engine = engine
         self.routes = routes
         self.notifiers = notifiers or {}
+        self._charts = charts
         self._clock = clock
         self.warnings_to = tuple(warnings_to)
         self._policy = policy or DispatchPolicy()
@@ -134,6 +136,7 @@ class Dispatcher:
             outcome = await self._send(route, channel, message)
             if not isinstance(outcome, DeliveryError):
                 await self._finish(message, mark_sent, stats.sent, provider_id=outcome)
+                await self._attach_charts(route, message)
                 continue
             attempts = max(r.attempts for r in message)
             if outcome.permanent or attempts >= self._policy.max_attempts:
@@ -176,6 +179,27 @@ class Dispatcher:
             log.exception("unexpected error delivering to %s", channel)
             # Only the type: a foreign message may carry a token.
             return DeliveryError(f"unexpected {type(exc).__name__}")
+
+    async def _attach_charts(self, route: Route | None, rows: list[OutboxRow]) -> None:
+        """After the text went out: the chart of each symbol whose rule asks for one.
+
+        Best effort by design: a chart failure is logged and never delays or loses the alert.
+        """
+        if self._charts is None or route is None or route.notifier is None:
+            return
+        symbols = dict.fromkeys(r.event.symbol for r in rows if r.payload.get("chart"))
+        for symbol in symbols:
+            try:
+                png = await self._charts(symbol)
+                if png is not None:
+                    await route.notifier.send_image(route.channel.target, png, f"{symbol} levels")
+            except Exception as exc:
+                log.warning(
+                    "chart for %s to %s failed (%s); the alert went without it",
+                    symbol,
+                    route.channel.name,
+                    type(exc).__name__,
+                )
 
     async def _finish(
         self, rows: list[OutboxRow], mark: Callable[..., bool], into: list[int], **kw: object

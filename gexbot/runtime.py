@@ -94,6 +94,7 @@ class Bot:
             policy=DispatchPolicy(),
             rng=self._rng,
             notifiers=notifiers,
+            charts=self.chart_for,
         )
         self.metrics = Metrics()
         self.state = PollState(started_at=clock())
@@ -104,6 +105,13 @@ class Bot:
         self._quiet = quiet_cycles  # the demo logs only cycles where something happened
         self.latest: BundleSnapshot | None = None  # the last good poll, for chat replies
         self.chat_loops: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = []
+
+    async def chart_for(self, symbol: str) -> bytes | None:
+        """The levels chart of `symbol` for alerts of rules with `chart: true`."""
+        from gexbot.charts import render_chart  # noqa: PLC0415 - matplotlib only when needed
+
+        snap = await self._client.levels(symbol, ["candles", "spot", "expected_move", "max_pain"])
+        return await asyncio.to_thread(render_chart, snap)
 
     # -- health -----------------------------------------------------------------------------
 

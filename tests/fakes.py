@@ -59,6 +59,8 @@ class FakeSlack(_Server):
         self._last: dict[str, float] = {}
         self.app_token = "xapp-test-app-token"
         self.acks: list[dict[str, Any]] = []  # what the client sent back over the socket
+        self.pending_files: dict[str, dict[str, Any]] = {}
+        self.uploads: list[tuple[str, str, bytes]] = []  # (channel id, title, bytes)
         self._socket: web.WebSocketResponse | None = None
         self._connected = asyncio.Event()
         self._acked = asyncio.Event()
@@ -68,8 +70,35 @@ class FakeSlack(_Server):
         app.router.add_post("/api/chat.postMessage", self._post)
         app.router.add_post("/api/auth.test", self._auth_test)
         app.router.add_post("/api/apps.connections.open", self._connections_open)
+        app.router.add_post("/api/files.getUploadURLExternal", self._upload_url)
+        app.router.add_post("/upload/{file_id}", self._upload)
+        app.router.add_post("/api/files.completeUploadExternal", self._complete_upload)
         app.router.add_get("/link", self._link)
         return app
+
+    async def _upload_url(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        if not self._authorized(request):
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        file_id = f"F{len(self.pending_files):08d}"
+        self.pending_files[file_id] = {"filename": body.get("filename"), "data": b""}
+        return web.json_response(
+            {"ok": True, "upload_url": f"{self.url}/upload/{file_id}", "file_id": file_id}
+        )
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        self.pending_files[request.match_info["file_id"]]["data"] = await request.read()
+        return web.Response(text="OK - uploaded")
+
+    async def _complete_upload(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        files = body.get("files")
+        files = json.loads(files) if isinstance(files, str) else files or []
+        channel = str(body.get("channel_id", ""))
+        for f in files:
+            data = self.pending_files.pop(f["id"])["data"]
+            self.uploads.append((channel, str(f.get("title", "")), data))
+        return web.json_response({"ok": True, "files": [{"id": f["id"]} for f in files]})
 
     async def _connections_open(self, request: web.Request) -> web.Response:
         if request.headers.get("Authorization") != f"Bearer {self.app_token}":
@@ -112,11 +141,14 @@ class FakeSlack(_Server):
         return f"{self.url}/api/"
 
     async def _body(self, request: web.Request) -> dict[str, Any]:
+        # slack-sdk sends some methods' arguments as query parameters, others in the body.
+        data: dict[str, Any] = dict(request.query)
         if request.content_type == "application/json":
-            data: dict[str, Any] = await request.json()
+            data.update(await request.json())
             return data
         form = await request.post()
-        return {k: (json.loads(str(v)) if k == "blocks" else str(v)) for k, v in form.items()}
+        data.update({k: (json.loads(str(v)) if k == "blocks" else str(v)) for k, v in form.items()})
+        return data
 
     def _authorized(self, request: web.Request) -> bool:
         return request.headers.get("Authorization") == f"Bearer {self.token}"

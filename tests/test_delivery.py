@@ -190,3 +190,61 @@ def test_the_example_rules_need_no_token(tmp_path: Path) -> None:
 
     rules = load_rules(Path(__file__).resolve().parents[1] / "rules")
     assert channel_problems(load_settings(env_file=None), rules) == []
+
+
+async def test_rules_with_chart_true_attach_the_chart_after_the_text(
+    db: Engine, fakes: tuple[FakeSlack, FakeTelegram], caplog: pytest.LogCaptureFixture
+) -> None:
+    slack, telegram = fakes
+    rules = _ruleset(
+        RULES.replace(
+            "    severity: critical\n", "    severity: critical\n    chart: true\n"
+        ).replace("#gex-alerts", "C0DESK1234")
+    )
+    assert next(r for r in rules.rules if r.id == "hvl-regime").chart
+    bot = Bot(db, fakes, rules)
+    calls: list[str] = []
+
+    async def chart(symbol: str) -> bytes | None:
+        calls.append(symbol)
+        return b"\x89PNG fake chart"
+
+    bot.dispatcher._charts = chart
+    try:
+        bot.pipeline.run(bundle(snapshot(99, hvl=100)), now=T0)
+        bot.pipeline.run(bundle(snapshot(101, hvl=100)), now=T0 + timedelta(seconds=30))
+        await bot.dispatcher.run_once()
+    finally:
+        await bot.close()
+    assert calls == ["BTCUSDT", "BTCUSDT"]  # one per destination
+    assert telegram.photos == [("42", b"\x89PNG fake chart")]
+    assert slack.uploads == [("C0DESK1234", "BTCUSDT levels", b"\x89PNG fake chart")]
+    assert len(slack.posts) == 1
+    assert len(telegram.messages) == 1
+
+
+async def test_a_chart_failure_never_loses_the_alert(
+    db: Engine, fakes: tuple[FakeSlack, FakeTelegram], caplog: pytest.LogCaptureFixture
+) -> None:
+    slack, telegram = fakes
+    rules = _ruleset(
+        RULES.replace("    severity: critical\n", "    severity: critical\n    chart: true\n")
+    )
+    bot = Bot(db, fakes, rules)
+
+    async def broken(symbol: str) -> bytes | None:
+        raise RuntimeError("renderer exploded")
+
+    bot.dispatcher._charts = broken
+    try:
+        bot.pipeline.run(bundle(snapshot(99, hvl=100)), now=T0)
+        bot.pipeline.run(bundle(snapshot(101, hvl=100)), now=T0 + timedelta(seconds=30))
+        stats = await bot.dispatcher.run_once()
+    finally:
+        await bot.close()
+    assert len(stats.sent) == 2
+    assert not stats.retried
+    assert len(slack.posts) == 1
+    assert len(telegram.messages) == 1
+    assert not telegram.photos
+    assert "the alert went without it" in caplog.text

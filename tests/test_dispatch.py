@@ -35,6 +35,9 @@ class Recorder:
     async def close(self) -> None:
         pass
 
+    async def send_image(self, target: str, png: bytes, title: str) -> None:
+        pass
+
     async def send(self, target: str, items: Sequence[Rendered]) -> str | None:
         if self.errors:
             raise self.errors.pop(0)

@@ -23,6 +23,12 @@ class ConsoleNotifier:
         self._console = console or Console()
         self._count = 0
 
+    async def send_image(self, target: str, png: bytes, title: str) -> None:
+        """A console cannot show a picture: say so."""
+        self._console.print(
+            Text(f"          [chart: {title}, {len(png) // 1024} KB PNG]", style="dim")
+        )
+
     async def close(self) -> None:
         """Nothing to close."""
 

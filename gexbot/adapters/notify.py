@@ -28,6 +28,10 @@ class Notifier(Protocol):
         """Send one message carrying `items` to `target`; the provider's message id."""
         ...
 
+    async def send_image(self, target: str, png: bytes, title: str) -> None:
+        """Send a picture after a message (best effort: callers log, never retry)."""
+        ...
+
     async def close(self) -> None:
         """Release connections."""
         ...

@@ -46,6 +46,35 @@ class SlackNotifier:
         self._client = client
         self._pacer = pacer or Pacer()
 
+    async def send_image(self, target: str, png: bytes, title: str) -> None:
+        """`files_upload_v2` (getUploadURLExternal, upload, completeUploadExternal)."""
+        channel = target.lstrip("#")
+        if not channel.startswith(("C", "G", "D")) or not channel.isupper():
+            # files_upload_v2 takes a conversation id; names must be resolved first.
+            channel = await self._channel_id(channel)
+        try:
+            await self._client.files_upload_v2(
+                channel=channel, content=png, filename="levels.png", title=title[:200]
+            )
+        except SlackApiError as exc:
+            raise self._translate(exc, f"slack:{target}") from None
+        except (SlackClientError, aiohttp.ClientError, TimeoutError) as exc:
+            raise DeliveryError(f"slack upload: {type(exc).__name__}") from None
+
+    async def _channel_id(self, name: str) -> str:
+        cursor = None
+        while True:
+            resp = await self._client.conversations_list(
+                types="public_channel,private_channel", limit=1000, cursor=cursor
+            )
+            data = resp.data if isinstance(resp.data, dict) else {}
+            for ch in data.get("channels", []):
+                if ch.get("name") == name:
+                    return str(ch["id"])
+            cursor = (data.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                raise DeliveryError(f"slack: no channel named #{name} for the chart upload")
+
     async def close(self) -> None:
         """Close the client's HTTP session, if it owns one."""
         if self._client.session is not None and not self._client.session.closed:

@@ -62,6 +62,18 @@ class TelegramNotifier:
         self._ready = False
         self._init_lock = asyncio.Lock()
 
+    async def send_image(self, target: str, png: bytes, title: str) -> None:
+        """`sendPhoto` with the title as caption."""
+        chat = self.migrated.get(target, target)
+        per_chat = TELEGRAM_PER_GROUP if chat.startswith("-") else TELEGRAM_PER_CHAT
+        await self._pacer.wait([("telegram", TELEGRAM_GLOBAL), (f"telegram:{chat}", per_chat)])
+        try:
+            await self._bot.send_photo(
+                chat_id=int(chat), photo=png, filename="levels.png", caption=title[:1024]
+            )
+        except TelegramError as exc:
+            raise self._translate(exc, chat) from None
+
     async def close(self) -> None:
         """Close the bot's HTTP connections."""
         await self._bot.shutdown()

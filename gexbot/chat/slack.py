@@ -57,6 +57,14 @@ class SlackCommands:
         finally:
             await client.close()  # type: ignore[no-untyped-call]
 
+    async def _upload(self, channel: str, png: bytes) -> None:
+        try:
+            await self._web.files_upload_v2(
+                channel=channel, content=png, filename="levels.png", title="GEX levels"
+            )
+        except (SlackApiError, SlackClientError, OSError) as exc:
+            log.warning("chart upload to %s failed (%s)", channel, type(exc).__name__)
+
     async def _on_request(self, client: AsyncBaseSocketModeClient, req: SocketModeRequest) -> None:
         try:
             if req.type == "slash_commands":

@@ -40,6 +40,7 @@ class AlertEvent:
     computed_at: datetime | None = None
     hvl: float | None = None  # for the regime line of every alert
     after_gap: bool = False  # decided on the first data after a gap in the feed
+    chart: bool = False  # the rule asks for the levels chart with the alert
     message: str | None = None  # the rule's template, or a warning's full text
 
     def to_payload(self) -> dict[str, Any]:
@@ -105,6 +106,7 @@ def events_for(
             computed_at=obs.computed_at,
             hvl=snap.level(Level.HVL) if snap is not None else None,
             after_gap=obs.after_gap,
+            chart=rule.chart,
             message=rule.message,
         )
         out.append((event, rule.notify))

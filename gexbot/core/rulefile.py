@@ -140,6 +140,7 @@ class RuleSpec(_Common):
     )
     when: WhenSpec
     message: str | None = Field(None, description="Template: {symbol} crossed {direction} …")
+    chart: bool = Field(False, description="Attach the levels chart (PNG) to the alerts.")
 
 
 class WarningsSpec(_Spec):
@@ -567,6 +568,7 @@ def _rule(
         ),
         severity=spec.severity or defaults.severity or Severity.WARNING,
         message=spec.message,
+        chart=spec.chart,
         location=ctx.loc((*base, "id")),
     )
     return RuleDraft(rule, tuple(ctx.loc(p) for p in npaths))

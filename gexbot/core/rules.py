@@ -107,6 +107,7 @@ class Rule:
     resolve: bool = False
     severity: Severity = Severity.WARNING
     message: str | None = None
+    chart: bool = False  # attach the levels chart to this rule's alerts
     location: Location | None = field(default=None, compare=False)
 
     def applies_to(self, symbol: str) -> bool:
