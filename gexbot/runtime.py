@@ -108,10 +108,9 @@ class Bot:
 
     async def chart_for(self, symbol: str) -> bytes | None:
         """The levels chart of `symbol` for alerts of rules with `chart: true`."""
-        from gexbot.charts import render_chart  # noqa: PLC0415 - matplotlib only when needed
+        from gexbot.charts import chart_for  # noqa: PLC0415 - matplotlib only when needed
 
-        snap = await self._client.levels(symbol, ["candles", "spot", "expected_move", "max_pain"])
-        return await asyncio.to_thread(render_chart, snap)
+        return await chart_for(self._client, self._engine, symbol, now=self._clock())
 
     # -- health -----------------------------------------------------------------------------
 

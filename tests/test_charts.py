@@ -102,3 +102,27 @@ def test_no_price_history_still_draws_the_levels() -> None:
         for i in range(30)
     ]
     assert png_size(render_chart(snap, prices=prices)) == (1200, 675)
+
+
+def test_without_candles_the_chart_uses_the_bots_stored_spot_history(db: object) -> None:
+    from sqlalchemy import Engine
+
+    from gexbot.charts import stored_prices
+    from gexbot.store.snapshots import save_snapshot
+    from tests.rulekit import bundle, snapshot
+
+    assert isinstance(db, Engine)
+    now = datetime(2026, 11, 24, 12, tzinfo=UTC)
+    with db.begin() as conn:
+        for i in range(5):
+            at = now - timedelta(minutes=10 - i)
+            save_snapshot(conn, bundle(snapshot(100 + i, at=at, hvl=101.0), at=at))
+    prices = stored_prices(db, "BTCUSDT", now=now)
+    assert [p for _, p in prices] == [100, 101, 102, 103, 104]
+    snap = SymbolSnapshot(
+        symbol="BTCUSDT",
+        status=SymbolStatus.OK,
+        spot=104.0,
+        levels=MappingProxyType({Level.HVL: 101.0}),
+    )
+    assert png_size(render_chart(snap, prices=prices)) == (1200, 675)

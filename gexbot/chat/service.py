@@ -150,10 +150,9 @@ class ChatService:
         if sym not in self._universe:
             return None
         try:
-            from gexbot.charts import render_chart  # noqa: PLC0415 - matplotlib is heavy
+            from gexbot.charts import chart_for  # noqa: PLC0415 - matplotlib is heavy
 
-            snap = await self._client.levels(sym, ["candles", "spot", "expected_move", "max_pain"])
-            return await asyncio.to_thread(render_chart, snap)
+            return await chart_for(self._client, self._engine, sym, now=self._clock())
         except Exception:  # the text reply must never be lost to a chart failure
             log.exception("chart for %s failed; replying without it", sym)
             return None
