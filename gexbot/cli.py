@@ -55,6 +55,7 @@ from gexbot.sim.server import DEFAULT_KEY, SimServer
 from gexbot.store.engine import DatabaseError, make_engine, masked, migrate
 from gexbot.store.outbox import release_orphans
 from gexbot.store.prune import prune
+from gexbot.store.single import sqlite_lock
 
 EXIT_OK = 0
 EXIT_INVALID = 1  # bad settings, rules or arguments: fix the input
@@ -367,7 +368,10 @@ async def _serve(
         err.print(f"gexbot did not start: {_count(len(problems), 'problem')}", markup=False)
         return EXIT_FAILED
     engine = make_engine(settings.database_url)
+    lock = sqlite_lock(engine)
     try:
+        if lock is not None:
+            lock.acquire()
         migrate(engine)
         if engine.dialect.name == "sqlite":
             with engine.begin() as conn:
@@ -417,6 +421,8 @@ async def _serve(
             await bot.run(stop)
             logging.getLogger("gexbot").info("gexbot stopped")
     finally:
+        if lock is not None:
+            lock.release()
         engine.dispose()
     return EXIT_OK
 

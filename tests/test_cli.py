@@ -165,3 +165,50 @@ def test_run_without_key_or_rules_names_both_and_exits_2(tmp_path: Path) -> None
     assert "GEXBOT_API_KEY: required" in out.stderr
     assert "GEXBOT_RULES: no such file or directory" in out.stderr
     assert not (tmp_path / "gexbot.db").exists()  # nothing started half-configured
+
+
+def test_a_second_process_on_the_same_sqlite_file_is_refused(sim_url: str, tmp_path: Path) -> None:
+    import time
+
+    env = _env(
+        tmp_path,
+        GEXBOT_API_URL=sim_url,
+        GEXBOT_API_KEY="demo",
+        GEXBOT_RULES=str(ROOT / "rules"),
+        GEXBOT_POLL_INTERVAL="5",
+    )
+    with subprocess.Popen(
+        [sys.executable, "-m", "gexbot", "run"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as first:
+        try:
+            for _ in range(100):  # wait until the first one holds the database
+                if (tmp_path / "gexbot.db.lock").exists() and (tmp_path / "gexbot.db").exists():
+                    break
+                time.sleep(0.1)
+            time.sleep(1.0)
+            second = gexbot("run", env=env, cwd=tmp_path)
+            assert second.returncode == 2
+            assert "another gexbot is already running on this SQLite database" in second.stderr
+            assert first.poll() is None  # the first one is unaffected
+        finally:
+            first.terminate()
+            assert first.wait(timeout=10) == 0
+    # Once it is gone, a new process starts normally (the kernel dropped the lock).
+    third = subprocess.Popen(
+        [sys.executable, "-m", "gexbot", "run"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(3)
+    assert third.poll() is None
+    third.terminate()
+    _, err = third.communicate(timeout=10)
+    assert third.returncode == 0, err
