@@ -20,9 +20,11 @@ from gexbot.adapters.slack import SlackNotifier
 from gexbot.adapters.telegram import TelegramNotifier
 from gexbot.chat.service import ChatService
 from gexbot.chat.slack import SlackCommands
-from gexbot.chat.telegram import TelegramCommands
+from gexbot.chat.telegram import CONFLICT_BACKOFF, TelegramCommands
 from gexbot.core.rules import ChannelKind, RuleSet
 from gexbot.dispatch import Route
+from gexbot.health import Metrics
+from gexbot.leader import Leadership, LeaseElector, SoleInstance
 from gexbot.settings import Settings, SettingsError, env_name
 
 log = logging.getLogger("gexbot")
@@ -91,12 +93,12 @@ async def backquant_client(settings: Settings) -> AsyncIterator[BackQuantClient]
     if key != key.strip():
         # BackQuant answers 401 to a key with surrounding whitespace (a documented cause).
         raise SettingsError([f"{env_name('api_key')}: has leading or trailing whitespace"])
-    async with build_http_client(settings.api_url, key) as http:
+    async with build_http_client(settings.api_url, key, instance=settings.instance) as http:
         yield BackQuantClient(http, api_key=key, rng=random.Random())
 
 
 def build_telegram_commands(
-    settings: Settings, engine: Engine, service: ChatService
+    settings: Settings, engine: Engine, service: ChatService, leadership: Leadership
 ) -> TelegramCommands | None:
     """The Telegram command loop, when a bot token is set (None otherwise)."""
     if settings.telegram_bot_token is None:
@@ -116,11 +118,31 @@ def build_telegram_commands(
         service,
         engine=engine,
         allowed_users=settings.telegram_allowed_users,
-        poll_timeout=settings.telegram_poll_timeout,
+        # With replicas, a long poll must not outlive the lease it started under.
+        poll_timeout=min(settings.telegram_poll_timeout, _lease_bound(settings, engine)),
+        leader=leadership.is_leader,
+        conflict_backoff=min(CONFLICT_BACKOFF, 2 * _lease_bound(settings, engine)),
     )
 
 
-def build_slack_commands(settings: Settings, service: ChatService) -> SlackCommands | None:
+def _lease_bound(settings: Settings, engine: Engine) -> float:
+    if engine.dialect.name == "sqlite":
+        return settings.telegram_poll_timeout
+    return max(1.0, settings.leader_lease)
+
+
+def build_leadership(settings: Settings, engine: Engine, metrics: Metrics) -> Leadership:
+    """One process on SQLite (its file lock is the guarantee); a lease on PostgreSQL."""
+    if engine.dialect.name == "sqlite":
+        return SoleInstance(settings.instance)
+    return LeaseElector(
+        engine, instance=settings.instance, ttl=settings.leader_lease, metrics=metrics
+    )
+
+
+def build_slack_commands(
+    settings: Settings, service: ChatService, engine: Engine
+) -> SlackCommands | None:
     """The Slack Socket Mode loop, when both the app and the bot token are set."""
     if settings.slack_app_token is None:
         return None
@@ -133,4 +155,10 @@ def build_slack_commands(settings: Settings, service: ChatService) -> SlackComma
     web = AsyncWebClient(
         token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
     )
-    return SlackCommands(settings.slack_app_token.get_secret_value(), web, service)
+    return SlackCommands(
+        settings.slack_app_token.get_secret_value(),
+        web,
+        service,
+        engine=engine,
+        instance=settings.instance,
+    )

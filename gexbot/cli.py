@@ -23,6 +23,7 @@ from rich.console import Console
 from gexbot.adapters.backquant import MULTI_INCLUDES, FetchError
 from gexbot.app import (
     backquant_client,
+    build_leadership,
     build_notifiers,
     build_slack_commands,
     build_telegram_commands,
@@ -37,6 +38,8 @@ from gexbot.core.rules import RuleSet
 from gexbot.core.snapshot import BundleSnapshot
 from gexbot.core.symbols import SUPPORTED_SYMBOLS, normalize_symbol
 from gexbot.core.wire import mark_stale
+from gexbot.health import Metrics
+from gexbot.leader import SoleInstance
 from gexbot.logs import configure as configure_logging
 from gexbot.replay_cmd import (
     ReplayInputError,
@@ -52,7 +55,13 @@ from gexbot.settings import Settings, SettingsError, load_settings
 from gexbot.sim.market import DEMO_CONFIG, SimConfig, Simulator
 from gexbot.sim.scenario import ScenarioError, apply_scenario, load_scenario
 from gexbot.sim.server import DEFAULT_KEY, SimServer
-from gexbot.store.engine import DatabaseError, make_engine, masked, migrate
+from gexbot.store.engine import (
+    DatabaseError,
+    make_engine,
+    masked,
+    migrate,
+    require_current_schema,
+)
 from gexbot.store.outbox import release_orphans
 from gexbot.store.prune import prune
 from gexbot.store.single import sqlite_lock
@@ -372,7 +381,10 @@ async def _serve(
     try:
         if lock is not None:
             lock.acquire()
-        migrate(engine)
+        if engine.dialect.name == "postgresql":
+            require_current_schema(engine)  # replicas share it: `gexbot db upgrade` migrates
+        else:
+            migrate(engine)
         if engine.dialect.name == "sqlite":
             with engine.begin() as conn:
                 orphans = release_orphans(conn)
@@ -384,23 +396,34 @@ async def _serve(
         notifiers = build_notifiers(settings, console=console)
         async with backquant_client(settings) as client:
             watcher = RulesWatcher(settings.rules, ruleset, universe=settings.symbols)
-            bot = Bot(settings, engine=engine, client=client, watcher=watcher, notifiers=notifiers)
+            metrics = Metrics()
+            leadership = build_leadership(settings, engine, metrics)
+            bot = Bot(
+                settings,
+                engine=engine,
+                client=client,
+                watcher=watcher,
+                notifiers=notifiers,
+                leadership=leadership,
+                metrics=metrics,
+            )
             if once:
                 return await _once(bot, console, dry_run=dry_run)
             service = ChatService(
                 engine=engine,
                 client=client,
                 rules=lambda: bot.watcher.rules,
-                latest=lambda: bot.latest,
+                latest=bot.chat_latest,
+                describe=None if isinstance(leadership, SoleInstance) else leadership.describe,
                 universe=settings.symbols,
                 fresh_for=settings.poll_interval,
                 stale_after=settings.stale_after,
                 clock=utcnow,
             )
-            telegram_commands = build_telegram_commands(settings, engine, service)
+            telegram_commands = build_telegram_commands(settings, engine, service, leadership)
             if telegram_commands is not None:
                 bot.chat_loops.append(telegram_commands.run)
-            slack_commands = build_slack_commands(settings, service)
+            slack_commands = build_slack_commands(settings, service, engine)
             if slack_commands is not None:
                 bot.chat_loops.append(slack_commands.run)
             stop = stop or asyncio.Event()
@@ -411,12 +434,17 @@ async def _serve(
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(signal.SIGHUP, bot.reload_requested.set)
             logging.getLogger("gexbot").info(
-                "gexbot started: %d rules, %d symbols, polling %s every %gs, database %s",
+                "gexbot started: %d rules, %d symbols, polling %s every %gs, database %s, "
+                "instance %s%s",
                 len(ruleset.rules),
                 len(settings.symbols),
                 settings.api_url,
                 settings.poll_interval,
                 masked(settings.database_url),
+                settings.instance,
+                ""
+                if isinstance(leadership, SoleInstance)
+                else f" (replica: polls while it holds the {settings.leader_lease:g}s lease)",
             )
             await bot.run(stop)
             logging.getLogger("gexbot").info("gexbot stopped")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -73,8 +74,10 @@ class Dispatcher:
         rng: random.Random | None = None,
         notifiers: dict[str, Notifier] | None = None,
         charts: Callable[[str], Awaitable[bytes | None]] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._engine = engine
+        self._monotonic = monotonic
         self.routes = routes
         self.notifiers = notifiers or {}
         self._charts = charts
@@ -93,6 +96,10 @@ class Dispatcher:
             with self._engine.begin() as conn:
                 return claim(conn, now=now, lease=policy.lease, limit=policy.batch)
 
+        # The claim is ours until `lease` on the database rows; locally we stop a little
+        # earlier (host clocks drift), so a replica frozen mid-batch never sends, on waking,
+        # rows another replica has claimed since.
+        deadline = self._monotonic() + policy.lease - min(5.0, 0.2 * policy.lease)
         rows = await asyncio.to_thread(_claim)
         stats = DispatchStats()
         by_channel: dict[str, list[OutboxRow]] = defaultdict(list)
@@ -100,7 +107,7 @@ class Dispatcher:
             by_channel[row.channel].append(row)
         async with asyncio.TaskGroup() as tasks:
             for channel, mine in by_channel.items():
-                tasks.create_task(self._deliver_channel(channel, mine, stats))
+                tasks.create_task(self._deliver_channel(channel, mine, stats, deadline))
         return stats
 
     def _messages(self, rows: list[OutboxRow]) -> list[list[OutboxRow]]:
@@ -129,10 +136,18 @@ class Dispatcher:
         return Route(Channel(channel, kind, chat), notifier)
 
     async def _deliver_channel(
-        self, channel: str, rows: list[OutboxRow], stats: DispatchStats
+        self, channel: str, rows: list[OutboxRow], stats: DispatchStats, deadline: float
     ) -> None:
         route = self.route_for(channel)
         for message in self._messages(rows):
+            if self._monotonic() >= deadline:
+                log.info(
+                    "claim on %d message(s) to %s lapsed before sending; they will be claimed "
+                    "again",
+                    len(message),
+                    channel,
+                )
+                continue
             outcome = await self._send(route, channel, message)
             if not isinstance(outcome, DeliveryError):
                 await self._finish(message, mark_sent, stats.sent, provider_id=outcome)

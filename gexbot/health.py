@@ -1,4 +1,4 @@
-"""`/healthz` and `/metrics` (Prometheus text format) on GEXBOT_HTTP_PORT."""
+"""`/healthz`, `/status` and `/metrics` (Prometheus text format) on GEXBOT_HTTP_PORT."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ class Metrics:
         )
         self.leadership_changes = Counter(
             "gexbot_leadership_changes",
-            "Times this process became or stopped being leader",
+            "Times this process became or stopped being the leader",
             registry=r,
         )
 
@@ -59,10 +59,15 @@ class HealthServer:
     """Serves health and metrics; `health()` says whether the feed is fresh enough."""
 
     def __init__(
-        self, metrics: Metrics, health: Callable[[], tuple[bool, dict[str, object]]]
+        self,
+        metrics: Metrics,
+        health: Callable[[], tuple[bool, dict[str, object]]],
+        *,
+        status: Callable[[], dict[str, object]] | None = None,
     ) -> None:
         self._metrics = metrics
         self._health = health
+        self._status = status
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -70,6 +75,8 @@ class HealthServer:
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics_handler)
+        if self._status is not None:
+            app.router.add_get("/status", self._status_handler)
         return app
 
     async def start(self, host: str, port: int) -> str:
@@ -88,6 +95,10 @@ class HealthServer:
     async def _healthz(self, _request: web.Request) -> web.Response:
         ok, body = self._health()
         return web.json_response(body, status=200 if ok else 503, dumps=_dumps)
+
+    async def _status_handler(self, _request: web.Request) -> web.Response:
+        assert self._status is not None  # noqa: S101 - routed only when set
+        return web.json_response(self._status(), dumps=_dumps)
 
     async def _metrics_handler(self, _request: web.Request) -> web.Response:
         body = generate_latest(self._metrics.registry)

@@ -1,17 +1,20 @@
 """One poll's worth of work against the store: evaluate, decide, persist, enqueue.
 
-Statuses and the previous snapshot are cached in memory between cycles (this process is the
-only writer), so a cycle writes only what changed. If a commit fails, the cache is dropped and
-reloaded from the database on the next cycle: the database is the truth.
+Statuses and the previous snapshot are cached in memory between cycles (only the leader
+writes them), so a cycle writes only what changed. If a commit fails, the cache is dropped and
+reloaded from the database on the next cycle: the database is the truth. With several
+replicas, `fence` runs last in each cycle's transaction, so a replica that lost the lease
+commits nothing, and a new leader starts from the database (`invalidate`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from gexbot.core.alert import AlertStatus, NotifyReason
 from gexbot.core.cycle import CycleResult, run_rules
@@ -39,9 +42,16 @@ class CycleReport:
 class Pipeline:
     """Runs cycles for one rule set against one database."""
 
-    def __init__(self, engine: Engine, rules: RuleIndex) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        rules: RuleIndex,
+        *,
+        fence: Callable[[Connection], None] | None = None,
+    ) -> None:
         self._engine = engine
         self.rules = rules
+        self._fence = fence
         self._statuses: dict[str, dict[str, AlertStatus]] | None = None
         self._previous: BundleSnapshot | None = None
         self.invalid_reported: set[str] = set()
@@ -52,6 +62,10 @@ class Pipeline:
             forget_rules(conn, [r for r in changed_ids if not r.startswith("warning:")])
         self.rules = rules
         self._statuses = None  # reload: cheaper to re-read than to patch
+
+    def invalidate(self) -> None:
+        """Forget the cache: another process may have written since (a new leadership term)."""
+        self._statuses, self._previous = None, None
 
     def _chat_state(self, now: datetime) -> tuple[list[Mute], list[Subscription]]:
         """Active mutes and chat subscriptions (two small reads per cycle)."""
@@ -125,6 +139,8 @@ class Pipeline:
                 if bundle is not None:
                     save_snapshot(conn, bundle)
                 ids = enqueue(conn, events, now=now)
+                if self._fence is not None:
+                    self._fence(conn)  # last: it locks the lease row until the commit
         except Exception:
             self._statuses, self._previous = None, None
             raise

@@ -1,8 +1,10 @@
 """The running bot: poll, evaluate/decide/persist, deliver, reload rules, serve health.
 
-All loops share one event loop under a TaskGroup. SIGINT/SIGTERM only set `stop`: the current
-cycle finishes, due deliveries are flushed within a deadline, and the process exits 0. An
-exception in one cycle is logged with its traceback and counted; the next cycle runs.
+All loops share one event loop under a TaskGroup. With several replicas on PostgreSQL only
+the leader (gexbot/leader.py) polls, evaluates and commits cycles; every replica delivers.
+SIGINT/SIGTERM only set `stop`: the current cycle finishes, due deliveries are flushed within a
+deadline, and the process exits 0. An exception in one cycle is logged with its traceback and
+counted; the next cycle runs.
 """
 
 from __future__ import annotations
@@ -29,20 +31,23 @@ from gexbot.core.events import AlertEvent
 from gexbot.core.feed_warnings import FeedContext
 from gexbot.core.includes import required_includes
 from gexbot.core.rules import Severity
-from gexbot.core.schedule import RefreshModel, next_poll
+from gexbot.core.schedule import RefreshModel, first_poll_after_takeover, next_poll
 from gexbot.core.snapshot import BundleSnapshot, SymbolStatus
 from gexbot.core.wire import mark_stale
 from gexbot.dispatch import Dispatcher, DispatchPolicy
 from gexbot.health import HealthServer, Metrics
+from gexbot.leader import Leadership, NotLeader, SoleInstance, Takeover
 from gexbot.pipeline import CycleReport, Pipeline
 from gexbot.rules_loader import RulesWatcher
 from gexbot.settings import Settings
 from gexbot.store.outbox import enqueue
+from gexbot.store.snapshots import load_last_bundle
 
 log = logging.getLogger("gexbot")
 
 FLUSH_DEADLINE = 5.0  # seconds allowed to deliver what is due after a stop signal
 RULES_CHECK_EVERY = 2.0
+STANDBY_CHECK_EVERY = 0.1  # how often a standby looks at its role (the elector is the clock)
 
 
 def utcnow() -> datetime:
@@ -76,8 +81,11 @@ class Bot:
         clock: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
         quiet_cycles: bool = False,
+        leadership: Leadership | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
+        self.leadership: Leadership = leadership or SoleInstance(settings.instance)
         self._engine = engine
         self._client = client
         self.watcher = watcher
@@ -85,18 +93,18 @@ class Bot:
         self._clock = clock
         self._rng = rng or random.Random()
         rules = watcher.rules
-        self.pipeline = Pipeline(engine, index_rules(rules.rules))
+        self.pipeline = Pipeline(engine, index_rules(rules.rules), fence=self.leadership.fence)
         self.dispatcher = Dispatcher(
             engine,
             build_routes(rules, notifiers),
             clock=clock,
             warnings_to=rules.warnings_notify,
-            policy=DispatchPolicy(),
+            policy=DispatchPolicy(lease=settings.delivery_lease),
             rng=self._rng,
             notifiers=notifiers,
             charts=self.chart_for,
         )
-        self.metrics = Metrics()
+        self.metrics = metrics or Metrics()
         self.state = PollState(started_at=clock())
         self.model = RefreshModel(interval=settings.poll_interval)
         self.wake = asyncio.Event()
@@ -114,8 +122,38 @@ class Bot:
 
     # -- health -----------------------------------------------------------------------------
 
+    def chat_latest(self) -> BundleSnapshot | None:
+        """The newest levels for chat replies: this process's last poll when it leads, else
+        the leader's last stored snapshot (standbys do not poll)."""
+        if self.leadership.is_leader() and self.latest is not None:
+            return self.latest
+        with self._engine.connect() as conn:
+            return load_last_bundle(conn) or self.latest
+
     def health(self) -> tuple[bool, dict[str, object]]:
-        """Healthy while the last successful poll is younger than 3 intervals."""
+        """Leader: healthy while the last successful poll is younger than 3 intervals.
+        Standby: healthy while it can read the lease (it is ready to take over)."""
+        role = self.leadership.describe()
+        if not self.leadership.is_leader():
+            ok = role.get("database_error") is None
+            leader = role.get("leader")
+            reason = f"standby; leader is {leader}" if leader else "standby; no leader right now"
+            if not ok:
+                reason = f"standby cannot reach the database ({role['database_error']})"
+            return ok, {"status": "ok" if ok else "down", "reason": reason, **role}
+        ok, body = self._poll_health()
+        return ok, {**body, **role}
+
+    def status(self) -> dict[str, object]:
+        """`/status`: the role, the leader, and this process's polling record."""
+        return {
+            **self.leadership.describe(),
+            "cycles": self.state.cycles,
+            "last_success": self.state.last_success,
+            "started_at": self.state.started_at,
+        }
+
+    def _poll_health(self) -> tuple[bool, dict[str, object]]:
         now = self._clock()
         limit = 3 * self.settings.poll_interval
         last = self.state.last_success
@@ -254,17 +292,49 @@ class Bot:
     # -- loops ----------------------------------------------------------------------------------
 
     async def poll_loop(self, stop: asyncio.Event) -> None:
-        """Poll on deadlines until `stop`; a failing cycle never ends the loop."""
+        """Poll on deadlines until `stop` while leading; a failing cycle never ends the loop."""
+        lead = self.leadership
         while not stop.is_set():
+            if not lead.is_leader():
+                await _sleep_or_stop(stop, STANDBY_CHECK_EVERY)
+                continue
+            takeover = lead.take_over()
+            if takeover is not None:
+                delay = await asyncio.to_thread(self._prepare_takeover, takeover)
+                await _sleep_or_stop(stop, delay)
+                continue
+            if not await lead.before_poll():
+                continue
             fresh = False
             try:
                 _, fresh = await self.poll_once()
+            except NotLeader as exc:
+                log.warning("cycle rolled back, nothing sent from it: %s", exc)
+                continue
             except Exception:
                 self.metrics.cycle_errors.inc()
                 log.exception("cycle failed; the next one runs as scheduled")
-            delay = self._delay_after(fresh)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay)
+            await _sleep_or_stop(stop, self._delay_after(fresh))
+        await lead.release()  # after the last cycle, so it could still commit
+
+    def _prepare_takeover(self, takeover: Takeover) -> float:
+        """A new term: forget cached state and learn where the last leader stopped; returns
+        seconds to wait before the first poll (none unless it already polled this window)."""
+        self.pipeline.invalidate()
+        self.state.last_statuses = None
+        with self._engine.connect() as conn:
+            stored = load_last_bundle(conn)
+        if stored is not None:
+            self.model.observe([s.computed_at for s in stored.symbols.values()])
+        now = self._clock()
+        first = first_poll_after_takeover(self.model, now=now, previous_poll=takeover.previous_poll)
+        wait = max(0.0, (first - now).total_seconds())
+        log.info(
+            "leading from term %d; first poll %s",
+            takeover.term,
+            "now" if wait == 0 else f"in {wait:.1f}s (the last leader polled this refresh)",
+        )
+        return wait
 
     async def dispatch_loop(self, stop: asyncio.Event) -> None:
         """Deliver whenever woken (new rows) and every second (retries coming due)."""
@@ -315,7 +385,10 @@ class Bot:
         if not result.accepted:
             self._warn_rules(result.problems)
             return
-        self.pipeline.replace_rules(index_rules(result.rules.rules), result.changed_ids)
+        # Only the leader resets the states of changed rules: a standby's reload must not
+        # delete what the leader has just written.
+        changed = result.changed_ids if self.leadership.is_leader() else frozenset()
+        self.pipeline.replace_rules(index_rules(result.rules.rules), changed)
         self.dispatcher.routes = build_routes(result.rules, self._notifiers)
         self.dispatcher.warnings_to = result.rules.warnings_notify
         log.info(
@@ -340,7 +413,7 @@ class Bot:
             message=f"New rule files refused, the previous rules stay active: {shown}{more}",
         )
         targets = self.watcher.rules.warnings_notify
-        if targets:
+        if targets and self.leadership.is_leader():  # one warning, not one per replica
             with self._engine.begin() as conn:
                 enqueue(conn, [(event, targets)], now=now)
             self.wake.set()
@@ -349,11 +422,12 @@ class Bot:
         """Every loop, until `stop`."""
         server = None
         if self.settings.http_port:
-            server = HealthServer(self.metrics, self.health)
+            server = HealthServer(self.metrics, self.health, status=self.status)
             url = await server.start(self.settings.http_host, self.settings.http_port)
             log.info("health and metrics on %s/healthz and %s/metrics", url, url)
         try:
             async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self.leadership.run(stop))
                 tasks.create_task(self.poll_loop(stop))
                 tasks.create_task(self.dispatch_loop(stop))
                 tasks.create_task(self.rules_loop(stop))
@@ -365,3 +439,8 @@ class Bot:
             for notifier in self._notifiers.values():
                 with contextlib.suppress(Exception):
                     await notifier.close()
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)

@@ -5,6 +5,8 @@ Problems are reported by the variable's name, and a secret's value never appears
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -20,6 +22,12 @@ def _csv(value: Any) -> Any:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+def _default_instance() -> str:
+    """`host-pid`: unique among replicas, and readable in /status and the logs."""
+    host = "".join(c if c.isalnum() or c in "-_." else "-" for c in socket.gethostname())
+    return f"{host[:100]}-{os.getpid()}"
 
 
 class Settings(BaseSettings):
@@ -54,6 +62,22 @@ class Settings(BaseSettings):
     http_port: int = Field(0, ge=0, le=65535)
     http_host: str = "127.0.0.1"
     log_format: Literal["text", "json"] = "text"
+    instance: str = Field(default_factory=lambda: _default_instance())
+    leader_lease: float = Field(10.0, ge=0.5, le=300)
+    delivery_lease: float = Field(60.0, ge=1, le=3600)
+
+    @field_validator("instance", mode="before")
+    @classmethod
+    def _blank_instance(cls, value: Any) -> Any:
+        return _default_instance() if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("instance")
+    @classmethod
+    def _instance_name(cls, value: str) -> str:
+        value = value.strip()
+        if not value or len(value) > 128 or not all(c.isalnum() or c in "-_.:@" for c in value):
+            raise ValueError("1 to 128 letters, digits or - _ . : @")
+        return value
 
     @field_validator(
         "api_key",

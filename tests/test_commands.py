@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
@@ -102,7 +103,9 @@ async def world(db: Engine) -> AsyncIterator[tuple[FakeTelegram, SimServer, Back
     await telegram.stop()
 
 
-def _loop(db: Engine, telegram: FakeTelegram, client: BackQuantClient) -> TelegramCommands:
+def _loop(
+    db: Engine, telegram: FakeTelegram, client: BackQuantClient, **kw: Any
+) -> TelegramCommands:
     service = ChatService(
         engine=db,
         client=client,
@@ -115,7 +118,7 @@ def _loop(db: Engine, telegram: FakeTelegram, client: BackQuantClient) -> Telegr
     )
     bot = Bot(telegram.token, base_url=telegram.api_url)
     return TelegramCommands(
-        bot, service, engine=db, allowed_users=[ALLOWED, SECOND], poll_timeout=1
+        bot, service, engine=db, allowed_users=[ALLOWED, SECOND], poll_timeout=1, **kw
     )
 
 
@@ -181,15 +184,12 @@ async def test_a_second_instance_conflict_backs_off_without_crashing(
     db: Engine,
     world: tuple[FakeTelegram, SimServer, BackQuantClient],
     caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import gexbot.chat.telegram as tg
-
-    monkeypatch.setattr(tg, "CONFLICT_BACKOFF", 0.2)
     telegram, _, client = world
     telegram.conflicts = 2
     telegram.push_command("/help", user=ALLOWED)
-    await _run_until(_loop(db, telegram, client), lambda: len(telegram.messages) >= 1)
+    loop = _loop(db, telegram, client, conflict_backoff=0.2)
+    await _run_until(loop, lambda: len(telegram.messages) >= 1)
     assert "another process is polling this Telegram bot token (409 Conflict)" in caplog.text
     assert caplog.text.count("409 Conflict") == 1  # logged once, not per retry
     assert len(telegram.messages) == 1
@@ -220,7 +220,7 @@ async def test_slack_slash_command_and_mention_over_socket_mode(
         clock=utcnow,
     )
     web = AsyncWebClient(token=slack.token, base_url=slack.api_url)
-    commands = SlackCommands(slack.app_token, web, service)
+    commands = SlackCommands(slack.app_token, web, service, engine=db, instance="r1")
     stop = asyncio.Event()
     task = asyncio.create_task(commands.run(stop))
     try:

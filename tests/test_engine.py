@@ -111,7 +111,7 @@ def test_prune_deletes_old_sent_rows_and_history_but_keeps_the_rest(db: Engine) 
 
 def test_db_upgrade_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["db", "upgrade"]) == 0
-    assert "database at revision 0001 (sqlite:///gexbot.db)" in capsys.readouterr().out
+    assert "database at revision 0002 (sqlite:///gexbot.db)" in capsys.readouterr().out
     assert (tmp_path / "gexbot.db").exists()
     assert main(["db", "prune"]) == 0
     assert "pruned 0 sent messages" in capsys.readouterr().out

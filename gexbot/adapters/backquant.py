@@ -120,14 +120,23 @@ def build_http_client(
     *,
     timeout: float = 10.0,
     transport: httpx.AsyncBaseTransport | None = None,
+    instance: str | None = None,
 ) -> httpx.AsyncClient:
-    """An httpx client for BackQuant: base URL, key header, User-Agent, timeouts."""
+    """An httpx client for BackQuant: base URL, key header, User-Agent, timeouts.
+
+    `instance` (GEXBOT_INSTANCE) goes into the User-Agent, so upstream's logs (and the
+    simulator's) tell replicas apart.
+    """
     base = api_url.rstrip("/")
     if base.endswith("/v2"):  # users paste the documented base `…/v2`; paths add it again
         base = base[: -len("/v2")]
     return httpx.AsyncClient(
         base_url=base,
-        headers={"X-API-Key": api_key, "User-Agent": USER_AGENT, "Accept": "application/json"},
+        headers={
+            "X-API-Key": api_key,
+            "User-Agent": f"{USER_AGENT} instance/{instance}" if instance else USER_AGENT,
+            "Accept": "application/json",
+        },
         timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)),
         transport=transport or httpx.AsyncHTTPTransport(retries=1),
         follow_redirects=False,

@@ -61,7 +61,9 @@ class ChatService:
         stale_after: float,
         clock: Callable[[], datetime],
         charts: bool = True,
+        describe: Callable[[], dict[str, object]] | None = None,
     ) -> None:
+        self._describe = describe  # replicas: who leads (None: a single process)
         self._charts = charts
         self._engine = engine
         self._client = client
@@ -189,6 +191,16 @@ class ChatService:
         now = self._clock()
         latest = self._latest()
         lines = []
+        if self._describe is not None:
+            role = self._describe()
+            if role["role"] == "leader":
+                lines.append(f"Replica {role['instance']}: leader (term {role.get('term')})")
+            else:
+                leader = role.get("leader") or "none right now"
+                lines.append(
+                    f"Replica {role['instance']}: standby; leader {leader}"
+                    + (f" (term {role['term']})" if role.get("term") else "")
+                )
         if latest is None or latest.fetched_at is None:
             lines.append("No successful poll yet.")
         else:

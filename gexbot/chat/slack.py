@@ -2,13 +2,17 @@
 
 Socket Mode (GEXBOT_SLACK_APP_TOKEN, `xapp-…`) needs no public URL. Each envelope is
 acknowledged with the reply itself for slash commands (Slack shows it to the person who typed
-it); mentions are acknowledged at once and answered in the thread.
+it); mentions are acknowledged at once and answered in the thread. Every replica may hold a
+connection; a command (by its trigger or event id) is answered by the first replica that
+records it in the database, and only acknowledged by the others.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
@@ -16,8 +20,10 @@ from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy import Engine
 
 from gexbot.chat.service import ChatService, Reply
+from gexbot.store.ops import claim_command
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +36,35 @@ def _mrkdwn(reply: Reply) -> str:
 class SlackCommands:
     """Answers `/gex …` slash commands and app mentions."""
 
-    def __init__(self, app_token: str, web: AsyncWebClient, service: ChatService) -> None:
+    def __init__(
+        self,
+        app_token: str,
+        web: AsyncWebClient,
+        service: ChatService,
+        *,
+        engine: Engine,
+        instance: str,
+        clock: Callable[[], datetime] = lambda: datetime.now(tz=UTC),
+    ) -> None:
         self._app_token = app_token
         self._web = web
         self._service = service
+        self._engine = engine
+        self._instance = instance
+        self._clock = clock
+
+    async def _first(self, key: str) -> bool:
+        """Whether this replica is the one to answer command `key`."""
+
+        def run() -> bool:
+            with self._engine.begin() as conn:
+                return claim_command(conn, key, by=self._instance, now=self._clock())
+
+        try:
+            return await asyncio.to_thread(run)
+        except Exception:  # the database is down: answering twice beats not answering
+            log.warning("could not record Slack command %s; answering anyway", key)
+            return True
 
     async def run(self, stop: asyncio.Event) -> None:
         """Connect, answer until `stop`, close."""
@@ -69,6 +100,12 @@ class SlackCommands:
         try:
             if req.type == "slash_commands":
                 p = req.payload
+                key = f"slack:cmd:{p.get('trigger_id') or req.envelope_id}"
+                if not await self._first(key):
+                    await client.send_socket_mode_response(
+                        SocketModeResponse(envelope_id=req.envelope_id)
+                    )
+                    return
                 reply = await self._service.answer(
                     str(p.get("text", "")),
                     platform="slack",
@@ -84,7 +121,8 @@ class SlackCommands:
                 return
             await client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
             event = req.payload.get("event", {}) if req.type == "events_api" else {}
-            if event.get("type") == "app_mention":
+            key = f"slack:event:{req.payload.get('event_id') or req.envelope_id}"
+            if event.get("type") == "app_mention" and await self._first(key):
                 channel = str(event.get("channel", ""))
                 reply = await self._service.answer(
                     str(event.get("text", "")),

@@ -3,6 +3,9 @@
 The loop is ours (python-telegram-bot's `Bot.get_updates`, not `run_polling`), so the update
 offset is persisted after each command: a restart never replays one. Only users listed in
 GEXBOT_TELEGRAM_ALLOWED_USERS may command the bot; anyone else gets one short refusal.
+Telegram allows one poller per token, so with several replicas only the leader polls; it
+re-reads the stored offset whenever it becomes leader, and drops (unconfirmed) a batch fetched
+while it was losing the lease, for the new leader to fetch again.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ OFFSET_CURSOR = "telegram.update_offset"
 REFUSAL = "Sorry, this bot only answers its desk."
 REFUSE_AGAIN_AFTER = 3600.0  # one refusal per stranger per hour: no flooding either way
 CONFLICT_BACKOFF = 30.0
+STANDBY_CHECK_EVERY = 0.25
 
 
 class TelegramCommands:
@@ -47,7 +51,11 @@ class TelegramCommands:
         allowed_users: Sequence[int],
         poll_timeout: float = 25.0,
         monotonic: Callable[[], float] = time.monotonic,
+        leader: Callable[[], bool] = lambda: True,
+        conflict_backoff: float = CONFLICT_BACKOFF,
     ) -> None:
+        self._leader = leader
+        self._conflict_backoff = conflict_backoff
         self._bot = bot
         self._service = service
         self._engine = engine
@@ -81,9 +89,17 @@ class TelegramCommands:
             return
         except TelegramError as exc:
             log.warning("Telegram start-up call failed (%s); polling anyway", type(exc).__name__)
-        offset = await asyncio.to_thread(self._offset)
+        offset = 0
+        leading = False
         conflict_logged = False
         while not stop.is_set():
+            if not self._leader():
+                leading = False
+                await _sleep_or_stop(stop, STANDBY_CHECK_EVERY)
+                continue
+            if not leading:  # (again) the poller: the last leader may have moved the offset
+                offset = await asyncio.to_thread(self._offset)
+                leading = True
             try:
                 updates = await self._bot.get_updates(
                     offset=offset,
@@ -97,10 +113,10 @@ class TelegramCommands:
                     log.error(
                         "another process is polling this Telegram bot token (409 Conflict); "
                         "commands pause here and retry every %gs",
-                        CONFLICT_BACKOFF,
+                        self._conflict_backoff,
                     )
                     conflict_logged = True
-                await _sleep_or_stop(stop, CONFLICT_BACKOFF)
+                await _sleep_or_stop(stop, self._conflict_backoff)
                 continue
             except RetryAfter as exc:
                 wait = exc.retry_after
@@ -112,6 +128,9 @@ class TelegramCommands:
                 log.warning("getUpdates failed (%s); retrying", type(exc).__name__)
                 await _sleep_or_stop(stop, 2.0)
                 continue
+            if updates and not self._leader():
+                leading = False
+                continue  # not confirmed: the new leader fetches them again
             for update in updates:
                 if update.update_id < offset:
                     continue  # confirmed before a restart: never replay

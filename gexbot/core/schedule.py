@@ -77,3 +77,33 @@ def next_poll(model: RefreshModel, *, now: datetime, fresh: bool) -> datetime:
         n = math.floor(behind / period) + 1
         target = last + timedelta(seconds=n * period + lag)
     return target
+
+
+def first_poll_after_takeover(
+    model: RefreshModel, *, now: datetime, previous_poll: datetime | None
+) -> datetime:
+    """When a new leader may first poll: at once, unless its predecessor already asked in the
+    current refresh window; then just after the next write (two replicas never spend the
+    request budget on the same data).
+
+    Without a learnt period, `interval` stands in for it; without a known write, a poll in
+    the last `interval` counts as this window's.
+    """
+    if previous_poll is None or previous_poll > now:
+        return now if previous_poll is None else previous_poll + _lag_after(model)
+    period = model.period or model.interval
+    lag = _lag_after(model)
+    if not model.stamps:
+        start = now - timedelta(seconds=period)
+        return previous_poll + timedelta(seconds=period) if previous_poll > start else now
+    last = model.stamps[-1]
+    behind = max(0.0, (now - last).total_seconds())
+    window = last + timedelta(seconds=math.floor(behind / period) * period)
+    if previous_poll < window:
+        return now
+    return window + timedelta(seconds=period) + lag
+
+
+def _lag_after(model: RefreshModel) -> timedelta:
+    period = model.period or model.interval
+    return timedelta(seconds=min(model.lag, 0.2 * period))

@@ -10,7 +10,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
@@ -43,6 +43,27 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+#: libpq options: give up connecting after 10 s, and notice a dead peer (a cut network, a
+#: crashed host) within about 25 s instead of the kernel's two hours.
+PG_CONNECT_ARGS = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 25_000,
+}
+#: A transaction left open by a frozen or cut-off replica is ended by the server after this
+#: long, so the row locks it holds cannot stall the replicas that took over.
+PG_IDLE_IN_TRANSACTION_MS = 5_000
+
+
+def _pg_session(dbapi_conn: Any, _record: Any) -> None:
+    with dbapi_conn.cursor() as cur:
+        cur.execute(f"SET idle_in_transaction_session_timeout = {PG_IDLE_IN_TRANSACTION_MS}")
+    dbapi_conn.commit()  # a plain SET inside a rolled-back transaction would be undone
+
+
 def make_engine(url: str, **kw: Any) -> Engine:
     """An engine for `url` (sqlite:///… or postgresql+psycopg://…), checked by connecting."""
     var = env_name("database_url")
@@ -57,7 +78,10 @@ def make_engine(url: str, **kw: Any) -> Engine:
             engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_MS / 1000}, **kw)
             event.listen(engine, "connect", _sqlite_pragmas)
         else:
-            engine = create_engine(parsed, pool_pre_ping=True, **kw)
+            engine = create_engine(
+                parsed, pool_pre_ping=True, connect_args=dict(PG_CONNECT_ARGS), **kw
+            )
+            event.listen(engine, "connect", _pg_session)
     except (NoSuchModuleError, ImportError) as exc:
         hint = " (pip install 'gexbot[postgres]')" if "postgres" in parsed.drivername else ""
         raise DatabaseError(f"{var}: no driver for {parsed.drivername}{hint}: {exc}") from None
@@ -95,8 +119,58 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+#: pg_advisory_lock key that serialises migrations of replicas started together ("gexb").
+MIGRATION_LOCK = 0x67657862
+
+
+def head_revision() -> str:
+    """The newest revision this code knows."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head() or ""
+
+
+def require_current_schema(engine: Engine) -> str:
+    """Refuse a database whose schema is not this code's head (replicas never migrate alone:
+    one of several starting together would change the schema under the others)."""
+    head = head_revision()
+    current = current_revision(engine)
+    if current == head:
+        return head
+    var = env_name("database_url")
+    if current is None:
+        raise DatabaseError(
+            f"{var}: the database has no gexbot schema yet; run `gexbot db upgrade` once, "
+            "then start the replicas"
+        )
+    script = ScriptDirectory.from_config(alembic_config())
+    if current not in {r.revision for r in script.walk_revisions()}:
+        raise DatabaseError(
+            f"{var}: the database is at revision {current}, newer than this gexbot (which "
+            f"knows up to {head}); upgrade this replica's gexbot"
+        )
+    raise DatabaseError(
+        f"{var}: the database schema is at revision {current}, this gexbot needs {head}; "
+        "run `gexbot db upgrade` once (from the new version), then start the replicas"
+    )
+
+
 def migrate(engine: Engine) -> str:
-    """Upgrade to the newest revision; refuse a database newer than this code."""
+    """Upgrade to the newest revision; refuse a database newer than this code.
+
+    On PostgreSQL an advisory lock makes concurrent upgrades wait for each other.
+    """
+    if engine.dialect.name != "postgresql":
+        return _migrate(engine)
+    with engine.connect() as lock:
+        lock.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK})
+        lock.commit()
+        try:
+            return _migrate(engine)
+        finally:
+            lock.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK})
+            lock.commit()
+
+
+def _migrate(engine: Engine) -> str:
     cfg = alembic_config(engine)
     script = ScriptDirectory.from_config(cfg)
     head = script.get_current_head()

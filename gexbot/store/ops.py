@@ -10,7 +10,14 @@ from sqlalchemy import insert as plain_insert
 
 from gexbot.core.snapshot import SymbolStatus
 from gexbot.store.dialect import insert
-from gexbot.store.tables import cursors, mutes, poll_runs, subscriptions, symbol_health
+from gexbot.store.tables import (
+    chat_handled,
+    cursors,
+    mutes,
+    poll_runs,
+    subscriptions,
+    symbol_health,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,3 +174,24 @@ def record_poll_run(
 def prune_poll_runs(conn: Connection, *, before: datetime) -> int:
     """Delete poll runs older than `before`."""
     return conn.execute(delete(poll_runs).where(poll_runs.c.started_at < before)).rowcount or 0
+
+
+def claim_command(conn: Connection, key: str, *, by: str, now: datetime) -> bool:
+    """Record that `by` handles chat command `key`; False if a replica already does.
+
+    Slack may deliver one command to any of the replicas' Socket Mode connections, and
+    redeliver it; the primary key makes exactly one of them answer.
+    """
+    stmt = (
+        insert(conn, chat_handled)
+        .values(key=key[:128], handled_at=now, handled_by=by)
+        .on_conflict_do_nothing()
+        .returning(chat_handled.c.key)
+    )
+    return conn.execute(stmt).first() is not None
+
+
+def prune_handled(conn: Connection, *, before: datetime) -> int:
+    """Forget handled-command keys older than `before` (Slack redelivers within minutes)."""
+    stmt = delete(chat_handled).where(chat_handled.c.handled_at < before)
+    return conn.execute(stmt).rowcount or 0

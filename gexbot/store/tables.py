@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -167,4 +168,23 @@ poll_runs = Table(
     Column("alerts", Integer, nullable=False, default=0),
     Column("error", Text),
     Index("ix_poll_runs_started_at", "started_at"),
+)
+
+leadership = Table(
+    "leadership",
+    metadata,
+    Column("name", String(32), primary_key=True),  # one row per role; today only "poller"
+    Column("holder", String(128), nullable=False),  # GEXBOT_INSTANCE of the current leader
+    Column("term", BigInteger, nullable=False),  # the fencing token: +1 at every takeover
+    Column("expires_at", UTC_TS, nullable=False),  # database clock, never a replica's
+    Column("acquired_at", UTC_TS, nullable=False),
+    Column("polled_at", UTC_TS),  # when the leader last asked upstream (database clock)
+)
+
+chat_handled = Table(
+    "chat_handled",
+    metadata,
+    Column("key", String(128), primary_key=True),  # platform:command-id, once across replicas
+    Column("handled_at", UTC_TS, nullable=False),
+    Column("handled_by", String(128), nullable=False),
 )
