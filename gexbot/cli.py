@@ -125,6 +125,9 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument("--rate-limit", type=int, default=600, help="requests per minute per key")
     srv.add_argument("--monthly-quota", type=int, default=None)
     srv.add_argument("--api-version", default="2.0", help="meta.version to serve")
+    srv.add_argument(
+        "--request-log", type=Path, default=None, help="append one JSON line per request here"
+    )
     return p
 
 
@@ -323,6 +326,7 @@ async def _sim_server(args: argparse.Namespace, console: Console, err: Console) 
         api_key=args.api_key,
         rate_limit=args.rate_limit,
         monthly_quota=args.monthly_quota,
+        request_log=args.request_log,
     )
     url = await server.start(args.host, args.port)
     console.print(f"simulated BackQuant API on {url}/v2 (key: set with --api-key)")

@@ -167,11 +167,13 @@ class LeaseElector:
     def describe(self) -> dict[str, object]:
         """Role, instance, leader and term as this replica knows them."""
         leading = self.is_leader()
+        # Our own lease lapsed locally: who leads now is unknown until the next check.
+        stale = not leading and self._leader == self.instance
         return {
             "role": (Role.LEADER if leading else Role.STANDBY).value,
             "instance": self.instance,
-            "leader": self.instance if leading else self._leader,
-            "term": self._term if leading else self._leader_term,
+            "leader": self.instance if leading else (None if stale else self._leader),
+            "term": self._term if leading else (None if stale else self._leader_term),
             "database_error": self._db_error,
         }
 

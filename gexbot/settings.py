@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     http_port: int = Field(0, ge=0, le=65535)
     http_host: str = "127.0.0.1"
     log_format: Literal["text", "json"] = "text"
-    instance: str = Field(default_factory=lambda: _default_instance())
+    instance: str = Field(default_factory=_default_instance)
     leader_lease: float = Field(10.0, ge=0.5, le=300)
     delivery_lease: float = Field(60.0, ge=1, le=3600)
 

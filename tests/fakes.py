@@ -62,6 +62,7 @@ class FakeSlack(_Server):
         self.pending_files: dict[str, dict[str, Any]] = {}
         self.uploads: list[tuple[str, str, bytes]] = []  # (channel id, title, bytes)
         self._socket: web.WebSocketResponse | None = None
+        self.sockets: list[web.WebSocketResponse] = []  # every open Socket Mode connection
         self._connected = asyncio.Event()
         self._acked = asyncio.Event()
 
@@ -109,13 +110,38 @@ class FakeSlack(_Server):
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         self._socket = ws
-        await ws.send_json({"type": "hello", "num_connections": 1})
+        self.sockets.append(ws)
+        await ws.send_json({"type": "hello", "num_connections": len(self.sockets)})
         self._connected.set()
-        async for msg in ws:
-            if msg.type.name == "TEXT":
-                self.acks.append(json.loads(msg.data))
-                self._acked.set()
+        try:
+            async for msg in ws:
+                if msg.type.name == "TEXT":
+                    self.acks.append(json.loads(msg.data))
+                    self._acked.set()
+        finally:
+            self.sockets.remove(ws)
         return ws
+
+    async def broadcast(self, kind: str, payload: dict[str, Any], envelope_id: str) -> int:
+        """Send one envelope to every open connection (Slack's worst case: a redelivery to
+        another replica); returns how many connections it went to."""
+        sent = 0
+        for ws in list(self.sockets):
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await ws.send_json(
+                    {
+                        "envelope_id": envelope_id,
+                        "type": kind,
+                        "payload": payload,
+                        "accepts_response_payload": True,
+                    }
+                )
+                sent += 1
+        return sent
+
+    def answers(self, envelope_id: str) -> list[dict[str, Any]]:
+        """Acknowledgements of `envelope_id` that carried a reply."""
+        return [a for a in self.acks if a.get("envelope_id") == envelope_id and a.get("payload")]
 
     async def envelope(self, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Send one Socket Mode envelope and wait for its acknowledgement."""
@@ -214,6 +240,8 @@ class FakeTelegram(_Server):
     commands: list[list[dict[str, Any]]] = field(default_factory=list)  # setMyCommands payloads
     photos: list[tuple[str, bytes]] = field(default_factory=list)  # (chat id, PNG bytes)
     conflicts: int = 0  # answer this many getUpdates calls with 409 Conflict
+    overlaps: int = 0  # getUpdates calls that arrived while another was still open
+    _open_polls: int = 0
     _recent: deque[float] = field(default_factory=deque)
     _last_chat: dict[str, float] = field(default_factory=dict)
 
@@ -322,12 +350,18 @@ class FakeTelegram(_Server):
             )
         offset = int(data.get("offset", "0") or 0)
         self.offsets.append(offset)
-        pending = [u for u in self.updates if u["update_id"] >= offset]
-        if not pending:  # long poll, capped short so tests stay fast
-            self._arrived.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), timeout=0.3)
+        if self._open_polls:
+            self.overlaps += 1
+        self._open_polls += 1
+        try:
             pending = [u for u in self.updates if u["update_id"] >= offset]
+            if not pending:  # long poll, capped short so tests stay fast
+                self._arrived.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._arrived.wait(), timeout=0.3)
+                pending = [u for u in self.updates if u["update_id"] >= offset]
+        finally:
+            self._open_polls -= 1
         return web.json_response({"ok": True, "result": pending})
 
     def _send_message(self, data: dict[str, str]) -> web.Response:
@@ -375,3 +409,60 @@ class FakeTelegram(_Server):
                 },
             }
         )
+
+
+class TcpProxy:
+    """A TCP relay to `target`, which can cut the network: `cut()` stops carrying bytes both
+    ways (nothing is closed, as when a cable is pulled; TCP on both sides keeps waiting), and
+    `restore()` delivers what was held back."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self._open = asyncio.Event()
+        self._open.set()
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.port = 0
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    def cut(self) -> None:
+        self._open.clear()
+
+    def restore(self) -> None:
+        self._open.set()
+
+    async def stop(self) -> None:
+        self._open.set()
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self._open.wait()
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+        for src, dst in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.create_task(self._pump(src, dst))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _pump(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        try:
+            while data := await src.read(65536):
+                await self._open.wait()
+                dst.write(data)
+                await dst.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            with contextlib.suppress(Exception):
+                dst.close()

@@ -8,6 +8,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -47,8 +48,12 @@ class SimServer:
         api_key: str = DEFAULT_KEY,
         rate_limit: int = 600,
         monthly_quota: int | None = None,
+        request_log: Path | None = None,
     ) -> None:
         self.sim = sim
+        # One JSON line per request (time, path, refresh tick, User-Agent): how tests prove
+        # that replicas never poll the same refresh window twice.
+        self._log_file = request_log.open("a", buffering=1) if request_log else None
         self.api_key = api_key
         self.budget = Budget(per_minute=rate_limit, monthly=monthly_quota)
         self.requests: list[web.Request] = []
@@ -83,6 +88,9 @@ class SimServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
 
     # -- cross-cutting ------------------------------------------------------------------------
 
@@ -90,6 +98,14 @@ class SimServer:
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         self.sim.advance()
         self.request_log.append((request.path, dict(request.query)))
+        if self._log_file is not None:
+            entry = {
+                "t": self.sim.now(),
+                "path": request.path,
+                "tick": self.sim.tick,
+                "agent": request.headers.get("User-Agent", ""),
+            }
+            self._log_file.write(json.dumps(entry) + "\n")
         if request.path in PUBLIC_PATHS:
             resp: web.StreamResponse = await handler(request)
             return resp

@@ -1,0 +1,392 @@
+"""Three real `gexbot run` replicas on one PostgreSQL: the leader is killed, frozen or cut off
+from the database again and again while BTC keeps crossing its HVL.
+
+From the fakes' and the simulator's records: every alert reaches both destinations, the only
+duplicates are sends whose mark was lost, no two replicas poll the same refresh window, a
+standby takes over within two poll intervals, and every Slack command is answered once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import sys
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.engine import make_url
+
+from gexbot.store.engine import make_engine, migrate
+from gexbot.store.leadership import Lease, current
+from gexbot.store.tables import outbox
+from tests.conftest import PG_URL
+from tests.fakes import FakeSlack, FakeTelegram, TcpProxy, TelegramMessage
+
+PERIOD = 2.0  # the simulator's refresh and GEXBOT_POLL_INTERVAL
+LEASE = 1.0  # GEXBOT_LEADER_LEASE
+FAULTS = ["kill", "freeze", "cut"] * 4  # 12 leader failures
+TRADER = 4242
+
+RULES = """
+channels:
+  desk: {slack: "#gex-alerts"}
+  me: {telegram: 4242}
+rules:
+  - id: hvl-cross
+    symbols: [BTCUSDT]
+    when: {crosses: hvl}
+    notify: [desk, me]
+    cooldown: 0s
+"""
+
+
+def _scenario(ticks: int) -> str:
+    lines = [
+        "walk: false",
+        f"refresh: {PERIOD}",
+        "steps:",
+        "  - {at: 0, spot: {BTCUSDT: 80000}, levels: {BTCUSDT: {hvl: 80500}}}",
+    ]
+    for i in range(2, ticks, 2):  # BTC crosses its HVL every second refresh
+        lines.append(f"  - {{at: {i}, spot: {{BTCUSDT: {81000 if i % 4 == 2 else 80000}}}}}")
+    return "\n".join(lines) + "\n"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Replica:
+    name: str
+    proc: asyncio.subprocess.Process
+    proxy: TcpProxy
+    http: int
+    log: IO[bytes]
+
+
+@dataclass
+class Fault:
+    kind: str
+    victim: str
+    at: float  # wall clock, as in the simulator's log
+    takeover: float = 0.0  # seconds until another replica held the lease
+    successor: str = ""
+    first_poll: float | None = None  # seconds until the successor's first poll
+
+
+@dataclass
+class Cluster:
+    tmp: Path
+    env: dict[str, str]
+    schema_url: str
+    replicas: dict[str, Replica] = field(default_factory=dict)
+    started: int = 0
+
+    async def spawn(self) -> Replica:
+        name = f"r{self.started}"
+        self.started += 1
+        url = make_url(self.schema_url)
+        proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+        port = await proxy.start()
+        env = dict(self.env)
+        http = _free_port()
+        env.update(
+            GEXBOT_INSTANCE=name,
+            GEXBOT_HTTP_PORT=str(http),
+            GEXBOT_DATABASE_URL=url.set(host="127.0.0.1", port=port).render_as_string(
+                hide_password=False
+            ),
+        )
+        log = (self.tmp / f"{name}.log").open("wb")
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gexbot", "run", env=env, cwd=self.tmp, stdout=log, stderr=log
+        )
+        replica = Replica(name, proc, proxy, http, log)
+        self.replicas[name] = replica
+        return replica
+
+    async def stop_all(self) -> None:
+        for r in self.replicas.values():
+            if r.proc.returncode is None:
+                r.proxy.restore()
+                r.proc.send_signal(signal.SIGCONT)
+                r.proc.send_signal(signal.SIGTERM)
+        for r in self.replicas.values():
+            try:
+                await asyncio.wait_for(r.proc.wait(), timeout=15)
+            except TimeoutError:
+                r.proc.kill()
+                await r.proc.wait()
+            await r.proxy.stop()
+            r.log.close()
+
+
+def _status_replies(telegram: FakeTelegram) -> list[TelegramMessage]:
+    return [m for m in telegram.messages if m.chat_id == str(TRADER) and "Replica " in m.text]
+
+
+def _lease(engine: Engine) -> Lease | None:
+    with engine.connect() as conn:
+        return current(conn)
+
+
+async def _wait_for(check: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if callable(check) and check():
+            return
+        await asyncio.sleep(0.02)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def ha_db(pg_unavailable: str | None) -> Iterator[tuple[Engine, str]]:
+    if pg_unavailable:
+        pytest.skip(pg_unavailable)
+    schema = f"gx_ha_{uuid.uuid4().hex[:8]}"
+    admin = make_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    url = f"{PG_URL}?options=-csearch_path%3D{schema}"
+    engine = make_engine(url)
+    migrate(engine)  # `gexbot db upgrade`: replicas on PostgreSQL do not migrate by themselves
+    try:
+        yield engine, url
+    finally:
+        engine.dispose()
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
+async def _roles(cluster: Cluster) -> dict[str, tuple[str, str | None]]:
+    """Each live replica's /status, once they agree on one leader (a replica back from a
+    freeze learns who leads at its next lease check)."""
+    roles: dict[str, tuple[str, str | None]] = {}
+    async with httpx.AsyncClient() as http:
+        for _ in range(50):
+            roles = {}
+            for r in cluster.replicas.values():
+                if r.proc.returncode is None:
+                    status = (await http.get(f"http://127.0.0.1:{r.http}/status")).json()
+                    health = (await http.get(f"http://127.0.0.1:{r.http}/healthz")).json()
+                    assert health["role"] == status["role"]
+                    roles[r.name] = (status["role"], status["leader"])
+            leaders = {n for n, (role, _) in roles.items() if role == "leader"}
+            if len(leaders) == 1 and {leader for _, leader in roles.values()} == leaders:
+                break
+            await asyncio.sleep(0.1)
+    return roles
+
+
+async def _inject(
+    cluster: Cluster, engine: Engine, slack: FakeSlack, telegram: FakeTelegram, rng: random.Random
+) -> tuple[list[Fault], list[str], list[int]]:
+    """Fail the leader once per FAULTS entry; a command on each platform after each takeover."""
+    faults: list[Fault] = []
+    envelopes: list[str] = []
+    commands: list[int] = []
+
+    def live() -> Lease | None:
+        lease = _lease(engine)
+        return lease if lease is not None and lease.live else None
+
+    await _wait_for(live, 20, "a first leader")
+    for n, kind in enumerate(FAULTS):
+        await asyncio.sleep(rng.uniform(2.0, 3.5))  # a cycle or two under this leader
+        lease = live()
+        assert lease is not None, "no leader between faults"
+        victim = cluster.replicas[lease.holder]
+        fault = Fault(kind, victim.name, time.time())
+        if kind == "kill":
+            victim.proc.send_signal(signal.SIGKILL)
+        elif kind == "freeze":
+            victim.proc.send_signal(signal.SIGSTOP)
+        else:
+            victim.proxy.cut()
+
+        def taken(old: Lease = lease) -> bool:
+            new = live()
+            return new is not None and new.term > old.term and new.holder != old.holder
+
+        await _wait_for(taken, 10, f"a takeover after fault {n} ({kind})")
+        fault.takeover = time.time() - fault.at
+        successor = live()
+        fault.successor = successor.holder if successor else "?"
+        faults.append(fault)
+        # Commands while the old leader is still out: each must be answered once.
+        commands.append(telegram.push_command("/status", user=TRADER))
+        envelopes.append(f"env-ha-{n}")
+        payload = {"command": "/gex", "text": "status", "user_id": "U1", "channel_id": "C1"}
+        await slack.broadcast("slash_commands", {**payload, "trigger_id": f"t{n}"}, envelopes[-1])
+        await asyncio.sleep(1.5)  # the frozen or cut-off leader stays out a while
+        if kind == "kill":
+            await victim.proc.wait()
+            await cluster.spawn()
+        elif kind == "freeze":
+            victim.proc.send_signal(signal.SIGCONT)  # it wakes up believing it leads
+        else:
+            victim.proxy.restore()
+    return faults, envelopes, commands
+
+
+def _instance(entry: dict[str, Any]) -> str:
+    agent: str = entry["agent"]
+    return agent.rsplit("instance/", 1)[-1]
+
+
+def _shared_windows(sim_log: Path, faults: list[Fault]) -> tuple[list[int], int]:
+    """Refresh ticks polled by more than one replica; fills each fault's first-poll time."""
+    entries = [json.loads(line) for line in sim_log.read_text().splitlines()]
+    multi = [e for e in entries if e["path"] == "/v2/multi/gex/levels"]
+    polls: dict[int, set[str]] = defaultdict(set)
+    for e in multi:
+        polls[e["tick"]].add(_instance(e))
+    for f in faults:
+        later = [e["t"] for e in multi if e["t"] > f.at and _instance(e) == f.successor]
+        f.first_poll = (min(later) - f.at) if later else None
+    return sorted(t for t, names in polls.items() if len(names) > 1), len(multi)
+
+
+def _deliveries(
+    rows: list[Any], slack: FakeSlack, telegram: FakeTelegram
+) -> tuple[dict[tuple[str, int], set[str]], int]:
+    """The destinations of each alert, and how many posts the store never marked (sent, then
+    the sender died before its mark: the documented duplicate window)."""
+    alerts: dict[tuple[str, int], set[str]] = defaultdict(set)
+    for row in rows:
+        alerts[(row.alert_key, row.seq)].add(row.channel)
+    replies = _status_replies(telegram)
+    alert_messages = [
+        str(m.message_id)
+        for m in telegram.messages
+        if m.chat_id == str(TRADER) and m not in replies
+    ]
+    received = {"desk": [p.ts for p in slack.posts], "me": alert_messages}
+    duplicates = 0
+    for channel in ("desk", "me"):
+        marked = {row.provider_message_id for row in rows if row.channel == channel}
+        assert marked <= set(received[channel])  # what the store calls sent, the platform has
+        duplicates += len([m for m in received[channel] if m not in marked])
+    return alerts, duplicates
+
+
+async def _start_sim(tmp_path: Path, sim_log: Path) -> tuple[asyncio.subprocess.Process, str]:
+    (tmp_path / "scenario.yaml").write_text(_scenario(200))
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "r.yaml").write_text(RULES)
+    sim = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "gexbot", "sim-server", "--port", "0", "--scenario", "scenario.yaml"),
+        *("--request-log", str(sim_log)),
+        env={k: v for k, v in os.environ.items() if not k.startswith("GEXBOT_")},
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert sim.stdout is not None
+    return sim, (await sim.stdout.readline()).decode().split(" on ")[1].split("/v2")[0]
+
+
+async def test_three_replicas_survive_a_dozen_leader_failures(
+    tmp_path: Path, ha_db: tuple[Engine, str]
+) -> None:
+    engine, schema_url = ha_db
+    sim_log = tmp_path / "requests.jsonl"
+    sim, sim_url = await _start_sim(tmp_path, sim_log)
+    slack, telegram = FakeSlack(), FakeTelegram()
+    await slack.start()
+    await telegram.start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GEXBOT_")}
+    env.update(
+        GEXBOT_API_URL=sim_url,
+        GEXBOT_API_KEY="demo",
+        GEXBOT_SYMBOLS="BTCUSDT",
+        GEXBOT_POLL_INTERVAL=str(PERIOD),
+        GEXBOT_LEADER_LEASE=str(LEASE),
+        GEXBOT_DELIVERY_LEASE="3",
+        GEXBOT_RULES=str(tmp_path / "rules"),
+        GEXBOT_SLACK_BOT_TOKEN=slack.token,
+        GEXBOT_SLACK_APP_TOKEN=slack.app_token,
+        GEXBOT_SLACK_API_URL=slack.api_url,
+        GEXBOT_TELEGRAM_BOT_TOKEN=telegram.token,
+        GEXBOT_TELEGRAM_API_URL=telegram.api_url,
+        GEXBOT_TELEGRAM_ALLOWED_USERS=str(TRADER),
+    )
+    cluster = Cluster(tmp_path, env, schema_url)
+    try:
+        for _ in range(3):
+            await cluster.spawn()
+        faults, envelopes, commands = await _inject(
+            cluster, engine, slack, telegram, random.Random(20261125)
+        )
+
+        def drained() -> bool:
+            with engine.connect() as conn:
+                states = {r.state for r in conn.execute(select(outbox.c.state))}
+            return states <= {"sent", "dead"}
+
+        await _wait_for(drained, 30, "the outbox to drain")
+        await _wait_for(
+            lambda: len(_status_replies(telegram)) >= len(commands),
+            15,
+            "every Telegram command answered",
+        )
+        roles = await _roles(cluster)
+    finally:
+        await cluster.stop_all()
+        sim.send_signal(signal.SIGTERM)
+        await sim.wait()
+        await slack.stop()
+        await telegram.stop()
+
+    with engine.connect() as conn:
+        rows = list(conn.execute(select(outbox)))
+    shared, polls = _shared_windows(sim_log, faults)
+    alerts, duplicates = _deliveries(rows, slack, telegram)
+    slack_answers = [len(slack.answers(e)) for e in envelopes]
+    command_replies = len(_status_replies(telegram))
+
+    print(f"\n{len(faults)} leader failures over {polls} polls, {len(alerts)} alerts:")
+    for f in faults:
+        first = f"{f.first_poll:.2f}s" if f.first_poll is not None else "-"
+        print(
+            f"  {f.kind:<6} {f.victim:>3} -> {f.successor:<3} takeover {f.takeover:.2f}s, "
+            f"successor's first poll {first}"
+        )
+    print(
+        f"max takeover {max(f.takeover for f in faults):.2f}s (limit {2 * PERIOD:g}s = 2 poll "
+        f"intervals); refresh windows polled by two replicas: {len(shared)}; duplicate "
+        f"deliveries (sent, mark lost): {duplicates}; Slack answers per command: "
+        f"{sorted(set(slack_answers))}; Telegram replies {command_replies} to "
+        f"{len(commands)} commands; overlapping getUpdates: {telegram.overlaps}; roles {roles}"
+    )
+
+    leaders = {name for name, (role, _) in roles.items() if role == "leader"}
+    assert len(leaders) == 1, roles
+    assert {leader for _, leader in roles.values()} == leaders, roles
+    assert len(alerts) >= len(FAULTS) // 2, "too few alerts to prove anything"
+    assert {row.state for row in rows} == {"sent"}
+    assert all(channels == {"desk", "me"} for channels in alerts.values())
+    assert shared == [], f"two replicas polled refresh windows {shared}"
+    assert max(f.takeover for f in faults) <= 2 * PERIOD
+    first_polls = [f.first_poll for f in faults]
+    assert all(x is not None and x <= 2 * PERIOD + 0.5 for x in first_polls), first_polls
+    assert slack_answers == [1] * len(envelopes)
+    assert command_replies >= len(commands)
+    assert duplicates <= len(FAULTS)
