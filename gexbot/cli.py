@@ -461,6 +461,14 @@ async def _serve(
 
 async def _once(bot: Bot, console: Console, *, dry_run: bool) -> int:
     try:
+        if not await bot.leadership.try_lead():
+            leader = bot.leadership.describe().get("leader")
+            console.print(
+                f"not polling: replica {leader or '?'} is running on this database and polls "
+                "for it (see its /status)",
+                markup=False,
+            )
+            return EXIT_FAILED
         report, _ = await bot.poll_once(dry_run=dry_run)
         if bot.state.last_failure is not None:
             console.print(f"poll failed: {bot.state.last_failure}", markup=False)
@@ -472,6 +480,7 @@ async def _once(bot: Bot, console: Console, *, dry_run: bool) -> int:
                 console.print(f"would send: {plain_text([render(event)])}", markup=False)
         else:
             await bot.dispatcher.run_once()
+        await bot.leadership.release()
     finally:
         for notifier in bot._notifiers.values():
             await notifier.close()

@@ -73,6 +73,9 @@ class Leadership(Protocol):
     async def run(self, stop: asyncio.Event) -> None:
         """Keep the role up to date until `stop`."""
 
+    async def try_lead(self) -> bool:
+        """One attempt to lead now (`gexbot once`); False when another process leads."""
+
     async def release(self) -> None:
         """Give the lease up at once (a clean stop, after the last cycle)."""
 
@@ -111,6 +114,10 @@ class SoleInstance:
     async def run(self, stop: asyncio.Event) -> None:
         """Nothing to maintain."""
         await stop.wait()
+
+    async def try_lead(self) -> bool:
+        """Always."""
+        return True
 
     async def release(self) -> None:
         """Nothing to give up."""
@@ -153,7 +160,8 @@ class LeaseElector:
                 log.info("this replica (%s) is now the leader (term %s)", self.instance, self._term)
             else:
                 log.warning(
-                    "this replica (%s) stopped leading (term %s): lease not renewed in time",
+                    "this replica (%s) stopped leading (term %s): its lease was not renewed in "
+                    "time (database slow or unreachable, or this process was paused)",
                     self.instance,
                     self._term,
                 )
@@ -182,14 +190,17 @@ class LeaseElector:
             self._metrics.leadership_changes.inc()
 
     def _lose(self, why: str) -> None:
-        if self._term is not None:
+        if self._was_leader:  # it was acting as leader until now: say why it stops
+            self._was_leader = False
+            self._count_change()
             log.warning(
-                "this replica (%s) lost the lease (term %s): %s", self.instance, self._term, why
+                "this replica (%s) stopped leading (term %s): %s", self.instance, self._term, why
             )
+        elif self._term is not None:
+            log.info("lease term %s of %s is over: %s", self._term, self.instance, why)
         self._term = None
         self._deadline = 0.0
         self._pending = None
-        self.is_leader()  # log and count the change now
 
     # -- database steps (run in a worker thread) --------------------------------------------
 
@@ -269,6 +280,12 @@ class LeaseElector:
             self.is_leader()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=every)
+
+    async def try_lead(self) -> bool:
+        """One lease check; True when this process leads afterwards."""
+        await asyncio.to_thread(self._tick)
+        self._pending = None  # a one-shot run polls at once
+        return self.is_leader()
 
     def _note_db_error(self, exc: Exception) -> None:
         first = self._db_error is None

@@ -180,6 +180,32 @@ async def test_a_restart_never_replays_a_command(
     assert telegram.offsets[0] == 1001  # resumed after the stored offset
 
 
+async def test_only_the_leader_polls_telegram_and_it_resumes_from_the_stored_offset(
+    db: Engine, world: tuple[FakeTelegram, SimServer, BackQuantClient]
+) -> None:
+    telegram, _, client = world
+    telegram.push_command("/help", user=ALLOWED)
+    await _run_until(_loop(db, telegram, client), lambda: len(telegram.messages) >= 1)
+    telegram.offsets.clear()
+    leading = [False]
+    loop = _loop(db, telegram, client, leader=lambda: leading[0])
+    stop = asyncio.Event()
+    task = asyncio.create_task(loop.run(stop))
+    await asyncio.sleep(0.6)
+    assert telegram.offsets == []  # a standby never calls getUpdates
+    telegram.push_command("/help", user=ALLOWED)
+    leading[0] = True  # this replica takes over
+    for _ in range(100):
+        if len(telegram.messages) >= 2:
+            break
+        await asyncio.sleep(0.05)
+    stop.set()
+    await task
+    await loop._bot.shutdown()
+    assert telegram.offsets[0] == 1001  # where the previous leader stopped
+    assert len(telegram.messages) == 2  # the new command answered, the old one not again
+
+
 async def test_a_second_instance_conflict_backs_off_without_crashing(
     db: Engine,
     world: tuple[FakeTelegram, SimServer, BackQuantClient],
@@ -224,11 +250,12 @@ async def test_slack_slash_command_and_mention_over_socket_mode(
     stop = asyncio.Event()
     task = asyncio.create_task(commands.run(stop))
     try:
-        ack = await slack.envelope(
-            "slash_commands",
-            {"command": "/gex", "text": "levels eth", "user_id": "U1", "channel_id": "C1"},
-        )
+        levels = {"command": "/gex", "text": "levels eth", "user_id": "U1", "channel_id": "C1"}
+        ack = await slack.envelope("slash_commands", {**levels, "trigger_id": "T1"})
         assert ack["payload"]["text"].startswith("```ETHUSDT  spot ")
+        # Slack redelivers (or another replica got it first): acknowledged, not answered twice.
+        again = await slack.envelope("slash_commands", {**levels, "trigger_id": "T1"})
+        assert "payload" not in again
         ack = await slack.envelope(
             "slash_commands",
             {"command": "/gex", "text": "mute <b>x</b> 1h", "user_id": "U1", "channel_id": "C1"},

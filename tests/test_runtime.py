@@ -211,3 +211,72 @@ def _dry_run_checks(
     assert main(["once", "--dry-run"]) == 0
     assert "dry run: nothing would be sent" in capsys.readouterr().out
     engine.dispose()
+
+
+class _Standby:
+    """A replica that does not lead (the Leadership protocol, without a database)."""
+
+    instance = "r2"
+    term = None
+
+    def is_leader(self) -> bool:
+        return False
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "role": "standby",
+            "instance": "r2",
+            "leader": "r1",
+            "term": 7,
+            "database_error": None,
+        }
+
+    def fence(self, conn: object) -> None:
+        raise AssertionError("a standby never commits a cycle")
+
+    async def before_poll(self) -> bool:
+        raise AssertionError("a standby never polls")
+
+    def take_over(self) -> None:
+        return None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+
+    async def try_lead(self) -> bool:
+        return False
+
+    async def release(self) -> None:
+        pass
+
+
+async def test_a_standby_is_healthy_without_polling_and_says_who_leads(
+    tmp_path: Path, sim_server: SimServer
+) -> None:
+    settings = _settings(tmp_path, sim_server.url, http_port=0)
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    watcher = RulesWatcher(settings.rules, load_rules(settings.rules), universe=settings.symbols)
+    async with backquant_client(settings) as client:
+        bot = Bot(
+            settings,
+            engine=engine,
+            client=client,
+            watcher=watcher,
+            notifiers={},
+            leadership=_Standby(),
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(bot.poll_loop(stop))
+        await asyncio.sleep(0.5)
+        stop.set()
+        await task
+        ok, body = bot.health()
+    engine.dispose()
+    assert ok
+    assert body["reason"] == "standby; leader is r1"
+    assert body["role"] == "standby"
+    assert body["leader"] == "r1"
+    assert bot.state.cycles == 0
+    assert sim_server.request_log == []
+    assert bot.status()["role"] == "standby"

@@ -132,7 +132,7 @@ class ChatService:
 
     async def _levels(self, symbols: tuple[str, ...]) -> Reply:
         now = self._clock()
-        latest = self._latest()
+        latest = await asyncio.to_thread(self._latest)  # a standby reads it from the database
         young = (
             latest is not None
             and latest.fetched_at is not None
