@@ -467,6 +467,7 @@ async def _once(bot: Bot, console: Console, *, dry_run: bool) -> int:
                 f"not polling: replica {leader or '?'} is running on this database and polls "
                 "for it (see its /status)",
                 markup=False,
+                soft_wrap=True,
             )
             return EXIT_FAILED
         report, _ = await bot.poll_once(dry_run=dry_run)

@@ -310,6 +310,6 @@ class LeaseElector:
         except Exception as exc:  # the lease then simply expires
             log.warning("could not release the lease (%s)", type(exc).__name__)
         else:
-            log.info("lease released; a standby takes over now")
+            log.info("lease released: a standby may take over at once")
         self._term = None
         self._deadline = 0.0
