@@ -357,3 +357,9 @@ def test_once_polls_only_when_no_replica_leads(
     assert after is not None
     assert after.term == 2
     assert not after.live  # handed back at once
+
+
+def test_a_frozen_replicas_open_transaction_is_ended_by_the_server(pg: Engine) -> None:
+    """Its row locks would otherwise stall the replicas that took over."""
+    with pg.connect() as conn:
+        assert conn.execute(text("SHOW idle_in_transaction_session_timeout")).scalar() == "5s"

@@ -78,9 +78,9 @@ def make_engine(url: str, **kw: Any) -> Engine:
             engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_MS / 1000}, **kw)
             event.listen(engine, "connect", _sqlite_pragmas)
         else:
-            engine = create_engine(
-                parsed, pool_pre_ping=True, connect_args=dict(PG_CONNECT_ARGS), **kw
-            )
+            # Options written in the URL win over these defaults.
+            defaults = {k: v for k, v in PG_CONNECT_ARGS.items() if k not in parsed.query}
+            engine = create_engine(parsed, pool_pre_ping=True, connect_args=defaults, **kw)
             event.listen(engine, "connect", _pg_session)
     except (NoSuchModuleError, ImportError) as exc:
         hint = " (pip install 'gexbot[postgres]')" if "postgres" in parsed.drivername else ""
