@@ -6,15 +6,17 @@ import asyncio
 import os
 import random
 import signal
+import time
 from pathlib import Path
 
-from sqlalchemy import create_engine, select
+from sqlalchemy import Engine, create_engine, select
 
 from gexbot.store.tables import outbox
 from tests.fakes import FakeSlack, FakeTelegram
 from tests.test_e2e import _start
 
 KILLS = 20
+CROSSING_TICKS = 140  # crossings stop after 70 s (refresh 0.5 s): then the outbox can drain
 
 RULES = """
 channels:
@@ -41,9 +43,21 @@ def _scenario(steps: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+async def _drained(engine: Engine, quiet_at: float) -> None:
+    """Alerts come every second and Slack takes one post per second per channel: wait for
+    the scenario to end and the backlog to drain before the clean stop."""
+    while time.monotonic() < quiet_at + 40:
+        await asyncio.sleep(0.5)
+        with engine.connect() as conn:
+            states = {r.state for r in conn.execute(select(outbox.c.state))}
+        if time.monotonic() > quiet_at and states == {"sent"}:
+            return
+
+
 async def test_sigkill_at_random_instants_loses_nothing(tmp_path: Path) -> None:
     scenario = tmp_path / "scenario.yaml"
-    scenario.write_text(_scenario(600))
+    scenario.write_text(_scenario(CROSSING_TICKS))
+    quiet_at = time.monotonic() + CROSSING_TICKS * 0.5 + 1
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("GEXBOT_")}
     sim = await _start(
         "sim-server", "--port", "0", "--scenario", str(scenario), env=base_env, cwd=tmp_path
@@ -86,7 +100,7 @@ async def test_sigkill_at_random_instants_loses_nothing(tmp_path: Path) -> None:
                 .values(lease_until=outbox.c.created_at)
             )
         bot = await _start("run", env=env, cwd=tmp_path)
-        await asyncio.sleep(6)
+        await _drained(engine, quiet_at)
         bot.send_signal(signal.SIGTERM)
         await asyncio.wait_for(bot.wait(), timeout=10)
         assert bot.returncode == 0
