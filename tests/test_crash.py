@@ -31,10 +31,11 @@ rules:
 """
 
 
-def _scenario(steps: int) -> str:
+def crossing_scenario(steps: int, refresh: float = 0.5) -> str:
+    """BTC crosses its HVL every second refresh, for `steps` refreshes."""
     lines = [
         "walk: false",
-        "refresh: 0.5",
+        f"refresh: {refresh}",
         "steps:",
         "  - {at: 0, spot: {BTCUSDT: 80000}, levels: {BTCUSDT: {hvl: 80500}}}",
     ]
@@ -56,7 +57,7 @@ async def _drained(engine: Engine, quiet_at: float) -> None:
 
 async def test_sigkill_at_random_instants_loses_nothing(tmp_path: Path) -> None:
     scenario = tmp_path / "scenario.yaml"
-    scenario.write_text(_scenario(CROSSING_TICKS))
+    scenario.write_text(crossing_scenario(CROSSING_TICKS))
     quiet_at = time.monotonic() + CROSSING_TICKS * 0.5 + 1
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("GEXBOT_")}
     sim = await _start(

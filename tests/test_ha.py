@@ -16,7 +16,6 @@ import signal
 import socket
 import sys
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,40 +27,17 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.engine import make_url
 
-from gexbot.store.engine import make_engine, migrate
+from gexbot.store.engine import migrate
 from gexbot.store.leadership import Lease, current
 from gexbot.store.tables import outbox
-from tests.conftest import PG_URL
+from tests.conftest import fresh_database
 from tests.fakes import FakeSlack, FakeTelegram, TcpProxy, TelegramMessage
+from tests.test_crash import RULES, crossing_scenario
 
 PERIOD = 2.0  # the simulator's refresh and GEXBOT_POLL_INTERVAL
 LEASE = 1.0  # GEXBOT_LEADER_LEASE
 FAULTS = ["kill", "freeze", "cut"] * 4  # 12 leader failures
 TRADER = 4242
-
-RULES = """
-channels:
-  desk: {slack: "#gex-alerts"}
-  me: {telegram: 4242}
-rules:
-  - id: hvl-cross
-    symbols: [BTCUSDT]
-    when: {crosses: hvl}
-    notify: [desk, me]
-    cooldown: 0s
-"""
-
-
-def _scenario(ticks: int) -> str:
-    lines = [
-        "walk: false",
-        f"refresh: {PERIOD}",
-        "steps:",
-        "  - {at: 0, spot: {BTCUSDT: 80000}, levels: {BTCUSDT: {hvl: 80500}}}",
-    ]
-    for i in range(2, ticks, 2):  # BTC crosses its HVL every second refresh
-        lines.append(f"  - {{at: {i}, spot: {{BTCUSDT: {81000 if i % 4 == 2 else 80000}}}}}")
-    return "\n".join(lines) + "\n"
 
 
 def _free_port() -> int:
@@ -156,23 +132,10 @@ async def _wait_for(check: object, timeout: float, what: str) -> None:
 
 
 @pytest.fixture
-def ha_db(pg_unavailable: str | None) -> Iterator[tuple[Engine, str]]:
-    if pg_unavailable:
-        pytest.skip(pg_unavailable)
-    schema = f"gx_ha_{uuid.uuid4().hex[:8]}"
-    admin = make_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    url = f"{PG_URL}?options=-csearch_path%3D{schema}"
-    engine = make_engine(url)
-    migrate(engine)  # `gexbot db upgrade`: replicas on PostgreSQL do not migrate by themselves
-    try:
-        yield engine, url
-    finally:
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+def ha_db(tmp_path: Path, pg_unavailable: str | None) -> Iterator[tuple[Engine, str]]:
+    with fresh_database("postgresql", tmp_path, pg_unavailable) as engine:
+        migrate(engine)  # `gexbot db upgrade`: replicas on PostgreSQL never migrate by themselves
+        yield engine, engine.url.render_as_string(hide_password=False)
 
 
 async def _roles(cluster: Cluster) -> dict[str, tuple[str, str | None]]:
@@ -288,7 +251,7 @@ def _deliveries(
 
 
 async def _start_sim(tmp_path: Path, sim_log: Path) -> tuple[asyncio.subprocess.Process, str]:
-    (tmp_path / "scenario.yaml").write_text(_scenario(200))
+    (tmp_path / "scenario.yaml").write_text(crossing_scenario(200, PERIOD))
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "r.yaml").write_text(RULES)
     sim = await asyncio.create_subprocess_exec(
