@@ -54,7 +54,6 @@ class Pipeline:
         self._fence = fence
         self._statuses: dict[str, dict[str, AlertStatus]] | None = None
         self._previous: BundleSnapshot | None = None
-        self.invalid_reported: set[str] = set()
 
     def replace_rules(self, rules: RuleIndex, changed_ids: frozenset[str]) -> None:
         """Swap in reloaded rules; rules that changed definition start from a fresh state."""
@@ -122,7 +121,6 @@ class Pipeline:
                 bundle=bundle,
                 now=now,
                 feed=feed,
-                invalid_reported=self.invalid_reported,
             )
             changed.update(warnings.statuses)
             if warnings.events and not warnings_to:

@@ -109,7 +109,6 @@ class Bot:
         self.model = RefreshModel(interval=settings.poll_interval)
         self.wake = asyncio.Event()
         self.reload_requested = asyncio.Event()
-        self._start_seq = int(time.time())
         self._quiet = quiet_cycles  # the demo logs only cycles where something happened
         self.latest: BundleSnapshot | None = None  # the last good poll, for chat replies
         self.chat_loops: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = []
@@ -232,7 +231,6 @@ class Bot:
             last_success=self.state.last_success,
             failure_kind=failure.kind.value if failure else None,
             failure_message=str(failure) if failure else None,
-            start_seq=self._start_seq,
         )
         warnings_to = self.watcher.rules.warnings_notify
         t0 = time.perf_counter()

@@ -20,7 +20,6 @@ class Warner:
     def __init__(self, **feed: float) -> None:
         self.statuses: dict[str, dict[str, AlertStatus]] = {}
         self.previous: BundleSnapshot | None = None
-        self.reported: set[str] = set()
         self.feed = FeedContext(
             started_at=T0, interval=30, missing_after=feed.get("missing", 90), stale_after=90
         )
@@ -53,7 +52,6 @@ class Warner:
             bundle=bundle,
             now=self.now,
             feed=self.feed,
-            invalid_reported=self.reported,
         )
         for (rid, sym), st in out.statuses.items():
             self.statuses.setdefault(rid, {})[sym] = st
@@ -103,13 +101,18 @@ def test_a_regime_change_across_the_gap_is_reported() -> None:
     assert back[0].endswith("Regime changed during the gap: now below HVL (was above).")
 
 
-def test_invalid_symbols_warn_once_per_start() -> None:
+def test_invalid_symbols_warn_once_until_fixed_even_across_restarts() -> None:
     w = Warner()
     invalid = SymbolSnapshot(symbol="DOGEUSDT", status=SymbolStatus.INVALID)
     first = w.step([ok(), invalid])
     assert len(first) == 1
     assert first[0].startswith("fired: DOGEUSDT is not a symbol")
     assert w.step([ok(), invalid]) == []
+    restarted = Warner()  # a new process (cron, a new leader) reads the stored statuses
+    restarted.statuses = w.statuses
+    assert restarted.step([ok(), invalid]) == []
+    assert restarted.step([ok()]) == []  # taken out of GEXBOT_SYMBOLS: forgotten quietly…
+    assert restarted.step([ok(), invalid])[0].startswith("fired: DOGEUSDT")  # …and re-added
 
 
 def test_stale_data_warns_and_recovers() -> None:

@@ -48,7 +48,6 @@ class FeedContext:
     last_success: datetime | None = None
     failure_kind: str | None = None  # FetchErrorKind value of the last failed poll
     failure_message: str | None = None
-    start_seq: int = 1  # distinguishes one start from the next (invalid: once per start)
 
 
 @dataclass(slots=True)
@@ -174,7 +173,6 @@ def feed_warnings(
     bundle: BundleSnapshot | None,
     now: datetime,
     feed: FeedContext,
-    invalid_reported: set[str],
 ) -> WarningResult:
     """Warnings for one poll (`bundle` is None when the poll failed)."""
     b = _Builder(statuses, now)
@@ -189,20 +187,20 @@ def feed_warnings(
                 feed=feed,
                 age=snap.age_seconds(now),
             )
-            if snap.status is SymbolStatus.INVALID and sym not in invalid_reported:
-                invalid_reported.add(sym)
-                status = AlertStatus(
-                    AlertState.FIRING, now, None, now, feed.start_seq, NotifyReason.FIRED
-                )
-                b.send(
-                    WarningKind.INVALID,
-                    sym,
-                    status,
-                    reason=NotifyReason.FIRED,
-                    text=f"{sym} is not a symbol BackQuant serves (supported: "
-                    f"{', '.join(SUPPORTED_SYMBOLS)}); check GEXBOT_SYMBOLS.",
-                )
-                b.out.statuses.pop((WarningKind.INVALID.rule_id, sym))  # once per start: no state
+            # Kept in the store like the others, so a restart (cron, a new leader) does not
+            # announce the same misconfiguration again.
+            b.step(
+                WarningKind.INVALID,
+                sym,
+                truth=snap.status is SymbolStatus.INVALID,
+                hold=0,
+                fire_text=f"{sym} is not a symbol BackQuant serves (supported: "
+                f"{', '.join(SUPPORTED_SYMBOLS)}); check GEXBOT_SYMBOLS.",
+                clear_text=f"{sym} is served now.",
+            )
+        for sym, status in statuses.get(WarningKind.INVALID.rule_id, {}).items():
+            if sym not in bundle.symbols and status.state is not AlertState.INACTIVE:
+                b.set(WarningKind.INVALID, sym, AlertStatus())  # no longer configured: forget
     since_ok = feed.last_success or feed.started_at
     down_for = (now - since_ok).total_seconds()
     last_error = f" Last error: {feed.failure_message}." if feed.failure_message else ""
