@@ -3,7 +3,8 @@
 1,250 `above` rules x 8 symbols, thresholds spread over the price range; spot steps so that
 about 1% of the pairs change side per cycle. Each cycle runs the full pipeline (evaluate,
 decide, save changed statuses, save the snapshot, enqueue alerts) in one transaction. Prints
-statements and milliseconds per cycle on SQLite and on PostgreSQL (skipped if unreachable).
+statements (including the two reads of mutes and subscriptions, and on PostgreSQL the lease
+fence) and milliseconds per cycle on SQLite and on PostgreSQL (skipped if unreachable).
 
     .venv/bin/python bench/store.py [--cycles N] [--pg URL]
 """
@@ -26,6 +27,7 @@ from sqlalchemy import Engine, event
 from gexbot.core.evaluate import index_rules
 from gexbot.core.rules import Condition, ConditionKind, Rule
 from gexbot.core.snapshot import BundleSnapshot, SymbolSnapshot, SymbolStatus
+from gexbot.leader import LeaseElector
 from gexbot.pipeline import Pipeline
 from gexbot.store.engine import DatabaseError, make_engine, migrate
 
@@ -57,7 +59,12 @@ def frame(spots: dict[str, float], at: datetime) -> BundleSnapshot:
 
 def run(engine: Engine, cycles: int) -> tuple[float, float, float, float]:
     migrate(engine)
-    pipeline = Pipeline(engine, index_rules(rules()))
+    fence = None
+    if engine.dialect.name == "postgresql":  # as a replica runs it: fenced by its lease
+        elector = LeaseElector(engine, instance="bench", ttl=3600)
+        elector._tick()
+        fence = elector.fence
+    pipeline = Pipeline(engine, index_rules(rules()), fence=fence)
     rng = random.Random(7)
     spots = {s: rng.uniform(95, 105) for s in SYMBOLS}
     now = datetime(2026, 11, 24, tzinfo=UTC)
