@@ -221,10 +221,10 @@ class LeaseElector:
             self._deadline = started + self.ttl
             # `acquire` leaves `polled_at` alone: it still says when the last leader polled.
             self._pending = Takeover(acquired, now.polled_at)
-        if now is not None and now.live:
-            self._leader, self._leader_term = now.holder, now.term
-        else:
-            self._leader, self._leader_term = None, None
+        seen = (now.holder, now.term) if now is not None and now.live else (None, None)
+        if seen != (self._leader, self._leader_term) and seen[0] not in (None, self.instance):
+            log.info("standing by; the leader is %s (term %s)", *seen)
+        self._leader, self._leader_term = seen
 
     def _renew_for_poll(self, term: int) -> bool:
         started = self._monotonic()

@@ -145,7 +145,10 @@ def test_a_takeover_waits_for_the_fenced_commit_in_flight(pg: Engine) -> None:
 # -- the elector -----------------------------------------------------------------------------
 
 
-def test_the_elector_leads_stands_by_and_notices_a_takeover_after_a_freeze(pg: Engine) -> None:
+def test_the_elector_leads_stands_by_and_notices_a_takeover_after_a_freeze(
+    pg: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="gexbot.leader")
     clock, metrics = Clock(), Metrics()
     a = LeaseElector(pg, instance="a", ttl=0.5, metrics=metrics, monotonic=clock)
     b = LeaseElector(pg, instance="b", ttl=0.5, monotonic=clock)
@@ -179,6 +182,8 @@ def test_the_elector_leads_stands_by_and_notices_a_takeover_after_a_freeze(pg: E
     assert a.term is None
     assert a.describe()["leader"] == "b"
     assert _changes(metrics) == 2  # became leader, stopped being leader
+    assert "standing by; the leader is a (term 1)" in caplog.text  # b, at its first check
+    assert "this replica (a) stopped leading (term 1)" in caplog.text
 
 
 async def test_before_poll_renews_and_refuses_once_the_lease_is_gone(pg: Engine) -> None:
