@@ -161,4 +161,5 @@ def build_slack_commands(
         service,
         engine=engine,
         instance=settings.instance,
+        allowed_users=settings.slack_allowed_users,
     )

@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     slack_app_token: SecretStr | None = None
     slack_api_url: str = "https://slack.com/api/"
     slack_signing_secret: SecretStr | None = None
+    slack_allowed_users: Annotated[list[str], NoDecode] = Field(default_factory=list)
     telegram_bot_token: SecretStr | None = None
     telegram_api_url: str = "https://api.telegram.org/bot"
     telegram_allowed_users: Annotated[list[int], NoDecode] = Field(default_factory=list)
@@ -115,7 +116,7 @@ class Settings(BaseSettings):
             return None
         return value
 
-    @field_validator("telegram_allowed_users", mode="before")
+    @field_validator("telegram_allowed_users", "slack_allowed_users", mode="before")
     @classmethod
     def _split_users(cls, value: Any) -> Any:
         return _csv(value)

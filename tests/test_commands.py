@@ -285,3 +285,59 @@ async def test_slack_slash_command_and_mention_over_socket_mode(
         if web.session is not None:
             await web.session.close()
         await slack.stop()
+
+
+async def test_slack_strangers_get_a_refusal_and_no_data_when_users_are_listed(
+    db: Engine,
+    world: tuple[FakeTelegram, SimServer, BackQuantClient],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from gexbot.chat.slack import SlackCommands
+    from tests.fakes import FakeSlack
+
+    _, _, client = world
+    slack = FakeSlack()
+    await slack.start()
+    service = ChatService(
+        engine=db,
+        client=client,
+        rules=lambda: RULES,
+        latest=lambda: None,
+        universe=["BTCUSDT", "ETHUSDT", "SOLUSDT", "HYPEUSDT"],
+        fresh_for=30,
+        stale_after=90,
+        clock=utcnow,
+    )
+    web = AsyncWebClient(token=slack.token, base_url=slack.api_url)
+    commands = SlackCommands(
+        slack.app_token, web, service, engine=db, instance="r1", allowed_users=["U1"]
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(commands.run(stop))
+    levels = {"command": "/gex", "text": "levels btc", "channel_id": "C1"}
+    try:
+        ack = await slack.envelope("slash_commands", {**levels, "user_id": "U9", "trigger_id": "a"})
+        assert ack["payload"]["text"] == "Sorry, this bot only answers its desk."
+        ack = await slack.envelope("slash_commands", {**levels, "user_id": "U1", "trigger_id": "b"})
+        assert ack["payload"]["text"].startswith("```BTCUSDT  spot ")
+        for n in range(2):  # two mentions by a stranger: one public refusal, not two
+            event = {"type": "app_mention", "text": "<@U0BOT> levels btc", "channel": "C2"}
+            await slack.envelope(
+                "events_api",
+                {"event_id": f"E{n}", "event": {**event, "ts": f"{n}.1", "user": "U9"}},
+            )
+        for _ in range(50):
+            if slack.posts:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)
+        assert [p.text for p in slack.posts] == ["Sorry, this bot only answers its desk."]
+        assert "refused a command from Slack user U9" in caplog.text
+    finally:
+        stop.set()
+        await task
+        if web.session is not None:
+            await web.session.close()
+        await slack.stop()

@@ -36,6 +36,9 @@ from gexbot.store.outbox import OutboxState, counts
 
 log = logging.getLogger(__name__)
 
+REFUSAL = "Sorry, this bot only answers its desk."
+REFUSE_AGAIN_AFTER = 3600.0  # one refusal per stranger per hour: no flooding either way
+
 
 @dataclass(frozen=True, slots=True)
 class Reply:

@@ -4,14 +4,17 @@ Socket Mode (GEXBOT_SLACK_APP_TOKEN, `xapp-…`) needs no public URL. Each envel
 acknowledged with the reply itself for slash commands (Slack shows it to the person who typed
 it); mentions are acknowledged at once and answered in the thread. Every replica may hold a
 connection; a command (by its trigger or event id) is answered by the first replica that
-records it in the database, and only acknowledged by the others.
+records it in the database, and only acknowledged by the others. With
+GEXBOT_SLACK_ALLOWED_USERS set, anyone else gets a short refusal (privately for a slash
+command, at most once an hour in a channel) and no data.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -22,7 +25,7 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import Engine
 
-from gexbot.chat.service import ChatService, Reply
+from gexbot.chat.service import REFUSAL, REFUSE_AGAIN_AFTER, ChatService, Reply
 from gexbot.store.ops import claim_command
 
 log = logging.getLogger(__name__)
@@ -45,13 +48,33 @@ class SlackCommands:
         engine: Engine,
         instance: str,
         clock: Callable[[], datetime] = lambda: datetime.now(tz=UTC),
+        allowed_users: Sequence[str] = (),
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._allowed = frozenset(allowed_users)  # empty: every member of the workspace
+        self._monotonic = monotonic
+        self._refused: dict[str, float] = {}
         self._app_token = app_token
         self._web = web
         self._service = service
         self._engine = engine
         self._instance = instance
         self._clock = clock
+
+    def _allowed_user(self, user: str) -> bool:
+        if not self._allowed or user in self._allowed:
+            return True
+        log.warning(
+            "refused a command from Slack user %s (not in GEXBOT_SLACK_ALLOWED_USERS)", user
+        )
+        return False
+
+    def _refuse_now(self, user: str) -> bool:
+        now = self._monotonic()
+        if now - self._refused.get(user, -REFUSE_AGAIN_AFTER) < REFUSE_AGAIN_AFTER:
+            return False
+        self._refused[user] = now
+        return True
 
     async def _first(self, key: str) -> bool:
         """Whether this replica is the one to answer command `key`."""
@@ -106,11 +129,17 @@ class SlackCommands:
                         SocketModeResponse(envelope_id=req.envelope_id)
                     )
                     return
-                reply = await self._service.answer(
-                    str(p.get("text", "")),
-                    platform="slack",
-                    chat_id=str(p.get("channel_id", "")),
-                    user=str(p.get("user_id", "")),
+                user = str(p.get("user_id", ""))
+                # A refusal here is ephemeral: only the person who typed it sees it.
+                reply = (
+                    await self._service.answer(
+                        str(p.get("text", "")),
+                        platform="slack",
+                        chat_id=str(p.get("channel_id", "")),
+                        user=user,
+                    )
+                    if self._allowed_user(user)
+                    else Reply(REFUSAL)
                 )
                 await client.send_socket_mode_response(
                     SocketModeResponse(
@@ -124,12 +153,15 @@ class SlackCommands:
             key = f"slack:event:{req.payload.get('event_id') or req.envelope_id}"
             if event.get("type") == "app_mention" and await self._first(key):
                 channel = str(event.get("channel", ""))
-                reply = await self._service.answer(
-                    str(event.get("text", "")),
-                    platform="slack",
-                    chat_id=channel,
-                    user=str(event.get("user", "")),
-                )
+                user = str(event.get("user", ""))
+                if self._allowed_user(user):
+                    reply = await self._service.answer(
+                        str(event.get("text", "")), platform="slack", chat_id=channel, user=user
+                    )
+                elif self._refuse_now(user):  # in a channel: once an hour, not per mention
+                    reply = Reply(REFUSAL)
+                else:
+                    return
                 await self._web.chat_postMessage(
                     channel=channel, text=_mrkdwn(reply), thread_ts=event.get("ts")
                 )

@@ -26,15 +26,13 @@ from telegram import Bot, BotCommand, LinkPreviewOptions, Update
 from telegram.constants import ParseMode
 from telegram.error import Conflict, Forbidden, InvalidToken, RetryAfter, TelegramError
 
-from gexbot.chat.service import ChatService, Reply
+from gexbot.chat.service import REFUSAL, REFUSE_AGAIN_AFTER, ChatService, Reply
 from gexbot.core.commands import DESCRIPTIONS
 from gexbot.store.ops import get_cursor, set_cursor
 
 log = logging.getLogger(__name__)
 
 OFFSET_CURSOR = "telegram.update_offset"
-REFUSAL = "Sorry, this bot only answers its desk."
-REFUSE_AGAIN_AFTER = 3600.0  # one refusal per stranger per hour: no flooding either way
 CONFLICT_BACKOFF = 30.0
 STANDBY_CHECK_EVERY = 0.25
 
