@@ -322,6 +322,7 @@ async def test_three_replicas_survive_a_dozen_leader_failures(
         rows = list(conn.execute(select(outbox)))
     shared, polls = _shared_windows(sim_log, faults)
     alerts, duplicates = _deliveries(rows, slack, telegram)
+    waits = sorted((row.sent_at - row.created_at).total_seconds() for row in rows)
     slack_answers = [len(slack.answers(e)) for e in envelopes]
     command_replies = len(_status_replies(telegram))
 
@@ -332,6 +333,11 @@ async def test_three_replicas_survive_a_dozen_leader_failures(
             f"  {f.kind:<6} {f.victim:>3} -> {f.successor:<3} takeover {f.takeover:.2f}s, "
             f"successor's first poll {first}"
         )
+    print(
+        f"cycle to delivery: median {waits[len(waits) // 2]:.2f}s, "
+        f"p99 {waits[int(len(waits) * 0.99)]:.2f}s, max {waits[-1]:.2f}s "
+        "(a replica killed mid-send leaves its claim for GEXBOT_DELIVERY_LEASE=3s)"
+    )
     print(
         f"max takeover {max(f.takeover for f in faults):.2f}s (limit {2 * PERIOD:g}s = 2 poll "
         f"intervals); refresh windows polled by two replicas: {len(shared)}; duplicate "
