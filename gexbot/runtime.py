@@ -111,13 +111,23 @@ class Bot:
         self.reload_requested = asyncio.Event()
         self._quiet = quiet_cycles  # the demo logs only cycles where something happened
         self.latest: BundleSnapshot | None = None  # the last good poll, for chat replies
+        self._charts: dict[str, tuple[float, bytes]] = {}  # symbol → (expires, png)
         self.chat_loops: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = []
 
     async def chart_for(self, symbol: str) -> bytes | None:
-        """The levels chart of `symbol` for alerts of rules with `chart: true`."""
+        """The levels chart of `symbol` for alerts of rules with `chart: true`.
+
+        Kept for half a poll interval: an alert to three destinations costs one upstream
+        request and one render, not three.
+        """
         from gexbot.charts import chart_for  # noqa: PLC0415 - matplotlib only when needed
 
-        return await chart_for(self._client, self._engine, symbol, now=self._clock())
+        cached = self._charts.get(symbol)
+        if cached is not None and time.monotonic() < cached[0]:
+            return cached[1]
+        png = await chart_for(self._client, self._engine, symbol, now=self._clock())
+        self._charts[symbol] = (time.monotonic() + self.settings.poll_interval / 2, png)
+        return png
 
     # -- health -----------------------------------------------------------------------------
 

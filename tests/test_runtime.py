@@ -280,3 +280,21 @@ async def test_a_standby_is_healthy_without_polling_and_says_who_leads(
     assert bot.state.cycles == 0
     assert sim_server.request_log == []
     assert bot.status()["role"] == "standby"
+
+
+async def test_an_alert_chart_for_several_destinations_is_fetched_once(
+    tmp_path: Path, sim_server: SimServer
+) -> None:
+    settings = _settings(tmp_path, sim_server.url)
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    watcher = RulesWatcher(settings.rules, load_rules(settings.rules), universe=settings.symbols)
+    async with backquant_client(settings) as client:
+        bot = Bot(settings, engine=engine, client=client, watcher=watcher, notifiers={})
+        first = await bot.chart_for("BTCUSDT")
+        second = await bot.chart_for("BTCUSDT")
+    engine.dispose()
+    assert first is not None
+    assert first.startswith(b"\x89PNG")
+    assert second is first
+    assert [path for path, _ in sim_server.request_log] == ["/v2/gex/levels"]
