@@ -256,6 +256,12 @@ async def test_slack_slash_command_and_mention_over_socket_mode(
         # Slack redelivers (or another replica got it first): acknowledged, not answered twice.
         again = await slack.envelope("slash_commands", {**levels, "trigger_id": "T1"})
         assert "payload" not in again
+        for _ in range(100):  # the chart follows the reply, as a file in that channel
+            if slack.uploads:
+                break
+            await asyncio.sleep(0.05)
+        assert [(c, t) for c, t, _ in slack.uploads] == [("C1", "GEX levels")]
+        assert slack.uploads[0][2].startswith(b"\x89PNG")
         ack = await slack.envelope(
             "slash_commands",
             {"command": "/gex", "text": "mute <b>x</b> 1h", "user_id": "U1", "channel_id": "C1"},

@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
@@ -111,59 +112,81 @@ class SlackCommands:
         finally:
             await client.close()  # type: ignore[no-untyped-call]
 
-    async def _upload(self, channel: str, png: bytes) -> None:
+    async def _upload(self, channel: str, png: bytes, thread_ts: str | None = None) -> None:
         try:
             await self._web.files_upload_v2(
-                channel=channel, content=png, filename="levels.png", title="GEX levels"
+                channel=channel,
+                content=png,
+                filename="levels.png",
+                title="GEX levels",
+                thread_ts=thread_ts,
             )
         except (SlackApiError, SlackClientError, OSError) as exc:
             log.warning("chart upload to %s failed (%s)", channel, type(exc).__name__)
 
+    async def slash(
+        self, p: Mapping[str, Any], fallback_id: str
+    ) -> tuple[dict[str, Any], bytes | None] | None:
+        """The ephemeral response to a slash command and the chart to post after it; None when
+        another replica (or an earlier delivery) already answered it."""
+        if not await self._first(f"slack:cmd:{p.get('trigger_id') or fallback_id}"):
+            return None
+        user = str(p.get("user_id", ""))
+        # A refusal here is ephemeral: only the person who typed it sees it.
+        reply = (
+            await self._service.answer(
+                str(p.get("text", "")),
+                platform="slack",
+                chat_id=str(p.get("channel_id", "")),
+                user=user,
+            )
+            if self._allowed_user(user)
+            else Reply(REFUSAL)
+        )
+        return {"response_type": "ephemeral", "text": _mrkdwn(reply)}, reply.image
+
+    async def after_slash(self, p: Mapping[str, Any], image: bytes | None) -> None:
+        """Once the response is acknowledged: the chart, as a file in the command's channel."""
+        if image is not None:
+            await self._upload(str(p.get("channel_id", "")), image)
+
+    async def event(self, payload: Mapping[str, Any], fallback_id: str) -> None:
+        """An Events API callback: answer an app mention in its thread, once."""
+        event = payload.get("event") or {}
+        if event.get("type") != "app_mention":
+            return
+        if not await self._first(f"slack:event:{payload.get('event_id') or fallback_id}"):
+            return
+        channel = str(event.get("channel", ""))
+        user = str(event.get("user", ""))
+        if self._allowed_user(user):
+            reply = await self._service.answer(
+                str(event.get("text", "")), platform="slack", chat_id=channel, user=user
+            )
+        elif self._refuse_now(user):  # in a channel: once an hour, not per mention
+            reply = Reply(REFUSAL)
+        else:
+            return
+        await self._web.chat_postMessage(
+            channel=channel, text=_mrkdwn(reply), thread_ts=event.get("ts")
+        )
+        if reply.image is not None:
+            await self._upload(channel, reply.image, thread_ts=event.get("ts"))
+
     async def _on_request(self, client: AsyncBaseSocketModeClient, req: SocketModeRequest) -> None:
         try:
             if req.type == "slash_commands":
-                p = req.payload
-                key = f"slack:cmd:{p.get('trigger_id') or req.envelope_id}"
-                if not await self._first(key):
-                    await client.send_socket_mode_response(
-                        SocketModeResponse(envelope_id=req.envelope_id)
-                    )
-                    return
-                user = str(p.get("user_id", ""))
-                # A refusal here is ephemeral: only the person who typed it sees it.
-                reply = (
-                    await self._service.answer(
-                        str(p.get("text", "")),
-                        platform="slack",
-                        chat_id=str(p.get("channel_id", "")),
-                        user=user,
-                    )
-                    if self._allowed_user(user)
-                    else Reply(REFUSAL)
-                )
+                answer = await self.slash(req.payload, req.envelope_id)
                 await client.send_socket_mode_response(
                     SocketModeResponse(
-                        envelope_id=req.envelope_id,
-                        payload={"response_type": "ephemeral", "text": _mrkdwn(reply)},
+                        envelope_id=req.envelope_id, payload=answer[0] if answer else None
                     )
                 )
+                if answer is not None:
+                    await self.after_slash(req.payload, answer[1])
                 return
             await client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
-            event = req.payload.get("event", {}) if req.type == "events_api" else {}
-            key = f"slack:event:{req.payload.get('event_id') or req.envelope_id}"
-            if event.get("type") == "app_mention" and await self._first(key):
-                channel = str(event.get("channel", ""))
-                user = str(event.get("user", ""))
-                if self._allowed_user(user):
-                    reply = await self._service.answer(
-                        str(event.get("text", "")), platform="slack", chat_id=channel, user=user
-                    )
-                elif self._refuse_now(user):  # in a channel: once an hour, not per mention
-                    reply = Reply(REFUSAL)
-                else:
-                    return
-                await self._web.chat_postMessage(
-                    channel=channel, text=_mrkdwn(reply), thread_ts=event.get("ts")
-                )
+            if req.type == "events_api":
+                await self.event(req.payload, req.envelope_id)
         except Exception:
             log.exception("Slack command handling failed")
