@@ -143,23 +143,40 @@ def build_leadership(settings: Settings, engine: Engine, metrics: Metrics) -> Le
 def build_slack_commands(
     settings: Settings, service: ChatService, engine: Engine
 ) -> SlackCommands | None:
-    """The Slack Socket Mode loop, when both the app and the bot token are set."""
-    if settings.slack_app_token is None:
+    """Slack commands, when the bot token and a transport (Socket Mode's app token, or the
+    signing secret of the HTTP endpoint) are set."""
+    if settings.slack_app_token is None and settings.slack_signing_secret is None:
         return None
     if settings.slack_bot_token is None:
         log.warning(
-            "GEXBOT_SLACK_APP_TOKEN is set but GEXBOT_SLACK_BOT_TOKEN is not: "
-            "Slack commands are off"
+            "GEXBOT_SLACK_APP_TOKEN or GEXBOT_SLACK_SIGNING_SECRET is set but "
+            "GEXBOT_SLACK_BOT_TOKEN is not: Slack commands are off"
         )
         return None
     web = AsyncWebClient(
         token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
     )
+    app_token = settings.slack_app_token
     return SlackCommands(
-        settings.slack_app_token.get_secret_value(),
+        app_token.get_secret_value() if app_token is not None else None,
         web,
         service,
         engine=engine,
         instance=settings.instance,
         allowed_users=settings.slack_allowed_users,
     )
+
+
+def slack_endpoint_problems(settings: Settings) -> list[str]:
+    """The HTTP endpoint for Slack commands needs a port and the bot token."""
+    if settings.slack_signing_secret is None:
+        return []
+    var = env_name("slack_signing_secret")
+    problems = []
+    if settings.http_port == 0:
+        problems.append(
+            f"{var}: the Slack command endpoint needs {env_name('http_port')} (it is 0, off)"
+        )
+    if settings.slack_bot_token is None:
+        problems.append(f"{var}: Slack commands also need {env_name('slack_bot_token')}")
+    return problems

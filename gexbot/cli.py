@@ -28,8 +28,10 @@ from gexbot.app import (
     build_slack_commands,
     build_telegram_commands,
     channel_problems,
+    slack_endpoint_problems,
 )
 from gexbot.chat.service import ChatService
+from gexbot.chat.slack_http import SlackEndpoint
 from gexbot.console import levels_table
 from gexbot.core.levels_view import levels_view
 from gexbot.core.render import plain_text, render
@@ -359,6 +361,7 @@ def startup_problems(settings: Settings, *, need_key: bool) -> tuple[list[str], 
         problems.extend(str(p) for p in exc.problems)
     else:
         problems.extend(channel_problems(settings, ruleset))
+    problems.extend(slack_endpoint_problems(settings))
     return problems, ruleset
 
 
@@ -430,6 +433,11 @@ async def _serve(
             slack_commands = build_slack_commands(settings, service, engine)
             if slack_commands is not None:
                 bot.chat_loops.append(slack_commands.run)
+                if settings.slack_signing_secret is not None:
+                    endpoint = SlackEndpoint(
+                        slack_commands, settings.slack_signing_secret.get_secret_value()
+                    )
+                    bot.http_routes.append(endpoint.add_routes)
             stop = stop or asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):

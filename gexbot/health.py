@@ -1,8 +1,9 @@
-"""`/healthz`, `/status` and `/metrics` (Prometheus text format) on GEXBOT_HTTP_PORT."""
+"""`/healthz`, `/status` and `/metrics` (Prometheus text format) on GEXBOT_HTTP_PORT (and the
+Slack command endpoint, when it is on)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from aiohttp import web
@@ -64,7 +65,9 @@ class HealthServer:
         health: Callable[[], tuple[bool, dict[str, object]]],
         *,
         status: Callable[[], dict[str, object]] | None = None,
+        routes: Sequence[Callable[[web.Application], None]] = (),
     ) -> None:
+        self._routes = routes  # more endpoints on the same port (the Slack endpoint)
         self._metrics = metrics
         self._health = health
         self._status = status
@@ -77,6 +80,8 @@ class HealthServer:
         app.router.add_get("/metrics", self._metrics_handler)
         if self._status is not None:
             app.router.add_get("/status", self._status_handler)
+        for add in self._routes:
+            add(app)
         return app
 
     async def start(self, host: str, port: int) -> str:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from aiohttp import web
 from sqlalchemy import Engine
 
 from gexbot.adapters.backquant import BackQuantClient, FetchError, FetchErrorKind
@@ -112,6 +113,7 @@ class Bot:
         self._quiet = quiet_cycles  # the demo logs only cycles where something happened
         self.latest: BundleSnapshot | None = None  # the last good poll, for chat replies
         self._charts: dict[str, tuple[float, bytes]] = {}  # symbol → (expires, png)
+        self.http_routes: list[Callable[[web.Application], None]] = []
         self.chat_loops: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = []
 
     async def chart_for(self, symbol: str) -> bytes | None:
@@ -430,7 +432,9 @@ class Bot:
         """Every loop, until `stop`."""
         server = None
         if self.settings.http_port:
-            server = HealthServer(self.metrics, self.health, status=self.status)
+            server = HealthServer(
+                self.metrics, self.health, status=self.status, routes=self.http_routes
+            )
             url = await server.start(self.settings.http_host, self.settings.http_port)
             log.info("health and metrics on %s/healthz and %s/metrics", url, url)
         try:

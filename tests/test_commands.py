@@ -347,3 +347,134 @@ async def test_slack_strangers_get_a_refusal_and_no_data_when_users_are_listed(
         if web.session is not None:
             await web.session.close()
         await slack.stop()
+
+
+# -- Slack over HTTP (signing secret) ------------------------------------------------------------
+
+SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+
+
+def _signed(body: str, *, secret: str = SECRET, age: float = 0) -> dict[str, str]:
+    import time
+
+    from slack_sdk.signature import SignatureVerifier
+
+    ts = str(int(time.time() - age))
+    signature = SignatureVerifier(secret).generate_signature(timestamp=ts, body=body)
+    assert signature is not None
+    return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": signature}
+
+
+async def test_slack_http_endpoint_verifies_signatures_and_answers_once(
+    db: Engine, world: tuple[FakeTelegram, SimServer, BackQuantClient]
+) -> None:
+    import json
+    from urllib.parse import urlencode
+
+    import httpx
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from gexbot.chat.slack import SlackCommands
+    from gexbot.chat.slack_http import SlackEndpoint
+    from gexbot.health import HealthServer, Metrics
+    from tests.fakes import FakeSlack
+
+    _, _, client = world
+    slack = FakeSlack()
+    await slack.start()
+    service = ChatService(
+        engine=db,
+        client=client,
+        rules=lambda: RULES,
+        latest=lambda: None,
+        universe=["BTCUSDT", "ETHUSDT", "SOLUSDT", "HYPEUSDT"],
+        fresh_for=30,
+        stale_after=90,
+        clock=utcnow,
+    )
+    web = AsyncWebClient(token=slack.token, base_url=slack.api_url)
+    endpoint = SlackEndpoint(SlackCommands(None, web, service, engine=db, instance="r1"), SECRET)
+    server = HealthServer(Metrics(), lambda: (True, {}), routes=[endpoint.add_routes])
+    url = await server.start("127.0.0.1", 0)
+    command = urlencode(
+        {
+            "command": "/gex",
+            "text": "levels btc",
+            "user_id": "U1",
+            "channel_id": "C1",
+            "trigger_id": "T1",
+        }
+    )
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    try:
+        async with httpx.AsyncClient(base_url=url) as http:
+            resp = await http.post(
+                "/slack/commands", content=command, headers={**form, **_signed(command)}
+            )
+            assert resp.status_code == 200
+            assert resp.json()["response_type"] == "ephemeral"
+            assert resp.json()["text"].startswith("```BTCUSDT  spot ")
+            again = await http.post(
+                "/slack/commands", content=command, headers={**form, **_signed(command)}
+            )
+            assert (again.status_code, again.content) == (200, b"")  # a retry: not twice
+            for bad in (
+                _signed(command, secret="not-the-secret"),
+                _signed(command, age=600),  # replayed ten minutes later
+                {"X-Slack-Request-Timestamp": "soon", "X-Slack-Signature": "v0=00"},
+                {},
+            ):
+                refused = await http.post(
+                    "/slack/commands", content=command, headers={**form, **bad}
+                )
+                assert refused.status_code == 401
+            challenge = json.dumps({"type": "url_verification", "challenge": "c-123"})
+            resp = await http.post("/slack/events", content=challenge, headers=_signed(challenge))
+            assert resp.json() == {"challenge": "c-123"}
+            mention = json.dumps(
+                {
+                    "type": "event_callback",
+                    "event_id": "Ev1",
+                    "event": {
+                        "type": "app_mention",
+                        "text": "<@U0BOT> help",
+                        "channel": "C2",
+                        "ts": "5.1",
+                        "user": "U1",
+                    },
+                }
+            )
+            for _ in range(2):  # Slack retries an event it thinks was not acknowledged
+                resp = await http.post("/slack/events", content=mention, headers=_signed(mention))
+                assert resp.status_code == 200
+            for _ in range(100):
+                if slack.posts and slack.uploads:
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.2)
+        assert [(p.channel, p.text.split("\n")[0]) for p in slack.posts] == [
+            ("C2", "gexbot commands:")
+        ]
+        assert [c for c, _, _ in slack.uploads] == ["C1"]  # the /gex levels btc chart
+    finally:
+        await endpoint.close()
+        await server.stop()
+        if web.session is not None:
+            await web.session.close()
+        await slack.stop()
+
+
+def test_the_slack_endpoint_needs_a_port_and_the_bot_token() -> None:
+    from gexbot.app import slack_endpoint_problems
+    from gexbot.settings import load_settings
+
+    settings = load_settings(env_file=None, slack_signing_secret=SECRET)
+    assert slack_endpoint_problems(settings) == [
+        "GEXBOT_SLACK_SIGNING_SECRET: the Slack command endpoint needs GEXBOT_HTTP_PORT (it is 0, "
+        "off)",
+        "GEXBOT_SLACK_SIGNING_SECRET: Slack commands also need GEXBOT_SLACK_BOT_TOKEN",
+    ]
+    ok = load_settings(
+        env_file=None, slack_signing_secret=SECRET, http_port=9108, slack_bot_token="xoxb-1"
+    )
+    assert slack_endpoint_problems(ok) == []

@@ -6,9 +6,15 @@ import asyncio
 import os
 import re
 import signal
+import socket
+import time
 from pathlib import Path
+from urllib.parse import urlencode
 
-from tests.fakes import FakeTelegram
+import httpx
+from slack_sdk.signature import SignatureVerifier
+
+from tests.fakes import FakeSlack, FakeTelegram
 from tests.test_e2e import _start
 
 TRADER, COLLEAGUE = 111, 222
@@ -39,6 +45,41 @@ async def _until(check: object, timeout: float) -> None:
         await asyncio.sleep(0.1)
 
 
+SECRET = "e2e-signing-secret"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def _slack_http(port: int, text: str) -> str:
+    """A slash command as Slack sends it: form-encoded and signed with the app's secret."""
+    body = urlencode({"command": "/gex", "text": text, "user_id": "U1", "channel_id": "C1"})
+    ts = str(int(time.time()))
+    signature = SignatureVerifier(SECRET).generate_signature(timestamp=ts, body=body) or ""
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": signature,
+    }
+    async with httpx.AsyncClient() as http:
+        for _ in range(50):  # the port opens a moment after start-up
+            try:
+                resp = await http.post(
+                    f"http://127.0.0.1:{port}/slack/commands", content=body, headers=headers
+                )
+            except httpx.ConnectError:
+                await asyncio.sleep(0.1)
+                continue
+            assert resp.status_code == 200, resp.text
+            reply: str = resp.json()["text"]
+            return reply
+    raise AssertionError("the Slack endpoint never opened")
+
+
 async def test_mute_silences_unmute_restores_subscribe_adds_a_chat(tmp_path: Path) -> None:
     (tmp_path / "scenario.yaml").write_text(SCENARIO)
     (tmp_path / "rules").mkdir()
@@ -51,8 +92,10 @@ async def test_mute_silences_unmute_restores_subscribe_adds_a_chat(tmp_path: Pat
     url = re.search(r"(http://127\.0\.0\.1:\d+)", (await sim.stdout.readline()).decode())
     assert url
     sim_started = asyncio.get_running_loop().time()
-    telegram = FakeTelegram()
+    telegram, slack = FakeTelegram(), FakeSlack()
     await telegram.start()
+    await slack.start()
+    port = _free_port()
     env = dict(base)
     env.update(
         GEXBOT_API_URL=url.group(1),
@@ -65,11 +108,17 @@ async def test_mute_silences_unmute_restores_subscribe_adds_a_chat(tmp_path: Pat
         GEXBOT_TELEGRAM_API_URL=telegram.api_url,
         GEXBOT_TELEGRAM_ALLOWED_USERS=f"{TRADER},{COLLEAGUE}",
         GEXBOT_TELEGRAM_POLL_TIMEOUT="1",
+        GEXBOT_SLACK_BOT_TOKEN=slack.token,
+        GEXBOT_SLACK_API_URL=slack.api_url,
+        GEXBOT_SLACK_SIGNING_SECRET=SECRET,
+        GEXBOT_HTTP_PORT=str(port),
     )
     bot = await _start("run", env=env, cwd=tmp_path)
     try:
         telegram.push_command("/mute hvl-regime 1h", user=TRADER)
         await _until(lambda: len(telegram.replies_to(TRADER)) >= 1, 10)
+        # The same desk on Slack, over the signed HTTP endpoint: it sees the mute.
+        assert "rule hvl-regime for" in await _slack_http(port, "status")
         # The up-cross happens at step 9 while muted; afterwards unmute and subscribe.
         await asyncio.sleep(max(0.0, sim_started + 12 - asyncio.get_running_loop().time()))
         telegram.push_command("/unmute hvl-regime", user=TRADER)
@@ -88,6 +137,7 @@ async def test_mute_silences_unmute_restores_subscribe_adds_a_chat(tmp_path: Pat
         sim.send_signal(signal.SIGTERM)
         await sim.wait()
         await telegram.stop()
+        await slack.stop()
     trader = telegram.replies_to(TRADER)
     colleague = telegram.replies_to(COLLEAGUE)
     assert trader[0] == "Muted rule hvl-regime for 1h. Alerts are recorded, not sent."

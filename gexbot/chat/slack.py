@@ -42,7 +42,7 @@ class SlackCommands:
 
     def __init__(
         self,
-        app_token: str,
+        app_token: str | None,
         web: AsyncWebClient,
         service: ChatService,
         *,
@@ -91,7 +91,9 @@ class SlackCommands:
             return True
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Connect, answer until `stop`, close."""
+        """Connect, answer until `stop`, close (nothing without an app token: HTTP only)."""
+        if self._app_token is None:
+            return
         client = SocketModeClient(app_token=self._app_token, web_client=self._web)
         client.socket_mode_request_listeners.append(self._on_request)
         try:
