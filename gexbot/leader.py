@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -147,14 +148,17 @@ class LeaseElector:
         self._leader_term: int | None = None
         self._db_error: str | None = None
         self._was_leader = False
+        self._lock = threading.Lock()
 
     # -- the role ---------------------------------------------------------------------------
 
     def is_leader(self) -> bool:
         """Leader while the term is held and the local deadline has not passed."""
         leading = self._term is not None and self._monotonic() < self._deadline
-        if leading != self._was_leader:
+        with self._lock:  # also called from worker threads (fence): log each change once
+            changed = leading != self._was_leader
             self._was_leader = leading
+        if changed:
             self._count_change()
             if leading:
                 log.info("this replica (%s) is now the leader (term %s)", self.instance, self._term)
@@ -311,5 +315,8 @@ class LeaseElector:
             log.warning("could not release the lease (%s)", type(exc).__name__)
         else:
             log.info("lease released: a standby may take over at once")
+        if self._was_leader:
+            self._was_leader = False
+            self._count_change()
         self._term = None
         self._deadline = 0.0

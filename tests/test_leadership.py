@@ -202,11 +202,16 @@ async def test_before_poll_renews_and_refuses_once_the_lease_is_gone(pg: Engine)
     assert a.term is None
 
 
-async def test_release_on_stop_hands_over_without_waiting_for_expiry(pg: Engine) -> None:
+async def test_release_on_stop_hands_over_without_waiting_for_expiry(
+    pg: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
     a = LeaseElector(pg, instance="a", ttl=60)
     b = LeaseElector(pg, instance="b", ttl=60)
     a._tick()
+    assert a.is_leader()
     await a.release()
+    assert not a.is_leader()
+    assert "not renewed in time" not in caplog.text  # a clean hand-over, not a lapse
     b._tick()
     assert b.is_leader()
     assert b.term == 2
