@@ -194,8 +194,9 @@ class LeaseElector:
             self._metrics.leadership_changes.inc()
 
     def _lose(self, why: str) -> None:
-        if self._was_leader:  # it was acting as leader until now: say why it stops
-            self._was_leader = False
+        with self._lock:
+            was, self._was_leader = self._was_leader, False
+        if was:  # it was acting as leader until now: say why it stops
             self._count_change()
             log.warning(
                 "this replica (%s) stopped leading (term %s): %s", self.instance, self._term, why
@@ -315,8 +316,9 @@ class LeaseElector:
             log.warning("could not release the lease (%s)", type(exc).__name__)
         else:
             log.info("lease released: a standby may take over at once")
-        if self._was_leader:
-            self._was_leader = False
+        with self._lock:
+            was, self._was_leader = self._was_leader, False
+        if was:
             self._count_change()
         self._term = None
         self._deadline = 0.0
