@@ -100,7 +100,11 @@ async def backquant_client(settings: Settings) -> AsyncIterator[BackQuantClient]
 def build_telegram_commands(
     settings: Settings, engine: Engine, service: ChatService, leadership: Leadership
 ) -> TelegramCommands | None:
-    """The Telegram command loop, when a bot token is set (None otherwise)."""
+    """The Telegram command loop, when a bot token is set (None otherwise).
+
+    With replicas, a long poll must not outlive the lease it started under, and a 409 from
+    the previous leader's last poll is waited out for about one lease, not 30 s.
+    """
     if settings.telegram_bot_token is None:
         return None
     from telegram import Bot  # noqa: PLC0415
@@ -113,22 +117,17 @@ def build_telegram_commands(
         base_url=settings.telegram_api_url,
         get_updates_request=HTTPXRequest(read_timeout=40.0),
     )
+    sole = isinstance(leadership, SoleInstance)
+    bound = settings.telegram_poll_timeout if sole else max(1.0, settings.leader_lease)
     return TelegramCommands(
         bot,
         service,
         engine=engine,
         allowed_users=settings.telegram_allowed_users,
-        # With replicas, a long poll must not outlive the lease it started under.
-        poll_timeout=min(settings.telegram_poll_timeout, _lease_bound(settings, engine)),
+        poll_timeout=min(settings.telegram_poll_timeout, bound),
         leader=leadership.is_leader,
-        conflict_backoff=min(CONFLICT_BACKOFF, 2 * _lease_bound(settings, engine)),
+        conflict_backoff=min(CONFLICT_BACKOFF, 2 * bound),
     )
-
-
-def _lease_bound(settings: Settings, engine: Engine) -> float:
-    if engine.dialect.name == "sqlite":
-        return settings.telegram_poll_timeout
-    return max(1.0, settings.leader_lease)
 
 
 def build_leadership(settings: Settings, engine: Engine, metrics: Metrics) -> Leadership:

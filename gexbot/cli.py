@@ -489,8 +489,8 @@ async def _once(bot: Bot, console: Console, *, dry_run: bool) -> int:
                 console.print(f"would send: {plain_text([render(event)])}", markup=False)
         else:
             await bot.dispatcher.run_once()
-        await bot.leadership.release()
     finally:
+        await bot.leadership.release()
         for notifier in bot._notifiers.values():
             await notifier.close()
     return EXIT_FAILED if bot.state.last_failure is not None else EXIT_OK

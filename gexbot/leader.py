@@ -11,7 +11,6 @@ and finds a new term in place when it comes back.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 import time
@@ -23,6 +22,7 @@ from typing import Protocol
 
 from sqlalchemy import Connection, Engine
 
+from gexbot.aio import sleep_or_stop
 from gexbot.health import Metrics
 from gexbot.store import leadership as lease_store
 from gexbot.store.leadership import NotLeader
@@ -54,10 +54,6 @@ class Leadership(Protocol):
 
     def is_leader(self) -> bool:
         """Whether this process may poll and commit cycles now."""
-
-    @property
-    def term(self) -> int | None:
-        """The term this process leads (None when standing by)."""
 
     def describe(self) -> dict[str, object]:
         """Role, this instance, the current leader and its term (for /healthz and status)."""
@@ -91,11 +87,6 @@ class SoleInstance:
     def is_leader(self) -> bool:
         """Always."""
         return True
-
-    @property
-    def term(self) -> int | None:
-        """One term for the process lifetime."""
-        return 1
 
     def describe(self) -> dict[str, object]:
         """Always the leader, of itself."""
@@ -193,19 +184,23 @@ class LeaseElector:
         if self._metrics is not None:
             self._metrics.leadership_changes.inc()
 
-    def _lose(self, why: str) -> None:
+    def _step_down(self) -> bool:
+        """Forget the term; True if this process was acting as leader until now (counted)."""
         with self._lock:
             was, self._was_leader = self._was_leader, False
-        if was:  # it was acting as leader until now: say why it stops
+        if was:
             self._count_change()
-            log.warning(
-                "this replica (%s) stopped leading (term %s): %s", self.instance, self._term, why
-            )
-        elif self._term is not None:
-            log.info("lease term %s of %s is over: %s", self._term, self.instance, why)
         self._term = None
         self._deadline = 0.0
         self._pending = None
+        return was
+
+    def _lose(self, why: str) -> None:
+        term = self._term
+        if self._step_down():
+            log.warning("this replica (%s) stopped leading (term %s): %s", self.instance, term, why)
+        elif term is not None:
+            log.info("lease term %s of %s is over: %s", term, self.instance, why)
 
     # -- database steps (run in a worker thread) --------------------------------------------
 
@@ -283,8 +278,7 @@ class LeaseElector:
             except Exception as exc:
                 self._note_db_error(exc)
             self.is_leader()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=every)
+            await sleep_or_stop(stop, every)
 
     async def try_lead(self) -> bool:
         """One lease check; True when this process leads afterwards."""
@@ -316,9 +310,4 @@ class LeaseElector:
             log.warning("could not release the lease (%s)", type(exc).__name__)
         else:
             log.info("lease released: a standby may take over at once")
-        with self._lock:
-            was, self._was_leader = self._was_leader, False
-        if was:
-            self._count_change()
-        self._term = None
-        self._deadline = 0.0
+        self._step_down()

@@ -60,7 +60,7 @@ class Pipeline:
         with self._engine.begin() as conn:
             forget_rules(conn, [r for r in changed_ids if not r.startswith("warning:")])
         self.rules = rules
-        self._statuses = None  # reload: cheaper to re-read than to patch
+        self.invalidate()  # reload: cheaper to re-read than to patch
 
     def invalidate(self) -> None:
         """Forget the cache: another process may have written since (a new leadership term)."""
@@ -140,7 +140,7 @@ class Pipeline:
                 if self._fence is not None:
                     self._fence(conn)  # last: it locks the lease row until the commit
         except Exception:
-            self._statuses, self._previous = None, None
+            self.invalidate()
             raise
         for (rule_id, symbol), status in changed.items():
             statuses.setdefault(rule_id, {})[symbol] = status

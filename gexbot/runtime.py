@@ -24,6 +24,7 @@ from sqlalchemy import Engine
 
 from gexbot.adapters.backquant import BackQuantClient, FetchError, FetchErrorKind
 from gexbot.adapters.notify import Notifier
+from gexbot.aio import sleep_or_stop
 from gexbot.app import build_routes
 from gexbot.core.alert import NotifyReason
 from gexbot.core.backoff import backoff_delay
@@ -37,7 +38,7 @@ from gexbot.core.snapshot import BundleSnapshot, SymbolStatus
 from gexbot.core.wire import mark_stale
 from gexbot.dispatch import Dispatcher, DispatchPolicy
 from gexbot.health import HealthServer, Metrics
-from gexbot.leader import Leadership, NotLeader, SoleInstance, Takeover
+from gexbot.leader import Leadership, NotLeader, Role, SoleInstance, Takeover
 from gexbot.pipeline import CycleReport, Pipeline
 from gexbot.rules_loader import RulesWatcher
 from gexbot.settings import Settings
@@ -145,7 +146,7 @@ class Bot:
         """Leader: healthy while the last successful poll is younger than 3 intervals.
         Standby: healthy while it can read the lease (it is ready to take over)."""
         role = self.leadership.describe()
-        if not self.leadership.is_leader():
+        if role["role"] != Role.LEADER:
             ok = role.get("database_error") is None
             leader = role.get("leader")
             reason = f"standby; leader is {leader}" if leader else "standby; no leader right now"
@@ -306,12 +307,12 @@ class Bot:
         lead = self.leadership
         while not stop.is_set():
             if not lead.is_leader():
-                await _sleep_or_stop(stop, STANDBY_CHECK_EVERY)
+                await sleep_or_stop(stop, STANDBY_CHECK_EVERY)
                 continue
             takeover = lead.take_over()
             if takeover is not None:
                 delay = await asyncio.to_thread(self._prepare_takeover, takeover)
-                await _sleep_or_stop(stop, delay)
+                await sleep_or_stop(stop, delay)
                 continue
             if not await lead.before_poll():
                 continue
@@ -324,7 +325,7 @@ class Bot:
             except Exception:
                 self.metrics.cycle_errors.inc()
                 log.exception("cycle failed; the next one runs as scheduled")
-            await _sleep_or_stop(stop, self._delay_after(fresh))
+            await sleep_or_stop(stop, self._delay_after(fresh))
         await lead.release()  # after the last cycle, so it could still commit
 
     def _prepare_takeover(self, takeover: Takeover) -> float:
@@ -451,8 +452,3 @@ class Bot:
             for notifier in self._notifiers.values():
                 with contextlib.suppress(Exception):
                     await notifier.close()
-
-
-async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)

@@ -46,15 +46,22 @@ class SlackNotifier:
         self._client = client
         self._pacer = pacer or Pacer()
 
-    async def send_image(self, target: str, png: bytes, title: str) -> None:
-        """`files_upload_v2` (getUploadURLExternal, upload, completeUploadExternal)."""
+    async def send_image(
+        self, target: str, png: bytes, title: str, *, thread_ts: str | None = None
+    ) -> None:
+        """`files_upload_v2` (getUploadURLExternal, upload, completeUploadExternal), in a
+        thread when `thread_ts` is given."""
         channel = target.lstrip("#")
         if not channel.startswith(("C", "G", "D")) or not channel.isupper():
             # files_upload_v2 takes a conversation id; names must be resolved first.
             channel = await self._channel_id(channel)
         try:
             await self._client.files_upload_v2(
-                channel=channel, content=png, filename="levels.png", title=title[:200]
+                channel=channel,
+                content=png,
+                filename="levels.png",
+                title=title[:200],
+                thread_ts=thread_ts,
             )
         except SlackApiError as exc:
             raise self._translate(exc, f"slack:{target}") from None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -38,6 +39,22 @@ log = logging.getLogger(__name__)
 
 REFUSAL = "Sorry, this bot only answers its desk."
 REFUSE_AGAIN_AFTER = 3600.0  # one refusal per stranger per hour: no flooding either way
+
+
+class Refusals:
+    """When a stranger is due a refusal: at most once per REFUSE_AGAIN_AFTER (any platform)."""
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._monotonic = monotonic
+        self._last: dict[object, float] = {}
+
+    def due(self, user: object) -> bool:
+        """True (and remembered) when `user` has not been refused within the window."""
+        now = self._monotonic()
+        if now - self._last.get(user, -REFUSE_AGAIN_AFTER) < REFUSE_AGAIN_AFTER:
+            return False
+        self._last[user] = now
+        return True
 
 
 @dataclass(frozen=True, slots=True)

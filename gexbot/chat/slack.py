@@ -26,7 +26,9 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import Engine
 
-from gexbot.chat.service import REFUSAL, REFUSE_AGAIN_AFTER, ChatService, Reply
+from gexbot.adapters.notify import DeliveryError
+from gexbot.adapters.slack import SlackNotifier
+from gexbot.chat.service import REFUSAL, ChatService, Refusals, Reply
 from gexbot.store.ops import claim_command
 
 log = logging.getLogger(__name__)
@@ -53,10 +55,10 @@ class SlackCommands:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._allowed = frozenset(allowed_users)  # empty: every member of the workspace
-        self._monotonic = monotonic
-        self._refused: dict[str, float] = {}
+        self._refusals = Refusals(monotonic)
         self._app_token = app_token
         self._web = web
+        self._files = SlackNotifier(web)  # the same upload (and channel lookup) as alerts
         self._service = service
         self._engine = engine
         self._instance = instance
@@ -69,13 +71,6 @@ class SlackCommands:
             "refused a command from Slack user %s (not in GEXBOT_SLACK_ALLOWED_USERS)", user
         )
         return False
-
-    def _refuse_now(self, user: str) -> bool:
-        now = self._monotonic()
-        if now - self._refused.get(user, -REFUSE_AGAIN_AFTER) < REFUSE_AGAIN_AFTER:
-            return False
-        self._refused[user] = now
-        return True
 
     async def _first(self, key: str) -> bool:
         """Whether this replica is the one to answer command `key`."""
@@ -116,15 +111,9 @@ class SlackCommands:
 
     async def _upload(self, channel: str, png: bytes, thread_ts: str | None = None) -> None:
         try:
-            await self._web.files_upload_v2(
-                channel=channel,
-                content=png,
-                filename="levels.png",
-                title="GEX levels",
-                thread_ts=thread_ts,
-            )
-        except (SlackApiError, SlackClientError, OSError) as exc:
-            log.warning("chart upload to %s failed (%s)", channel, type(exc).__name__)
+            await self._files.send_image(channel, png, "GEX levels", thread_ts=thread_ts)
+        except DeliveryError as exc:  # the text reply went out already; the chart is extra
+            log.warning("chart upload to %s failed (%s)", channel, exc)
 
     async def slash(
         self, p: Mapping[str, Any], fallback_id: str
@@ -165,7 +154,7 @@ class SlackCommands:
             reply = await self._service.answer(
                 str(event.get("text", "")), platform="slack", chat_id=channel, user=user
             )
-        elif self._refuse_now(user):  # in a channel: once an hour, not per mention
+        elif self._refusals.due(user):  # in a channel: once an hour, not per mention
             reply = Reply(REFUSAL)
         else:
             return

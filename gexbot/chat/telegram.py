@@ -15,7 +15,6 @@ import os
 os.environ.setdefault("PTB_TIMEDELTA", "1")
 
 import asyncio
-import contextlib
 import html
 import logging
 import time
@@ -26,7 +25,8 @@ from telegram import Bot, BotCommand, LinkPreviewOptions, Update
 from telegram.constants import ParseMode
 from telegram.error import Conflict, Forbidden, InvalidToken, RetryAfter, TelegramError
 
-from gexbot.chat.service import REFUSAL, REFUSE_AGAIN_AFTER, ChatService, Reply
+from gexbot.aio import sleep_or_stop
+from gexbot.chat.service import REFUSAL, ChatService, Refusals, Reply
 from gexbot.core.commands import DESCRIPTIONS
 from gexbot.store.ops import get_cursor, set_cursor
 
@@ -59,8 +59,7 @@ class TelegramCommands:
         self._engine = engine
         self._allowed = frozenset(allowed_users)
         self._timeout = poll_timeout
-        self._monotonic = monotonic
-        self._refused: dict[int, float] = {}
+        self._refusals = Refusals(monotonic)
 
     def _offset(self) -> int:
         with self._engine.connect() as conn:
@@ -93,7 +92,7 @@ class TelegramCommands:
         while not stop.is_set():
             if not self._leader():
                 leading = False
-                await _sleep_or_stop(stop, STANDBY_CHECK_EVERY)
+                await sleep_or_stop(stop, STANDBY_CHECK_EVERY)
                 continue
             if not leading:  # (again) the poller: the last leader may have moved the offset
                 offset = await asyncio.to_thread(self._offset)
@@ -114,17 +113,17 @@ class TelegramCommands:
                         self._conflict_backoff,
                     )
                     conflict_logged = True
-                await _sleep_or_stop(stop, self._conflict_backoff)
+                await sleep_or_stop(stop, self._conflict_backoff)
                 continue
             except RetryAfter as exc:
                 wait = exc.retry_after
-                await _sleep_or_stop(
+                await sleep_or_stop(
                     stop, wait.total_seconds() if hasattr(wait, "total_seconds") else float(wait)
                 )
                 continue
             except TelegramError as exc:
                 log.warning("getUpdates failed (%s); retrying", type(exc).__name__)
-                await _sleep_or_stop(stop, 2.0)
+                await sleep_or_stop(stop, 2.0)
                 continue
             if updates and not self._leader():
                 leading = False
@@ -149,9 +148,7 @@ class TelegramCommands:
         user = message.from_user.id
         chat = message.chat.id
         if user not in self._allowed:
-            now = self._monotonic()
-            if now - self._refused.get(user, -REFUSE_AGAIN_AFTER) >= REFUSE_AGAIN_AFTER:
-                self._refused[user] = now
+            if self._refusals.due(user):
                 log.warning(
                     "refused a command from Telegram user %d (not in "
                     "GEXBOT_TELEGRAM_ALLOWED_USERS)",
@@ -180,8 +177,3 @@ class TelegramCommands:
             log.info("Telegram chat %d blocked the bot; reply dropped", chat)
         except TelegramError as exc:
             log.warning("reply to Telegram chat %d failed (%s)", chat, type(exc).__name__)
-
-
-async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)

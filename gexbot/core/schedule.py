@@ -66,8 +66,7 @@ def next_poll(model: RefreshModel, *, now: datetime, fresh: bool) -> datetime:
     elif model.early_retries < MAX_EARLY_RETRIES:
         model.early_retries += 1
         return now + timedelta(seconds=min(model.lag, 0.2 * period))
-    # The lag must stay well inside a period, or every other write would be skipped.
-    lag = min(model.lag, 0.2 * period)
+    lag = _lag(model, period)
     step = period * max(1, math.ceil(model.interval / period - 1e-9))
     last = model.stamps[-1]
     target = last + timedelta(seconds=step + lag)
@@ -89,10 +88,12 @@ def first_poll_after_takeover(
     Without a learnt period, `interval` stands in for it; without a known write, a poll in
     the last `interval` counts as this window's.
     """
-    if previous_poll is None or previous_poll > now:
-        return now if previous_poll is None else previous_poll + _lag_after(model)
+    if previous_poll is None:
+        return now
     period = model.period or model.interval
-    lag = _lag_after(model)
+    lag = timedelta(seconds=_lag(model, period))
+    if previous_poll > now:  # the database clock runs ahead of ours: wait that out
+        return previous_poll + lag
     if not model.stamps:
         start = now - timedelta(seconds=period)
         return previous_poll + timedelta(seconds=period) if previous_poll > start else now
@@ -104,6 +105,6 @@ def first_poll_after_takeover(
     return window + timedelta(seconds=period) + lag
 
 
-def _lag_after(model: RefreshModel) -> timedelta:
-    period = model.period or model.interval
-    return timedelta(seconds=min(model.lag, 0.2 * period))
+def _lag(model: RefreshModel, period: float) -> float:
+    # The lag must stay well inside a period, or every other write would be skipped.
+    return min(model.lag, 0.2 * period)

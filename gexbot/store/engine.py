@@ -123,16 +123,23 @@ def current_revision(engine: Engine) -> str | None:
 MIGRATION_LOCK = 0x67657862
 
 
-def head_revision() -> str:
-    """The newest revision this code knows."""
-    return ScriptDirectory.from_config(alembic_config()).get_current_head() or ""
+def _revisions(engine: Engine) -> tuple[str, str | None]:
+    """(this code's head, the database's revision); refuses a database newer than the code."""
+    script = ScriptDirectory.from_config(alembic_config())
+    head = script.get_current_head() or ""
+    current = current_revision(engine)
+    if current is not None and current not in {r.revision for r in script.walk_revisions()}:
+        raise DatabaseError(
+            f"{env_name('database_url')}: the database is at revision {current}, newer than this "
+            f"gexbot (which knows up to {head}); upgrade gexbot rather than migrating down"
+        )
+    return head, current
 
 
 def require_current_schema(engine: Engine) -> str:
     """Refuse a database whose schema is not this code's head (replicas never migrate alone:
     one of several starting together would change the schema under the others)."""
-    head = head_revision()
-    current = current_revision(engine)
+    head, current = _revisions(engine)
     if current == head:
         return head
     var = env_name("database_url")
@@ -140,12 +147,6 @@ def require_current_schema(engine: Engine) -> str:
         raise DatabaseError(
             f"{var}: the database has no gexbot schema yet; run `gexbot db upgrade` once, "
             "then start the replicas"
-        )
-    script = ScriptDirectory.from_config(alembic_config())
-    if current not in {r.revision for r in script.walk_revisions()}:
-        raise DatabaseError(
-            f"{var}: the database is at revision {current}, newer than this gexbot (which "
-            f"knows up to {head}); upgrade this replica's gexbot"
         )
     raise DatabaseError(
         f"{var}: the database schema is at revision {current}, this gexbot needs {head}; "
@@ -171,16 +172,8 @@ def migrate(engine: Engine) -> str:
 
 
 def _migrate(engine: Engine) -> str:
-    cfg = alembic_config(engine)
-    script = ScriptDirectory.from_config(cfg)
-    head = script.get_current_head()
-    current = current_revision(engine)
-    if current is not None and current not in {r.revision for r in script.walk_revisions()}:
-        raise DatabaseError(
-            f"{env_name('database_url')}: the database is at revision {current}, newer than this "
-            f"gexbot (which knows up to {head}); upgrade gexbot rather than migrating down"
-        )
+    head, current = _revisions(engine)
     if current != head:
         log.info("migrating database from %s to %s", current or "empty", head)
-        command.upgrade(cfg, "head")
-    return head or ""
+        command.upgrade(alembic_config(engine), "head")
+    return head
