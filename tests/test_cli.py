@@ -36,6 +36,18 @@ def gexbot(
     )
 
 
+def _start_run(env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
+    """`gexbot run` in the background, its stderr kept for the assertions."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "gexbot", "run"],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 @pytest.fixture
 def sim_url(tmp_path: Path) -> Iterator[str]:
     with subprocess.Popen(
@@ -177,14 +189,7 @@ def test_a_second_process_on_the_same_sqlite_file_is_refused(sim_url: str, tmp_p
         GEXBOT_RULES=str(ROOT / "rules"),
         GEXBOT_POLL_INTERVAL="5",
     )
-    with subprocess.Popen(
-        [sys.executable, "-m", "gexbot", "run"],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as first:
+    with _start_run(env, tmp_path) as first:
         try:
             for _ in range(100):  # wait until the first one holds the database
                 if (tmp_path / "gexbot.db.lock").exists() and (tmp_path / "gexbot.db").exists():
@@ -199,14 +204,7 @@ def test_a_second_process_on_the_same_sqlite_file_is_refused(sim_url: str, tmp_p
             first.terminate()
             assert first.wait(timeout=10) == 0
     # Once it is gone, a new process starts normally (the kernel dropped the lock).
-    third = subprocess.Popen(
-        [sys.executable, "-m", "gexbot", "run"],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    third = _start_run(env, tmp_path)
     time.sleep(3)
     assert third.poll() is None
     third.terminate()

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import Engine
 from telegram import Bot
 
 from gexbot.adapters.backquant import BackQuantClient, build_http_client
 from gexbot.chat.service import ChatService
+from gexbot.chat.slack import SlackCommands
 from gexbot.chat.telegram import TelegramCommands
 from gexbot.core.commands import CommandError, CommandName, Scope, parse_command
 from gexbot.core.rulefile import build_ruleset, parse_rule_file
@@ -19,7 +22,7 @@ from gexbot.runtime import utcnow
 from gexbot.sim.market import Simulator
 from gexbot.sim.server import SimServer
 from gexbot.store.ops import active_mutes, list_subscriptions
-from tests.fakes import FakeTelegram
+from tests.fakes import FakeSlack, FakeTelegram
 
 RULE_IDS = ["hvl-regime", "near-call-resistance"]
 
@@ -103,10 +106,8 @@ async def world(db: Engine) -> AsyncIterator[tuple[FakeTelegram, SimServer, Back
     await telegram.stop()
 
 
-def _loop(
-    db: Engine, telegram: FakeTelegram, client: BackQuantClient, **kw: Any
-) -> TelegramCommands:
-    service = ChatService(
+def _service(db: Engine, client: BackQuantClient) -> ChatService:
+    return ChatService(
         engine=db,
         client=client,
         rules=lambda: RULES,
@@ -116,6 +117,35 @@ def _loop(
         stale_after=90,
         clock=utcnow,
     )
+
+
+@asynccontextmanager
+async def _slack(
+    db: Engine, client: BackQuantClient, *, socket: bool = True, **kw: Any
+) -> AsyncIterator[tuple[FakeSlack, SlackCommands]]:
+    """Fake Slack and the bot's Slack commands against it (connected over Socket Mode unless
+    `socket` is False: the HTTP endpoint then carries them)."""
+    slack = FakeSlack()
+    await slack.start()
+    web = AsyncWebClient(token=slack.token, base_url=slack.api_url)
+    token = slack.app_token if socket else None
+    commands = SlackCommands(token, web, _service(db, client), engine=db, instance="r1", **kw)
+    stop = asyncio.Event()
+    task = asyncio.create_task(commands.run(stop))
+    try:
+        yield slack, commands
+    finally:
+        stop.set()
+        await task
+        if web.session is not None:
+            await web.session.close()
+        await slack.stop()
+
+
+def _loop(
+    db: Engine, telegram: FakeTelegram, client: BackQuantClient, **kw: Any
+) -> TelegramCommands:
+    service = _service(db, client)
     bot = Bot(telegram.token, base_url=telegram.api_url)
     return TelegramCommands(
         bot, service, engine=db, allowed_users=[ALLOWED, SECOND], poll_timeout=1, **kw
@@ -227,29 +257,8 @@ async def test_a_second_instance_conflict_backs_off_without_crashing(
 async def test_slack_slash_command_and_mention_over_socket_mode(
     db: Engine, world: tuple[FakeTelegram, SimServer, BackQuantClient]
 ) -> None:
-    from slack_sdk.web.async_client import AsyncWebClient
-
-    from gexbot.chat.slack import SlackCommands
-    from tests.fakes import FakeSlack
-
     _, _, client = world
-    slack = FakeSlack()
-    await slack.start()
-    service = ChatService(
-        engine=db,
-        client=client,
-        rules=lambda: RULES,
-        latest=lambda: None,
-        universe=["BTCUSDT", "ETHUSDT", "SOLUSDT", "HYPEUSDT"],
-        fresh_for=30,
-        stale_after=90,
-        clock=utcnow,
-    )
-    web = AsyncWebClient(token=slack.token, base_url=slack.api_url)
-    commands = SlackCommands(slack.app_token, web, service, engine=db, instance="r1")
-    stop = asyncio.Event()
-    task = asyncio.create_task(commands.run(stop))
-    try:
+    async with _slack(db, client) as (slack, _commands):
         levels = {"command": "/gex", "text": "levels eth", "user_id": "U1", "channel_id": "C1"}
         ack = await slack.envelope("slash_commands", {**levels, "trigger_id": "T1"})
         assert ack["payload"]["text"].startswith("```ETHUSDT  spot ")
@@ -285,12 +294,6 @@ async def test_slack_slash_command_and_mention_over_socket_mode(
             await asyncio.sleep(0.05)
         assert slack.posts[0].channel == "C2"
         assert slack.posts[0].text.startswith("gexbot commands")
-    finally:
-        stop.set()
-        await task
-        if web.session is not None:
-            await web.session.close()
-        await slack.stop()
 
 
 async def test_slack_strangers_get_a_refusal_and_no_data_when_users_are_listed(
@@ -298,32 +301,9 @@ async def test_slack_strangers_get_a_refusal_and_no_data_when_users_are_listed(
     world: tuple[FakeTelegram, SimServer, BackQuantClient],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from slack_sdk.web.async_client import AsyncWebClient
-
-    from gexbot.chat.slack import SlackCommands
-    from tests.fakes import FakeSlack
-
     _, _, client = world
-    slack = FakeSlack()
-    await slack.start()
-    service = ChatService(
-        engine=db,
-        client=client,
-        rules=lambda: RULES,
-        latest=lambda: None,
-        universe=["BTCUSDT", "ETHUSDT", "SOLUSDT", "HYPEUSDT"],
-        fresh_for=30,
-        stale_after=90,
-        clock=utcnow,
-    )
-    web = AsyncWebClient(token=slack.token, base_url=slack.api_url)
-    commands = SlackCommands(
-        slack.app_token, web, service, engine=db, instance="r1", allowed_users=["U1"]
-    )
-    stop = asyncio.Event()
-    task = asyncio.create_task(commands.run(stop))
     levels = {"command": "/gex", "text": "levels btc", "channel_id": "C1"}
-    try:
+    async with _slack(db, client, allowed_users=["U1"]) as (slack, _commands):
         ack = await slack.envelope("slash_commands", {**levels, "user_id": "U9", "trigger_id": "a"})
         assert ack["payload"]["text"] == "Sorry, this bot only answers its desk."
         ack = await slack.envelope("slash_commands", {**levels, "user_id": "U1", "trigger_id": "b"})
@@ -341,12 +321,6 @@ async def test_slack_strangers_get_a_refusal_and_no_data_when_users_are_listed(
         await asyncio.sleep(0.2)
         assert [p.text for p in slack.posts] == ["Sorry, this bot only answers its desk."]
         assert "refused a command from Slack user U9" in caplog.text
-    finally:
-        stop.set()
-        await task
-        if web.session is not None:
-            await web.session.close()
-        await slack.stop()
 
 
 # -- Slack over HTTP (signing secret) ------------------------------------------------------------
@@ -372,30 +346,11 @@ async def test_slack_http_endpoint_verifies_signatures_and_answers_once(
     from urllib.parse import urlencode
 
     import httpx
-    from slack_sdk.web.async_client import AsyncWebClient
 
-    from gexbot.chat.slack import SlackCommands
     from gexbot.chat.slack_http import SlackEndpoint
     from gexbot.health import HealthServer, Metrics
-    from tests.fakes import FakeSlack
 
     _, _, client = world
-    slack = FakeSlack()
-    await slack.start()
-    service = ChatService(
-        engine=db,
-        client=client,
-        rules=lambda: RULES,
-        latest=lambda: None,
-        universe=["BTCUSDT", "ETHUSDT", "SOLUSDT", "HYPEUSDT"],
-        fresh_for=30,
-        stale_after=90,
-        clock=utcnow,
-    )
-    web = AsyncWebClient(token=slack.token, base_url=slack.api_url)
-    endpoint = SlackEndpoint(SlackCommands(None, web, service, engine=db, instance="r1"), SECRET)
-    server = HealthServer(Metrics(), lambda: (True, {}), routes=[endpoint.add_routes])
-    url = await server.start("127.0.0.1", 0)
     command = urlencode(
         {
             "command": "/gex",
@@ -406,62 +361,67 @@ async def test_slack_http_endpoint_verifies_signatures_and_answers_once(
         }
     )
     form = {"Content-Type": "application/x-www-form-urlencoded"}
-    try:
-        async with httpx.AsyncClient(base_url=url) as http:
-            resp = await http.post(
-                "/slack/commands", content=command, headers={**form, **_signed(command)}
-            )
-            assert resp.status_code == 200
-            assert resp.json()["response_type"] == "ephemeral"
-            assert resp.json()["text"].startswith("```BTCUSDT  spot ")
-            again = await http.post(
-                "/slack/commands", content=command, headers={**form, **_signed(command)}
-            )
-            assert (again.status_code, again.content) == (200, b"")  # a retry: not twice
-            for bad in (
-                _signed(command, secret="not-the-secret"),
-                _signed(command, age=600),  # replayed ten minutes later
-                {"X-Slack-Request-Timestamp": "soon", "X-Slack-Signature": "v0=00"},
-                {},
-            ):
-                refused = await http.post(
-                    "/slack/commands", content=command, headers={**form, **bad}
+    async with _slack(db, client, socket=False) as (slack, commands):
+        endpoint = SlackEndpoint(commands, SECRET)
+        server = HealthServer(Metrics(), lambda: (True, {}), routes=[endpoint.add_routes])
+        url = await server.start("127.0.0.1", 0)
+        try:
+            async with httpx.AsyncClient(base_url=url) as http:
+                resp = await http.post(
+                    "/slack/commands", content=command, headers={**form, **_signed(command)}
                 )
-                assert refused.status_code == 401
-            challenge = json.dumps({"type": "url_verification", "challenge": "c-123"})
-            resp = await http.post("/slack/events", content=challenge, headers=_signed(challenge))
-            assert resp.json() == {"challenge": "c-123"}
-            mention = json.dumps(
-                {
-                    "type": "event_callback",
-                    "event_id": "Ev1",
-                    "event": {
-                        "type": "app_mention",
-                        "text": "<@U0BOT> help",
-                        "channel": "C2",
-                        "ts": "5.1",
-                        "user": "U1",
-                    },
-                }
-            )
-            for _ in range(2):  # Slack retries an event it thinks was not acknowledged
-                resp = await http.post("/slack/events", content=mention, headers=_signed(mention))
                 assert resp.status_code == 200
-            for _ in range(100):
-                if slack.posts and slack.uploads:
-                    break
-                await asyncio.sleep(0.05)
-            await asyncio.sleep(0.2)
-        assert [(p.channel, p.text.split("\n")[0]) for p in slack.posts] == [
-            ("C2", "gexbot commands:")
-        ]
-        assert [c for c, _, _ in slack.uploads] == ["C1"]  # the /gex levels btc chart
-    finally:
-        await endpoint.close()
-        await server.stop()
-        if web.session is not None:
-            await web.session.close()
-        await slack.stop()
+                assert resp.json()["response_type"] == "ephemeral"
+                assert resp.json()["text"].startswith("```BTCUSDT  spot ")
+                again = await http.post(
+                    "/slack/commands", content=command, headers={**form, **_signed(command)}
+                )
+                assert (again.status_code, again.content) == (200, b"")  # a retry: not twice
+                for bad in (
+                    _signed(command, secret="not-the-secret"),
+                    _signed(command, age=600),  # replayed ten minutes later
+                    {"X-Slack-Request-Timestamp": "soon", "X-Slack-Signature": "v0=00"},
+                    {},
+                ):
+                    refused = await http.post(
+                        "/slack/commands", content=command, headers={**form, **bad}
+                    )
+                    assert refused.status_code == 401
+                challenge = json.dumps({"type": "url_verification", "challenge": "c-123"})
+                resp = await http.post(
+                    "/slack/events", content=challenge, headers=_signed(challenge)
+                )
+                assert resp.json() == {"challenge": "c-123"}
+                mention = json.dumps(
+                    {
+                        "type": "event_callback",
+                        "event_id": "Ev1",
+                        "event": {
+                            "type": "app_mention",
+                            "text": "<@U0BOT> help",
+                            "channel": "C2",
+                            "ts": "5.1",
+                            "user": "U1",
+                        },
+                    }
+                )
+                for _ in range(2):  # Slack retries an event it thinks was not acknowledged
+                    resp = await http.post(
+                        "/slack/events", content=mention, headers=_signed(mention)
+                    )
+                    assert resp.status_code == 200
+                for _ in range(100):
+                    if slack.posts and slack.uploads:
+                        break
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(0.2)
+            assert [(p.channel, p.text.split("\n")[0]) for p in slack.posts] == [
+                ("C2", "gexbot commands:")
+            ]
+            assert [c for c, _, _ in slack.uploads] == ["C1"]  # the /gex levels btc chart
+        finally:
+            await endpoint.close()
+            await server.stop()
 
 
 def test_the_slack_endpoint_needs_a_port_and_the_bot_token() -> None:

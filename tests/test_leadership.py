@@ -270,6 +270,10 @@ def test_takeover_without_a_learnt_cadence_uses_the_interval() -> None:
         seconds=30
     )
     assert first_poll_after_takeover(model, now=now, previous_poll=T0) == now
+    ahead = now + timedelta(seconds=2)  # the database clock runs ahead of this host's
+    assert first_poll_after_takeover(model, now=now, previous_poll=ahead) == ahead + timedelta(
+        seconds=1.5
+    )
 
 
 # -- commands handled once; deliveries not sent after their claim lapsed ----------------------

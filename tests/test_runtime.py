@@ -6,7 +6,9 @@ import asyncio
 import io
 import os
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -60,20 +62,25 @@ def _settings(tmp_path: Path, url: str, **kw: object) -> Settings:
     )
 
 
-async def test_health_and_metrics_follow_the_feed(tmp_path: Path, sim_server: SimServer) -> None:
-    settings = _settings(tmp_path, sim_server.url, http_port=0)
+@asynccontextmanager
+async def _bot(settings: Settings, console: Console | None = None, **kw: Any) -> AsyncIterator[Bot]:
+    """A Bot on `settings` (database migrated, rules loaded; console notifier if given)."""
     engine = make_engine(settings.database_url)
     migrate(engine)
-    console = Console(file=io.StringIO())
-    async with backquant_client(settings) as client:
-        watcher = RulesWatcher(settings.rules, load_rules(settings.rules), universe=["BTCUSDT"])
-        bot = Bot(
-            settings,
-            engine=engine,
-            client=client,
-            watcher=watcher,
-            notifiers=build_notifiers(settings, console=console),
-        )
+    watcher = RulesWatcher(settings.rules, load_rules(settings.rules), universe=settings.symbols)
+    notifiers = build_notifiers(settings, console=console) if console is not None else {}
+    try:
+        async with backquant_client(settings) as client:
+            yield Bot(
+                settings, engine=engine, client=client, watcher=watcher, notifiers=notifiers, **kw
+            )
+    finally:
+        engine.dispose()
+
+
+async def test_health_and_metrics_follow_the_feed(tmp_path: Path, sim_server: SimServer) -> None:
+    settings = _settings(tmp_path, sim_server.url, http_port=0)
+    async with _bot(settings, Console(file=io.StringIO())) as bot:
         ok, body = bot.health()
         assert not ok
         assert body["reason"] == "no successful poll yet"
@@ -106,24 +113,13 @@ async def test_health_and_metrics_follow_the_feed(tmp_path: Path, sim_server: Si
         assert not ok
         assert "feed down" in str(body["reason"])
         assert "503" in str(body["reason"])
-    engine.dispose()
 
 
 async def test_a_failing_cycle_is_logged_and_the_next_one_runs(
     tmp_path: Path, sim_server: SimServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = _settings(tmp_path, sim_server.url)
-    engine = make_engine(settings.database_url)
-    migrate(engine)
-    async with backquant_client(settings) as client:
-        watcher = RulesWatcher(settings.rules, load_rules(settings.rules), universe=["BTCUSDT"])
-        bot = Bot(
-            settings,
-            engine=engine,
-            client=client,
-            watcher=watcher,
-            notifiers=build_notifiers(settings, console=Console(file=io.StringIO())),
-        )
+    async with _bot(settings, Console(file=io.StringIO())) as bot:
         calls = 0
         real = bot.poll_once
 
@@ -141,25 +137,14 @@ async def test_a_failing_cycle_is_logged_and_the_next_one_runs(
     assert calls >= 2
     assert "cycle failed; the next one runs as scheduled" in caplog.text
     assert bot.metrics.cycle_errors._value.get() == 1
-    engine.dispose()
 
 
 async def test_hot_reload_swaps_valid_rules_and_refuses_broken_ones(
     tmp_path: Path, sim_server: SimServer
 ) -> None:
     settings = _settings(tmp_path, sim_server.url)
-    engine = make_engine(settings.database_url)
-    migrate(engine)
     out = io.StringIO()
-    async with backquant_client(settings) as client:
-        watcher = RulesWatcher(settings.rules, load_rules(settings.rules), universe=["BTCUSDT"])
-        bot = Bot(
-            settings,
-            engine=engine,
-            client=client,
-            watcher=watcher,
-            notifiers=build_notifiers(settings, console=Console(file=out, width=200)),
-        )
+    async with _bot(settings, Console(file=out, width=200)) as bot:
         (settings.rules / "r.yaml").write_text(RULES.replace("above: 1", "below: 1"))
         bot.apply_reload()
         assert bot.pipeline.rules.rules[0].condition.kind.value == "below"
@@ -169,7 +154,6 @@ async def test_hot_reload_swaps_valid_rules_and_refuses_broken_ones(
         await bot.dispatcher.run_once()
     assert "New rule files refused, the previous rules stay active" in out.getvalue()
     assert "unknown level `hvll`" in out.getvalue()
-    engine.dispose()
 
 
 def test_once_dry_run_prints_and_writes_nothing(
@@ -217,7 +201,6 @@ class _Standby:
     """A replica that does not lead (the Leadership protocol, without a database)."""
 
     instance = "r2"
-    term = None
 
     def is_leader(self) -> bool:
         return False
@@ -254,25 +237,13 @@ async def test_a_standby_is_healthy_without_polling_and_says_who_leads(
     tmp_path: Path, sim_server: SimServer
 ) -> None:
     settings = _settings(tmp_path, sim_server.url, http_port=0)
-    engine = make_engine(settings.database_url)
-    migrate(engine)
-    watcher = RulesWatcher(settings.rules, load_rules(settings.rules), universe=settings.symbols)
-    async with backquant_client(settings) as client:
-        bot = Bot(
-            settings,
-            engine=engine,
-            client=client,
-            watcher=watcher,
-            notifiers={},
-            leadership=_Standby(),
-        )
+    async with _bot(settings, leadership=_Standby()) as bot:
         stop = asyncio.Event()
         task = asyncio.create_task(bot.poll_loop(stop))
         await asyncio.sleep(0.5)
         stop.set()
         await task
         ok, body = bot.health()
-    engine.dispose()
     assert ok
     assert body["reason"] == "standby; leader is r1"
     assert body["role"] == "standby"
@@ -285,15 +256,9 @@ async def test_a_standby_is_healthy_without_polling_and_says_who_leads(
 async def test_an_alert_chart_for_several_destinations_is_fetched_once(
     tmp_path: Path, sim_server: SimServer
 ) -> None:
-    settings = _settings(tmp_path, sim_server.url)
-    engine = make_engine(settings.database_url)
-    migrate(engine)
-    watcher = RulesWatcher(settings.rules, load_rules(settings.rules), universe=settings.symbols)
-    async with backquant_client(settings) as client:
-        bot = Bot(settings, engine=engine, client=client, watcher=watcher, notifiers={})
+    async with _bot(_settings(tmp_path, sim_server.url)) as bot:
         first = await bot.chart_for("BTCUSDT")
         second = await bot.chart_for("BTCUSDT")
-    engine.dispose()
     assert first is not None
     assert first.startswith(b"\x89PNG")
     assert second is first

@@ -67,6 +67,9 @@ def test_dotenv_file_is_read(tmp_path: Path) -> None:
         ("GEXBOT_TELEGRAM_ALLOWED_USERS", "12,abc"),
         ("GEXBOT_SYMBOLS", " , "),
         ("GEXBOT_STALE_AFTER", "-1"),
+        ("GEXBOT_INSTANCE", "desk a!"),
+        ("GEXBOT_LEADER_LEASE", "0.1"),
+        ("GEXBOT_DELIVERY_LEASE", "0"),
     ],
 )
 def test_bad_values_are_reported_by_variable_name(
