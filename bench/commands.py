@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from telegram import Bot
 
 from gexbot.adapters.backquant import BackQuantClient, build_http_client
+from gexbot.chart_cache import ChartCache
 from gexbot.chat.service import ChatService
 from gexbot.chat.telegram import TelegramCommands
 from gexbot.core.rulefile import build_ruleset, parse_rule_file
@@ -55,6 +56,7 @@ async def main(n: int) -> None:
         async with build_http_client(sim.url, "k") as http:
             client = BackQuantClient(http, api_key="k")
             latest = await client.bundle(["BTCUSDT", "ETHUSDT", "SOLUSDT", "HYPEUSDT"])
+            charts = ChartCache(client, engine, ttl=15, clock=lambda: datetime.now(tz=UTC))
             service = ChatService(
                 engine=engine,
                 client=client,
@@ -64,6 +66,8 @@ async def main(n: int) -> None:
                 fresh_for=30,
                 stale_after=90,
                 clock=lambda: datetime.now(tz=UTC),
+                # As `gexbot run` wires it: one chart per symbol and refresh, after the text.
+                charts=charts,
             )
             loop = TelegramCommands(
                 Bot(telegram.token, base_url=telegram.api_url),
@@ -72,6 +76,7 @@ async def main(n: int) -> None:
                 allowed_users=[USER],
                 poll_timeout=5,
             )
+            await charts.warm_up()  # `gexbot run` does this at start, off the loop
             stop = asyncio.Event()
             task = asyncio.create_task(loop.run(stop))
             times = []

@@ -1,12 +1,45 @@
-"""A small asyncio helper the loops share."""
+"""Small asyncio helpers the loops share."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+DRAIN_SECONDS = 5.0
 
 
 async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
     """Wait `seconds`, or less if `stop` is set meanwhile."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=seconds)
+
+
+class Background:
+    """Work that must not hold up a reply (a chart after its text): started now, kept
+    referenced until done, its failure logged, and waited for (bounded) at the end."""
+
+    def __init__(self, log: logging.Logger, what: str) -> None:
+        self._log = log
+        self._what = what
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` in the background."""
+
+        async def run() -> None:
+            try:
+                await work
+            except Exception:
+                self._log.exception("%s failed", self._what)
+
+        task = asyncio.create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self) -> None:
+        """Wait for what is still running, at most DRAIN_SECONDS."""
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=DRAIN_SECONDS)

@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 from gexbot.adapters.backquant import BackQuantClient
 from gexbot.core.format import fmt_pct, fmt_price
 from gexbot.core.levels_view import Regime, distance_pct, regime
-from gexbot.core.snapshot import Level, SymbolSnapshot
+from gexbot.core.snapshot import Level, SymbolSnapshot, SymbolStatus
 from gexbot.store.snapshots import load_history
 
 WIDTH_IN, HEIGHT_IN, DPI = 8.0, 4.5, 150  # 1200 x 675 px
@@ -172,6 +172,11 @@ def _label_right(fig: Figure, ax: Axes, labels: list[tuple[float, str, str]]) ->
             y = placed[-1] - min_gap
         placed.append(y)
         fig.text(box.x1 + 0.01, y, text, fontsize=8, color=colour, va="center")
+
+
+def warm_up() -> None:
+    """One throw-away render: loads fonts and the Agg backend before the first real chart."""
+    render_chart(SymbolSnapshot(symbol="BTCUSDT", status=SymbolStatus.OK, spot=1.0))
 
 
 def stored_prices(engine: Engine, symbol: str, *, now: datetime) -> list[tuple[datetime, float]]:

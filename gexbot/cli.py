@@ -421,6 +421,7 @@ async def _serve(
                 client=client,
                 rules=lambda: bot.watcher.rules,
                 latest=bot.chat_latest,
+                charts=bot.charts,
                 describe=None if isinstance(leadership, SoleInstance) else leadership.describe,
                 universe=settings.symbols,
                 fresh_for=settings.poll_interval,

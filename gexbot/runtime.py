@@ -26,6 +26,7 @@ from gexbot.adapters.backquant import BackQuantClient, FetchError, FetchErrorKin
 from gexbot.adapters.notify import Notifier
 from gexbot.aio import sleep_or_stop
 from gexbot.app import build_routes
+from gexbot.chart_cache import ChartCache
 from gexbot.core.alert import NotifyReason
 from gexbot.core.backoff import backoff_delay
 from gexbot.core.evaluate import index_rules
@@ -95,6 +96,8 @@ class Bot:
         self._clock = clock
         self._rng = rng or random.Random()
         rules = watcher.rules
+        # Alerts with `chart: true` and chat `/levels` share one chart per symbol and refresh.
+        self.charts = ChartCache(client, engine, ttl=settings.poll_interval / 2, clock=clock)
         self.pipeline = Pipeline(engine, index_rules(rules.rules), fence=self.leadership.fence)
         self.dispatcher = Dispatcher(
             engine,
@@ -104,7 +107,7 @@ class Bot:
             policy=DispatchPolicy(lease=settings.delivery_lease),
             rng=self._rng,
             notifiers=notifiers,
-            charts=self.chart_for,
+            charts=self.charts,
         )
         self.metrics = metrics or Metrics()
         self.state = PollState(started_at=clock())
@@ -113,24 +116,8 @@ class Bot:
         self.reload_requested = asyncio.Event()
         self._quiet = quiet_cycles  # the demo logs only cycles where something happened
         self.latest: BundleSnapshot | None = None  # the last good poll, for chat replies
-        self._charts: dict[str, tuple[float, bytes]] = {}  # symbol → (expires, png)
         self.http_routes: list[Callable[[web.Application], None]] = []
         self.chat_loops: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = []
-
-    async def chart_for(self, symbol: str) -> bytes | None:
-        """The levels chart of `symbol` for alerts of rules with `chart: true`.
-
-        Kept for half a poll interval: an alert to three destinations costs one upstream
-        request and one render, not three.
-        """
-        from gexbot.charts import chart_for  # noqa: PLC0415 - matplotlib only when needed
-
-        cached = self._charts.get(symbol)
-        if cached is not None and time.monotonic() < cached[0]:
-            return cached[1]
-        png = await chart_for(self._client, self._engine, symbol, now=self._clock())
-        self._charts[symbol] = (time.monotonic() + self.settings.poll_interval / 2, png)
-        return png
 
     # -- health -----------------------------------------------------------------------------
 
@@ -390,6 +377,12 @@ class Bot:
             except Exception:
                 log.exception("rules reload failed; the previous rules stay active")
 
+    async def _warm_charts(self) -> None:
+        try:
+            await self.charts.warm_up()
+        except Exception as exc:  # charts are extra: the first one will simply be slower
+            log.warning("chart warm-up failed (%s)", type(exc).__name__)
+
     def apply_reload(self) -> None:
         """Reload the rule files now (also used by tests)."""
         result = self.watcher.reload()
@@ -444,6 +437,8 @@ class Bot:
                 tasks.create_task(self.poll_loop(stop))
                 tasks.create_task(self.dispatch_loop(stop))
                 tasks.create_task(self.rules_loop(stop))
+                if self.chat_loops or any(r.chart for r in self.watcher.rules.rules):
+                    tasks.create_task(self._warm_charts())
                 for chat_loop in self.chat_loops:
                     tasks.create_task(chat_loop(stop))
         finally:

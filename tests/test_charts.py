@@ -126,3 +126,9 @@ def test_without_candles_the_chart_uses_the_bots_stored_spot_history(db: object)
         levels=MappingProxyType({Level.HVL: 101.0}),
     )
     assert png_size(render_chart(snap, prices=prices)) == (1200, 675)
+
+
+def test_warm_up_renders_a_bare_snapshot() -> None:
+    from gexbot.charts import warm_up
+
+    warm_up()  # no levels, no candles: drawn without error (it runs at start-up)

@@ -210,6 +210,72 @@ async def test_a_restart_never_replays_a_command(
     assert telegram.offsets[0] == 1001  # resumed after the stored offset
 
 
+async def test_levels_of_one_symbol_takes_its_chart_from_the_shared_source(
+    db: Engine, world: tuple[FakeTelegram, SimServer, BackQuantClient]
+) -> None:
+    _, _, client = world
+    asked: list[str] = []
+
+    async def shared(symbol: str) -> bytes:
+        asked.append(symbol)
+        return b"\x89PNG shared"
+
+    service = ChatService(
+        engine=db,
+        client=client,
+        rules=lambda: RULES,
+        latest=lambda: None,
+        universe=["BTCUSDT", "ETHUSDT"],
+        fresh_for=30,
+        stale_after=90,
+        clock=utcnow,
+        charts=shared,
+    )
+    one = await service.answer("levels btc", platform="telegram", chat_id="1", user="1")
+    both = await service.answer("levels btc eth", platform="telegram", chat_id="1", user="1")
+    assert one.chart is not None
+    assert both.chart is None  # a chart for one symbol only
+    assert asked == []  # nothing made before the text is out
+    assert await one.chart() == b"\x89PNG shared"
+    assert asked == ["BTCUSDT"]
+
+
+async def test_the_levels_text_goes_out_before_the_chart_is_made(
+    db: Engine,
+    world: tuple[FakeTelegram, SimServer, BackQuantClient],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gexbot.charts
+
+    telegram, _, client = world
+    release = asyncio.Event()
+
+    async def slow_chart(*_a: object, **_k: object) -> bytes:
+        await release.wait()  # a slow upstream call or render
+        return b"\x89PNG slow chart"
+
+    monkeypatch.setattr(gexbot.charts, "chart_for", slow_chart)
+    loop = _loop(db, telegram, client)
+    stop = asyncio.Event()
+    task = asyncio.create_task(loop.run(stop))
+    telegram.push_command("/levels btc", user=ALLOWED)
+    for _ in range(100):
+        if telegram.messages:
+            break
+        await asyncio.sleep(0.05)
+    assert telegram.replies_to(ALLOWED)[0].startswith("<pre>BTCUSDT  spot ")
+    assert telegram.photos == []  # the table did not wait for the chart
+    release.set()
+    for _ in range(100):
+        if telegram.photos:
+            break
+        await asyncio.sleep(0.05)
+    stop.set()
+    await task
+    await loop._bot.shutdown()
+    assert telegram.photos == [(str(ALLOWED), b"\x89PNG slow chart")]
+
+
 async def test_only_the_leader_polls_telegram_and_it_resumes_from_the_stored_offset(
     db: Engine, world: tuple[FakeTelegram, SimServer, BackQuantClient]
 ) -> None:

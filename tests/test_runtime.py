@@ -257,8 +257,8 @@ async def test_an_alert_chart_for_several_destinations_is_fetched_once(
     tmp_path: Path, sim_server: SimServer
 ) -> None:
     async with _bot(_settings(tmp_path, sim_server.url)) as bot:
-        first = await bot.chart_for("BTCUSDT")
-        second = await bot.chart_for("BTCUSDT")
+        first = await bot.charts("BTCUSDT")
+        second = await bot.charts("BTCUSDT")
     assert first is not None
     assert first.startswith(b"\x89PNG")
     assert second is first

@@ -9,13 +9,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from sqlalchemy import Engine
 
 from gexbot.adapters.backquant import BackQuantClient, FetchError
+from gexbot.chart_cache import ChartCache
 from gexbot.core.commands import (
     Command,
     CommandError,
@@ -63,7 +65,8 @@ class Reply:
 
     text: str
     monospace: bool = False
-    image: bytes | None = None  # a PNG chart to send after the text
+    # The PNG chart to send after the text, made only then: rendering must not delay the text.
+    chart: Callable[[], Awaitable[bytes | None]] | None = None
 
 
 class ChatService:
@@ -80,11 +83,13 @@ class ChatService:
         fresh_for: float,
         stale_after: float,
         clock: Callable[[], datetime],
-        charts: bool = True,
+        charts: Callable[[str], Awaitable[bytes]] | None = None,
         describe: Callable[[], dict[str, object]] | None = None,
     ) -> None:
         self._describe = describe  # replicas: who leads (None: a single process)
-        self._charts = charts
+        # Where `/levels SYMBOL` gets its chart: the bot's shared ChartCache (None: one of its
+        # own that keeps nothing).
+        self._charts = charts or ChartCache(client, engine, ttl=0, clock=clock)
         self._engine = engine
         self._client = client
         self._rules = rules
@@ -164,17 +169,15 @@ class ChatService:
             if snap is None or not snap.usable:
                 snap = await self._fetch(sym)
             parts.append(levels_reply(snap, now) if snap else f"{sym}: no data right now.")
-        image = await self._chart(symbols[0]) if len(symbols) == 1 and self._charts else None
-        return Reply("\n\n".join(parts), monospace=True, image=image)
+        chart = partial(self._chart, symbols[0]) if len(symbols) == 1 else None
+        return Reply("\n\n".join(parts), monospace=True, chart=chart)
 
     async def _chart(self, sym: str) -> bytes | None:
         """The levels chart of one symbol (with candles); None when it cannot be made."""
         if sym not in self._universe:
             return None
         try:
-            from gexbot.charts import chart_for  # noqa: PLC0415 - matplotlib is heavy
-
-            return await chart_for(self._client, self._engine, sym, now=self._clock())
+            return await self._charts(sym)
         except Exception:  # the text reply must never be lost to a chart failure
             log.exception("chart for %s failed; replying without it", sym)
             return None

@@ -28,6 +28,7 @@ from sqlalchemy import Engine
 
 from gexbot.adapters.notify import DeliveryError
 from gexbot.adapters.slack import SlackNotifier
+from gexbot.aio import Background
 from gexbot.chat.service import REFUSAL, ChatService, Refusals, Reply
 from gexbot.store.ops import claim_command
 
@@ -59,6 +60,9 @@ class SlackCommands:
         self._app_token = app_token
         self._web = web
         self._files = SlackNotifier(web)  # the same upload (and channel lookup) as alerts
+        # Answers to events and charts run after the acknowledgement, which Slack wants
+        # within 3 s, and never hold up the next command.
+        self.background = Background(log, "Slack command handling")
         self._service = service
         self._engine = engine
         self._instance = instance
@@ -107,9 +111,13 @@ class SlackCommands:
         try:
             await stop.wait()
         finally:
+            await self.background.drain()
             await client.close()  # type: ignore[no-untyped-call]
 
-    async def _upload(self, channel: str, png: bytes, thread_ts: str | None = None) -> None:
+    async def _upload_chart(self, channel: str, reply: Reply, thread_ts: str | None = None) -> None:
+        png = await reply.chart() if reply.chart is not None else None
+        if png is None:
+            return
         try:
             await self._files.send_image(channel, png, "GEX levels", thread_ts=thread_ts)
         except DeliveryError as exc:  # the text reply went out already; the chart is extra
@@ -117,9 +125,9 @@ class SlackCommands:
 
     async def slash(
         self, p: Mapping[str, Any], fallback_id: str
-    ) -> tuple[dict[str, Any], bytes | None] | None:
-        """The ephemeral response to a slash command and the chart to post after it; None when
-        another replica (or an earlier delivery) already answered it."""
+    ) -> tuple[dict[str, Any], Reply] | None:
+        """The ephemeral response to a slash command, and the reply (for `after_slash`); None
+        when another replica (or an earlier delivery) already answered it."""
         if not await self._first(f"slack:cmd:{p.get('trigger_id') or fallback_id}"):
             return None
         user = str(p.get("user_id", ""))
@@ -134,12 +142,11 @@ class SlackCommands:
             if self._allowed_user(user)
             else Reply(REFUSAL)
         )
-        return {"response_type": "ephemeral", "text": _mrkdwn(reply)}, reply.image
+        return {"response_type": "ephemeral", "text": _mrkdwn(reply)}, reply
 
-    async def after_slash(self, p: Mapping[str, Any], image: bytes | None) -> None:
+    async def after_slash(self, p: Mapping[str, Any], reply: Reply) -> None:
         """Once the response is acknowledged: the chart, as a file in the command's channel."""
-        if image is not None:
-            await self._upload(str(p.get("channel_id", "")), image)
+        await self._upload_chart(str(p.get("channel_id", "")), reply)
 
     async def event(self, payload: Mapping[str, Any], fallback_id: str) -> None:
         """An Events API callback: answer an app mention in its thread, once."""
@@ -161,8 +168,7 @@ class SlackCommands:
         await self._web.chat_postMessage(
             channel=channel, text=_mrkdwn(reply), thread_ts=event.get("ts")
         )
-        if reply.image is not None:
-            await self._upload(channel, reply.image, thread_ts=event.get("ts"))
+        await self._upload_chart(channel, reply, thread_ts=event.get("ts"))
 
     async def _on_request(self, client: AsyncBaseSocketModeClient, req: SocketModeRequest) -> None:
         try:
@@ -174,10 +180,10 @@ class SlackCommands:
                     )
                 )
                 if answer is not None:
-                    await self.after_slash(req.payload, answer[1])
+                    self.background.start(self.after_slash(req.payload, answer[1]))
                 return
             await client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
             if req.type == "events_api":
-                await self.event(req.payload, req.envelope_id)
+                self.background.start(self.event(req.payload, req.envelope_id))
         except Exception:
             log.exception("Slack command handling failed")

@@ -9,12 +9,9 @@ once and handled afterwards, because Slack retries what is not acknowledged with
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import uuid
-from collections.abc import Callable, Coroutine
-from typing import Any
 from urllib.parse import parse_qsl
 
 from aiohttp import web
@@ -35,7 +32,6 @@ class SlackEndpoint:
     ) -> None:
         self._commands = commands
         self._verifier = SignatureVerifier(signing_secret, clock or Clock())
-        self._tasks: set[asyncio.Task[None]] = set()
 
     def add_routes(self, app: web.Application) -> None:
         """Mount `/slack/commands` and `/slack/events` on `app`."""
@@ -53,17 +49,6 @@ class SlackEndpoint:
             return None
         return body
 
-    def _later(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        async def run() -> None:
-            try:
-                await work()
-            except Exception:
-                log.exception("Slack command handling failed")
-
-        task = asyncio.create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     async def _commands_route(self, request: web.Request) -> web.Response:
         body = await self._verified(request)
         if body is None:
@@ -72,8 +57,8 @@ class SlackEndpoint:
         answer = await self._commands.slash(payload, uuid.uuid4().hex)
         if answer is None:
             return web.Response(status=200)  # answered by another replica or delivery
-        response, image = answer
-        self._later(lambda: self._commands.after_slash(payload, image))
+        response, reply = answer
+        self._commands.background.start(self._commands.after_slash(payload, reply))
         return web.json_response(response)
 
     async def _events_route(self, request: web.Request) -> web.Response:
@@ -89,10 +74,9 @@ class SlackEndpoint:
         if payload.get("type") == "url_verification":
             return web.json_response({"challenge": payload.get("challenge", "")})
         if payload.get("type") == "event_callback":
-            self._later(lambda: self._commands.event(payload, uuid.uuid4().hex))
+            self._commands.background.start(self._commands.event(payload, uuid.uuid4().hex))
         return web.Response(status=200)
 
     async def close(self) -> None:
         """Let handling in flight finish (bounded)."""
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=5)
+        await self._commands.background.drain()

@@ -18,14 +18,14 @@ import asyncio
 import html
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from sqlalchemy import Engine
 from telegram import Bot, BotCommand, LinkPreviewOptions, Update
 from telegram.constants import ParseMode
 from telegram.error import Conflict, Forbidden, InvalidToken, RetryAfter, TelegramError
 
-from gexbot.aio import sleep_or_stop
+from gexbot.aio import Background, sleep_or_stop
 from gexbot.chat.service import REFUSAL, ChatService, Refusals, Reply
 from gexbot.core.commands import DESCRIPTIONS
 from gexbot.store.ops import get_cursor, set_cursor
@@ -60,6 +60,7 @@ class TelegramCommands:
         self._allowed = frozenset(allowed_users)
         self._timeout = poll_timeout
         self._refusals = Refusals(monotonic)
+        self._charts = Background(log, "a chart after a Telegram reply")
 
     def _offset(self) -> int:
         with self._engine.connect() as conn:
@@ -70,8 +71,8 @@ class TelegramCommands:
         with self._engine.begin() as conn:
             set_cursor(conn, OFFSET_CURSOR, str(offset))
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Long-poll until `stop`; never dies from a bad update or a network error."""
+    async def _start(self) -> bool:
+        """Log in, drop any webhook, register the command menu; False: the token is bad."""
         try:
             await self._bot.initialize()
             await self._bot.delete_webhook(drop_pending_updates=False)
@@ -83,9 +84,15 @@ class TelegramCommands:
             )
         except InvalidToken:
             log.error("Telegram rejected GEXBOT_TELEGRAM_BOT_TOKEN; commands are off")
-            return
+            return False
         except TelegramError as exc:
             log.warning("Telegram start-up call failed (%s); polling anyway", type(exc).__name__)
+        return True
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Long-poll until `stop`; never dies from a bad update or a network error."""
+        if not await self._start():
+            return
         offset = 0
         leading = False
         conflict_logged = False
@@ -137,6 +144,7 @@ class TelegramCommands:
                     log.exception("handling Telegram update %d failed", update.update_id)
                 offset = update.update_id + 1
                 await asyncio.to_thread(self._save_offset, offset)
+        await self._charts.drain()
 
     async def _handle(self, update: Update) -> None:
         message = update.message
@@ -171,9 +179,20 @@ class TelegramCommands:
                 parse_mode=ParseMode.HTML,
                 link_preview_options=LinkPreviewOptions(is_disabled=True),
             )
-            if reply.image is not None:
-                await self._bot.send_photo(chat_id=chat, photo=reply.image, filename="levels.png")
         except Forbidden:
             log.info("Telegram chat %d blocked the bot; reply dropped", chat)
+            return
         except TelegramError as exc:
             log.warning("reply to Telegram chat %d failed (%s)", chat, type(exc).__name__)
+            return
+        if reply.chart is not None:  # after the text, without holding up the next command
+            self._charts.start(self._send_chart(chat, reply.chart))
+
+    async def _send_chart(self, chat: int, chart: Callable[[], Awaitable[bytes | None]]) -> None:
+        png = await chart()
+        if png is None:
+            return
+        try:
+            await self._bot.send_photo(chat_id=chat, photo=png, filename="levels.png")
+        except TelegramError as exc:
+            log.warning("chart to Telegram chat %d failed (%s)", chat, type(exc).__name__)
