@@ -20,7 +20,7 @@ from gexbot.sim.server import SimServer
 #: docs, see tests/upstream/SOURCE.md), kept in the repo so tests run from a lone clone.
 UPSTREAM = Path(__file__).resolve().parent / "upstream"
 EXAMPLES = UPSTREAM / "examples"
-OPENAPI = UPSTREAM / "openapi-v2.json"
+OPENAPI = Path(__file__).parent.parent / "gexbot" / "sim" / "openapi-v2.json"
 
 START = 1_795_000_000.0  # 2026-11-18T..., a fixed instant so simulated markets repeat
 

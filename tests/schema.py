@@ -1,4 +1,4 @@
-"""Validators for BackQuant's published OpenAPI schemas (tests/upstream/openapi-v2.json)."""
+"""Validators for BackQuant's published OpenAPI schemas (gexbot/sim/openapi-v2.json)."""
 
 from __future__ import annotations
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -346,3 +348,85 @@ async def test_key_echoed_by_upstream_is_redacted(
         await client.bundle(["BTCUSDT"])
     assert server.api_key not in str(info.value)
     assert "[redacted]" in str(info.value)
+
+
+# -- payloads the schema allows but no float holds, and bodies that break the JSON decoder -----
+
+
+@pytest.fixture
+async def raw_upstream() -> AsyncIterator[tuple[str, list[Any]]]:
+    """An upstream that answers every request with the next scripted body: bytes (HTTP 200),
+    or (status, bytes, headers)."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    bodies: list[Any] = []
+
+    async def answer(request: web.Request) -> web.Response:
+        item = bodies.pop(0)
+        status, body, headers = item if isinstance(item, tuple) else (200, item, {})
+        return web.Response(
+            status=status, body=body, content_type="application/json", headers=headers
+        )
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", answer)
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server()
+    try:
+        yield str(server.make_url("")).rstrip("/"), bodies
+    finally:
+        await server.close()
+
+
+def _multi_body(hvl: str) -> bytes:
+    return (
+        '{"success": true, "meta": {"version": "2.0", "request_id": "req_1"}, "data": {'
+        '"results": {"BTCUSDT": {"all_expiry": {"hvl": ' + hvl + ', "call_resistance": 85000},'
+        '"spot_price": 81000, "computed_at": "2026-05-14T09:29:58Z"}},'
+        '"requested": ["BTCUSDT"], "served": ["BTCUSDT"], "missing": [], "invalid": []}}'
+    ).encode()
+
+
+@pytest.mark.parametrize("hvl", ["1e400", "-1" + "0" * 400, '"80000"'])
+async def test_levels_beyond_float_range_read_as_null_over_http(
+    raw_upstream: tuple[str, list[Any]], sleeps: Sleeps, hvl: str
+) -> None:
+    url, bodies = raw_upstream
+    bodies.append(_multi_body(hvl))
+    async with build_http_client(url, "k") as http:
+        client = BackQuantClient(http, api_key="k", rng=random.Random(1), sleep=sleeps)
+        bundle = await client.bundle(["BTCUSDT"])
+    btc = bundle.symbols["BTCUSDT"]
+    assert btc.status is SymbolStatus.OK
+    assert btc.level(Level.HVL) is None
+    assert btc.level(Level.CALL_RESISTANCE) == 85000.0
+
+
+async def test_a_body_nested_too_deep_for_the_decoder_is_a_transient_fetch_error(
+    raw_upstream: tuple[str, list[Any]], sleeps: Sleeps
+) -> None:
+    url, bodies = raw_upstream
+    bodies.extend([b"[" * 100_000 + b"]" * 100_000] * 2)
+    async with build_http_client(url, "k") as http:
+        client = BackQuantClient(
+            http, api_key="k", rng=random.Random(1), sleep=sleeps, retry=RetryPolicy(attempts=2)
+        )
+        with pytest.raises(FetchError) as caught:
+            await client.bundle(["BTCUSDT"])
+    assert caught.value.kind is FetchErrorKind.TRANSIENT
+    assert "RecursionError" in str(caught.value)
+    assert not bodies  # retried once, like any unreadable response
+
+
+async def test_an_error_without_meta_request_id_takes_the_x_request_id_header(
+    raw_upstream: tuple[str, list[Any]], sleeps: Sleeps
+) -> None:
+    url, bodies = raw_upstream
+    body = b'{"success": false, "error": {"code": "NOT_FOUND", "message": "No data"}, "meta": {}}'
+    bodies.append((404, body, {"X-Request-ID": "req_from_header"}))
+    async with build_http_client(url, "k") as http:
+        client = BackQuantClient(http, api_key="k", rng=random.Random(1), sleep=sleeps)
+        with pytest.raises(FetchError) as caught:
+            await client.bundle(["BTCUSDT"])
+    assert caught.value.request_id == "req_from_header"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
@@ -19,6 +21,7 @@ from gexbot.core.wire import (
     parse_envelope,
     parse_time,
     stress_history_points,
+    to_number,
 )
 from tests.conftest import EXAMPLES
 from tests.schema import MULTI_VALIDATOR, load_json
@@ -109,10 +112,58 @@ def test_a_wrongly_typed_level_reads_as_null_without_failing_the_symbol(bad_valu
     assert snap.level(Level.CALL_RESISTANCE) == 85000.0
 
 
-def test_numeric_strings_are_accepted_as_numbers() -> None:
+def test_numbers_written_as_strings_read_as_null() -> None:
+    # The schema says number: a string is wrongly typed, and reads as null like any other.
     snap = entry_to_snapshot("BTCUSDT", {"all_expiry": {"hvl": "79500.5"}, "spot_price": "81000"})
-    assert snap.level(Level.HVL) == 79500.5
-    assert snap.spot == 81000.0
+    assert snap.level(Level.HVL) is None
+    assert snap.spot is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1e400", None),  # json reads it as inf
+        ("-1e400", None),
+        ("1" + "0" * 400, None),  # an integer no float can hold
+        ("-0.0", -0.0),
+        ("5e-324", 5e-324),  # the smallest subnormal
+        ("1.7976931348623157e308", 1.7976931348623157e308),
+        ("81000", 81000.0),
+    ],
+)
+def test_numbers_beyond_float_range_read_as_null_and_the_rest_exactly(
+    text: str, expected: float | None
+) -> None:
+    raw = json.loads(
+        f'{{"all_expiry": {{"hvl": {text}}}, "spot_price": {text}, '
+        f'"computed_at": {text}, "ranked": {{"all_expiry_top_10": '
+        f'[{{"rank": {text}, "strike": 1, "gex": 1}}]}}}}'
+    )
+    snap = entry_to_snapshot("BTCUSDT", raw)
+    assert snap.level(Level.HVL) == expected
+    assert snap.spot == expected
+    assert to_number(raw["spot_price"]) == expected
+
+
+@pytest.mark.parametrize("field", ["invalid", "missing", "served", "requested"])
+def test_a_symbol_list_that_is_not_a_list_is_a_wire_format_error(field: str) -> None:
+    data: dict[str, Any] = {"results": {"BTCUSDT": {}}, field: 7}
+    with pytest.raises(WireFormatError):
+        multi_to_snapshots(data, ["BTCUSDT"])
+
+
+def test_a_symbol_list_written_as_a_string_is_read_as_csv() -> None:
+    data = {"results": {"BTCUSDT": {"spot_price": 1.0}}, "invalid": "BTCUSDT, DOGEUSDT"}
+    snaps = multi_to_snapshots(data, ["BTCUSDT", "DOGEUSDT"])
+    assert snaps["BTCUSDT"].status is SymbolStatus.INVALID
+    assert snaps["DOGEUSDT"].status is SymbolStatus.INVALID
+
+
+def test_an_error_envelope_with_odd_types_is_still_an_error() -> None:
+    env = parse_envelope({"success": False, "error": {"code": 500, "message": ["x"]}})
+    assert not env.success
+    assert env.error is not None
+    assert env.error.code == "UNKNOWN"
 
 
 def test_missing_all_expiry_and_odte_blocks_read_as_all_null() -> None:
@@ -245,7 +296,16 @@ def test_stress_history_arrays_become_points_and_tolerate_ragged_columns() -> No
 # Property: any payload valid under BackQuant's own schema parses, or raises WireFormatError.
 # The strategy follows MultiGexLevelsResponse; each example is checked against the schema too.
 
-_num = st.none() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+# The schema bounds no number: huge integers, infinities (what json reads for `1e400`), negative
+# zero and subnormals are all valid.
+_num = (
+    st.none()
+    | st.integers()
+    | st.integers(min_value=10**300, max_value=10**420)
+    | st.integers(min_value=-(10**420), max_value=-(10**300))
+    | st.floats(allow_nan=False, allow_infinity=True, allow_subnormal=True)
+    | st.sampled_from([-0.0, 5e-324, 1.7976931348623157e308])
+)
 _json = st.recursive(
     st.none() | st.booleans() | _num | st.text(max_size=8),
     lambda inner: (
@@ -322,12 +382,40 @@ def test_any_schema_valid_multi_payload_parses_without_unexpected_errors(
     payload: dict[str, Any],
 ) -> None:
     MULTI_VALIDATOR.validate(payload)  # the example really is schema-valid
-    try:
-        env = parse_envelope(payload)
-        requested = list(payload["data"]["requested"]) + list(payload["data"]["results"])
-        snaps = multi_to_snapshots(env.data, requested)
-    except WireFormatError:
-        return
+    # A schema-valid payload is read: no exception at all, WireFormatError included.
+    env = parse_envelope(payload)
+    requested = list(payload["data"]["requested"]) + list(payload["data"]["results"])
+    snaps = multi_to_snapshots(env.data, requested)
+    invalid = set(payload["data"]["invalid"])
     for sym, snap in snaps.items():
         assert snap.symbol == sym
-        assert all(v is None or isinstance(v, float) for v in snap.levels.values())
+        assert all(v is None or math.isfinite(v) for v in snap.levels.values())
+        raw = payload["data"]["results"].get(sym)
+        if sym in invalid:
+            assert snap.status is SymbolStatus.INVALID
+        elif raw is None:
+            assert snap.status is SymbolStatus.MISSING
+        else:
+            for name, value in raw["all_expiry"].items():
+                assert snap.level(Level(name)) == _expected_number(value)
+
+
+def _expected_number(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int) and abs(value) > 10**308:
+        return None
+    return float(value) if math.isfinite(float(value)) else None
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(payload=_json | st.fixed_dictionaries({"success": _json, "data": _json, "meta": _json}))
+def test_any_json_at_all_parses_or_raises_only_wire_format_error(payload: Any) -> None:
+    try:
+        env = parse_envelope(payload)
+        multi_to_snapshots(env.data, ["BTCUSDT"])
+        stress_history_points(env.data)
+        if isinstance(env.data, dict):
+            entry_to_snapshot("BTCUSDT", env.data, meta=env.meta)
+    except WireFormatError:
+        pass

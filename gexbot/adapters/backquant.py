@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -32,6 +32,7 @@ from gexbot.core.wire import (
     stress_history_points,
 )
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 #: Includes the multi endpoint accepts (backquant-v2.md §5.1); `spot`/`candles` are single-only.
@@ -193,12 +194,7 @@ class BackQuantClient:
             if exchanges:
                 params["exchanges"] = ",".join(exchanges)
             env = await self._get("/v2/multi/gex/levels", params)
-            try:
-                snaps = multi_to_snapshots(env.data, part)
-            except WireFormatError as exc:
-                raise self._error(
-                    FetchErrorKind.TRANSIENT, f"unreadable multi levels payload: {exc}"
-                ) from exc
+            snaps = self._parse("multi levels payload", multi_to_snapshots, env.data, part)
             for sym, snap in snaps.items():
                 merged.setdefault(sym, snap)
             if env.meta.request_id:
@@ -221,7 +217,7 @@ class BackQuantClient:
         env = await self._get("/v2/gex/levels", params)
         if not isinstance(env.data, Mapping):
             raise self._error(FetchErrorKind.TRANSIENT, "levels payload `data` is not an object")
-        snap = entry_to_snapshot(symbol, env.data, meta=env.meta)
+        snap = self._parse("levels payload", entry_to_snapshot, symbol, env.data, meta=env.meta)
         return snap if snap.spot is not None else replace(snap, status=SymbolStatus.MISSING)
 
     async def stress_history(self, symbol: str, days: int = 7) -> tuple[HistoryPoint, ...]:
@@ -229,11 +225,19 @@ class BackQuantClient:
         env = await self._get(
             "/v2/gex/stress-history", {"symbol": symbol, "days": str(max(1, min(30, days)))}
         )
+        return self._parse("stress history", stress_history_points, env.data)
+
+    def _parse(self, what: str, parse: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a wire parser on a payload; whatever it raises becomes a transient FetchError."""
         try:
-            return stress_history_points(env.data)
+            return parse(*args, **kwargs)
         except WireFormatError as exc:
+            raise self._error(FetchErrorKind.TRANSIENT, f"unreadable {what}: {exc}") from exc
+        except Exception as exc:
+            # The boundary of untrusted input: a parser bug met by an odd payload must fail
+            # this poll, not the cycle or `gexbot levels`.
             raise self._error(
-                FetchErrorKind.TRANSIENT, f"unreadable stress history: {exc}"
+                FetchErrorKind.TRANSIENT, f"unreadable {what} ({type(exc).__name__})"
             ) from exc
 
     # -- transport ------------------------------------------------------------------------
@@ -286,7 +290,9 @@ class BackQuantClient:
         request_id = resp.headers.get("X-Request-ID")
         try:
             env = parse_envelope(resp.json())
-        except (ValueError, WireFormatError) as exc:
+        # json raises ValueError on bad text or encoding and RecursionError on deep nesting;
+        # WireFormatError is a ValueError too.
+        except (ValueError, RecursionError) as exc:
             # A non-JSON body on an error status is still that error (a proxy's HTML 502 page).
             if status >= 400:
                 raise self._status_error(resp, None, request_id) from exc

@@ -2,8 +2,13 @@
 
 Both generations of the docs are accepted (backquant-v2.md §0): unknown fields are ignored,
 absent equals null, `meta.version` is never pinned, and a wrongly typed level reads as null
-instead of failing the whole symbol. Only a payload without a readable envelope raises, and
-then always `WireFormatError`.
+instead of failing the whole symbol. Every number goes through `to_number`: the schema bounds
+no number, so one too large for a float (`1e400`, a 400-digit integer) reads as null like any
+other unusable value, and so does a number written as a string (the schema says number; a
+guessed conversion is worse than a level the rules treat as unknown).
+
+The parser's only exception is `WireFormatError`, raised when the envelope, `data`, or the
+symbol lists that decide each symbol's status cannot be read.
 """
 
 from __future__ import annotations
@@ -33,17 +38,14 @@ class WireFormatError(ValueError):
     """The payload is not a BackQuant v2 envelope we can read (a transient upstream fault)."""
 
 
-def _to_float(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
+def to_number(value: Any) -> float | None:
+    """A JSON number as a finite float; None for anything else (null, text, booleans,
+    containers, infinities, NaN, integers beyond float range)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    if isinstance(value, int | float):
+    try:
         f = float(value)
-    elif isinstance(value, str):
-        try:
-            f = float(value)
-        except ValueError:
-            return None
-    else:
+    except OverflowError:  # an integer with more than ~308 digits
         return None
     return f if math.isfinite(f) else None
 
@@ -53,9 +55,10 @@ def parse_time(value: Any) -> datetime | None:
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int | float):
-        if not math.isfinite(value):
+        number = to_number(value)
+        if number is None:
             return None
-        seconds = value / 1000 if value > 1e11 else value  # millis vs seconds
+        seconds = number / 1000 if number > 1e11 else number  # millis vs seconds
         try:
             return datetime.fromtimestamp(seconds, tz=UTC)
         except (OverflowError, OSError, ValueError):
@@ -86,12 +89,18 @@ def _str_or_none(value: Any) -> str | None:
 
 
 def _str_list(value: Any) -> list[str]:
-    if not isinstance(value, list):
+    # These lists decide each symbol's status: one that cannot be read must not read as
+    # "none invalid". A bare string is the one plausible other shape (a single symbol or CSV).
+    if value is None:
         return []
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list):
+        raise WireFormatError(f"expected a list of symbols, got {type(value).__name__}")
     return [v for v in value if isinstance(v, str)]
 
 
-Num = Annotated[float | None, BeforeValidator(_to_float)]
+Num = Annotated[float | None, BeforeValidator(to_number)]
 Time = Annotated[datetime | None, BeforeValidator(parse_time)]
 Str = Annotated[str | None, BeforeValidator(_str_or_none)]
 StrList = Annotated[list[str], BeforeValidator(_str_list)]
@@ -198,9 +207,13 @@ class MetaWire(_Wire):
     rate_limit: Annotated[dict[str, Any] | None, BeforeValidator(_dict_or_none)] = None
 
 
+def _str_or(default: str) -> BeforeValidator:
+    return BeforeValidator(lambda v: v if isinstance(v, str) else default)
+
+
 class ErrorWire(_Wire):
-    code: str = "UNKNOWN"
-    message: str = ""
+    code: Annotated[str, _str_or("UNKNOWN")] = "UNKNOWN"
+    message: Annotated[str, _str_or("")] = ""
     details: Annotated[dict[str, Any] | None, BeforeValidator(_dict_or_none)] = None
 
 
@@ -272,15 +285,15 @@ def _zones(items: Sequence[Any]) -> tuple[FlipZone, ...]:
         if isinstance(item, Mapping):
             zones.append(
                 FlipZone(
-                    lower=_to_float(item.get("lower_strike", item.get("lower"))),
-                    upper=_to_float(item.get("upper_strike", item.get("upper"))),
-                    flip=_to_float(item.get("flip_strike", item.get("level", item.get("strike")))),
+                    lower=to_number(item.get("lower_strike", item.get("lower"))),
+                    upper=to_number(item.get("upper_strike", item.get("upper"))),
+                    flip=to_number(item.get("flip_strike", item.get("level", item.get("strike")))),
                     direction=_str_or_none(item.get("direction")),
                 )
             )
         else:
             # Zones are undocumented (open question 1): a bare number is read as a flip point.
-            flip = _to_float(item)
+            flip = to_number(item)
             if flip is not None:
                 zones.append(FlipZone(lower=None, upper=None, flip=flip, direction=None))
     return tuple(zones)
@@ -431,7 +444,7 @@ def stress_history_points(data: Any) -> tuple[HistoryPoint, ...]:
     wire = StressHistoryWire.model_validate(data)
 
     def col(values: list[Any], i: int) -> float | None:
-        return _to_float(values[i]) if i < len(values) else None
+        return to_number(values[i]) if i < len(values) else None
 
     points = []
     for i, raw_ts in enumerate(wire.timestamps):

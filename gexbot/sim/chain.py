@@ -4,19 +4,37 @@ Formulas follow notes/gex-math.md: dollar gamma per 1% move = Γ·OI·S²·0.01 
 HVL = the zero crossing of net GEX cumulated from the lowest strike, nearest spot; walls =
 strongest strikes above/below spot; 0DTE = the expiry settling at the next 08:00 UTC; max
 pain = the strike minimising holders' payout; expected move = S·σ_ATM·√(1/365).
+
+Open interest is a base shape per expiry (anchored at the spot when the expiry was first
+seen, as real chains are) plus `extra`: interest that desks rolled from one strike to another.
+A roll moves interest, it never creates it, and `relax` lets rolled interest drift back to the
+base shape, so the chain is stationary however long the simulator runs (see `roll_wall`).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
+import numpy.typing as npt
+
 SECONDS_PER_YEAR = 365.0 * 86400.0
 #: Gamma explodes as 1/√T near expiry; a 30-minute floor keeps the last hour's 0DTE sane.
 MIN_T_SECONDS = 1800.0
 SETTLE_HOUR_UTC = 8
+#: Share of the wall's open interest that one roll moves to the new strike. More than half,
+#: so the new strike outweighs what is left behind and the wall visibly moves.
+ROLL_FRACTION = 0.6
+#: Where call and put interest cluster, in log-moneyness from the centre, and their sizes
+#: (put/call OI ratio ≈ 0.6, gex-math.md §6).
+MU = np.array([[0.04], [-0.035]])
+SIDE = np.array([[1.0], [0.7]])
+
+Floats = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,15 +60,12 @@ SPECS: dict[str, SymbolSpec] = {
 }
 
 
-def _norm_pdf(x: float) -> float:
-    return math.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
-
-
-def bs_gamma(spot: float, strike: float, sigma: float, t_years: float) -> float:
-    """Black-Scholes gamma per 1 USD of underlying (r = q = 0)."""
-    vol_t = sigma * math.sqrt(t_years)
-    d1 = (math.log(spot / strike) + 0.5 * vol_t * vol_t) / vol_t
-    return _norm_pdf(d1) / (spot * vol_t)
+def bs_gamma(spot: float, strike: Floats, sigma: Floats, t_years: Floats | float) -> Floats:
+    """Black-Scholes gamma per 1 USD of underlying (r = q = 0), element-wise."""
+    vol_t = sigma * np.sqrt(t_years)
+    d1 = (np.log(spot / strike) + 0.5 * vol_t * vol_t) / vol_t
+    pdf: Floats = np.exp(-0.5 * d1 * d1) / math.sqrt(2.0 * math.pi)
+    return pdf / (spot * vol_t)
 
 
 def _unit_noise(*parts: object) -> float:
@@ -63,7 +78,12 @@ def _unit_noise(*parts: object) -> float:
 def expiries(now: datetime) -> list[datetime]:
     """Live expiries at `now`: three dailies, four Friday weeklies, three month-ends (08:00 UTC)."""
     today = now.replace(hour=SETTLE_HOUR_UTC, minute=0, second=0, microsecond=0)
-    first = today if today > now else today + timedelta(days=1)
+    return list(_expiries_from(today if today > now else today + timedelta(days=1)))
+
+
+@functools.lru_cache(maxsize=64)
+def _expiries_from(first: datetime) -> tuple[datetime, ...]:
+    # Every expiry settles at 08:00, so "after now" is "from the next settlement on".
     out = {first + timedelta(days=i) for i in range(3)}
     friday = first + timedelta(days=(4 - first.weekday()) % 7)
     out.update(friday + timedelta(weeks=i) for i in range(4))
@@ -72,10 +92,15 @@ def expiries(now: datetime) -> list[datetime]:
         nxt = (month + timedelta(days=32)).replace(day=1)
         last_friday = nxt - timedelta(days=1)
         last_friday -= timedelta(days=(last_friday.weekday() - 4) % 7)
-        if last_friday > now:
+        if last_friday >= first:
             out.add(last_friday)
         month = nxt
-    return sorted(out)
+    return tuple(sorted(out))
+
+
+def _width(t_days: float) -> float:
+    # Short tenors cluster tightly around the money; long ones spread out.
+    return 0.02 + 0.06 * math.sqrt(max(t_days, 0.05) / 30.0)
 
 
 def _tenor_weight(t_days: float) -> float:
@@ -84,45 +109,89 @@ def _tenor_weight(t_days: float) -> float:
 
 
 @dataclass(slots=True)
+class Series:
+    """One expiry's listed strikes and the parts of its open interest that never change."""
+
+    first_unit: int  # the lowest listed strike, in strike steps
+    strikes: Floats
+    log_strikes: Floats
+    centre: float  # ln of the spot the interest clusters around
+    shape: Floats  # round-number multiplier × call noise (row 0) and put noise (row 1)
+    extra: Floats  # rolled interest in coins, calls (row 0) and puts (row 1)
+
+    def index(self, strike: float, step: float) -> int | None:
+        """The column of `strike`, or None when this expiry does not list it."""
+        i = round(strike / step) - self.first_unit
+        return i if 0 <= i < len(self.strikes) else None
+
+
+@dataclass(slots=True)
 class Chain:
-    """Open interest per (expiry, strike, call?) around a centre, plus roll-over OI moves."""
+    """Open interest per (expiry, strike, call?) around a centre, plus rolled interest."""
 
     spec: SymbolSpec
     seed: int
-    centres: dict[datetime, float] = field(default_factory=dict)
-    extra: dict[tuple[str, float, bool], float] = field(default_factory=dict)
+    series: dict[datetime, Series] = field(default_factory=dict)
+    grid: _Grid | None = None  # the live series stacked, rebuilt when an expiry comes or goes
 
-    def strikes(self, centre: float) -> list[float]:
-        """Listed strikes around `centre`: ±35% on the symbol's grid."""
+    def listing(self, expiry: datetime, spot: float) -> Series:
+        """The expiry's series, listed around `spot` the first time it is seen."""
+        found = self.series.get(expiry)
+        if found is not None:
+            return found
         step = self.spec.strike_step
-        lo = math.floor(centre * 0.65 / step)
-        hi = math.ceil(centre * 1.35 / step)
-        return [round(k * step, 10) for k in range(max(1, lo), hi + 1)]
-
-    def oi(self, expiry: datetime, strike: float, is_call: bool, t_days: float) -> float:
-        """Open interest in coins of one contract."""
-        centre = self.centres.get(expiry, self.spec.spot)
-        width = 0.02 + 0.06 * math.sqrt(max(t_days, 0.05) / 30.0)
-        mu = 0.04 if is_call else -0.035
-        x = (math.log(strike / centre) - mu) / width
-        base = math.exp(-0.5 * x * x)
-        step = self.spec.strike_step
-        units = round(strike / step)
-        if units % 10 == 0:
-            base *= 3.0
-        elif units % 5 == 0:
-            base *= 1.8
-        noise = math.exp(0.35 * _unit_noise(self.seed, self.spec.symbol, expiry, strike, is_call))
-        side = 1.0 if is_call else 0.7  # put/call OI ratio ≈ 0.6 (gex-math.md §6)
-        key = (expiry.isoformat(), strike, is_call)
-        return self.spec.oi * _tenor_weight(t_days) * side * base * noise * 0.02 + self.extra.get(
-            key, 0.0
+        lo = max(1, math.floor(spot * 0.65 / step))
+        hi = math.ceil(spot * 1.35 / step)
+        units = np.arange(lo, hi + 1)
+        strikes = np.round(units * step, 10)
+        roundness = np.where(units % 10 == 0, 2.0, np.where(units % 5 == 0, 1.4, 1.0))
+        noise = np.array(
+            [
+                [_unit_noise(self.seed, self.spec.symbol, expiry, float(k), c) for k in strikes]
+                for c in (True, False)
+            ]
         )
+        made = Series(
+            first_unit=lo,
+            strikes=strikes,
+            log_strikes=np.log(strikes),
+            centre=math.log(spot),
+            shape=roundness * np.exp(0.35 * noise),
+            extra=np.zeros((2, len(strikes))),
+        )
+        self.series[expiry] = made
+        return made
 
-    def iv(self, strike: float, spot: float) -> float:
+    def open_interest_at(self, expiry: datetime, t_days: float, row: int, i: int) -> float:
+        """Open interest in coins of one listed strike (row 0 calls, row 1 puts)."""
+        s = self.series[expiry]
+        x = (float(s.log_strikes[i]) - s.centre - float(MU[row, 0])) / _width(t_days)
+        base = self.spec.oi * _tenor_weight(t_days) * 0.02 * float(SIDE[row, 0])
+        return base * math.exp(-0.5 * x * x) * float(s.shape[row, i]) + float(s.extra[row, i])
+
+    def iv(self, strike: Floats, spot: float) -> Floats:
         """A smile with put skew around the ATM vol."""
-        m = math.log(strike / spot)
-        return self.spec.iv * (1.0 + 1.2 * m * m - 0.25 * m)
+        m = np.log(strike / spot)
+        out: Floats = self.spec.iv * (1.0 + 1.2 * m * m - 0.25 * m)
+        return out
+
+    def forget_before(self, now: datetime) -> None:
+        """Drop settled expiries (their interest is gone with them)."""
+        for expiry in [e for e in self.series if e <= now]:
+            del self.series[expiry]
+
+    def relax(self, factor: float) -> None:
+        """Let rolled interest fade towards the base shape (`factor` of it remains)."""
+        for s in self.series.values():
+            s.extra *= factor
+
+    def drift(self, spot: float, factor: float) -> None:
+        """Move every expiry's centre towards `spot` (`factor` of the gap remains): old
+        interest closes and new interest opens near the money, so walls are sticky for hours
+        but follow spot over days, as on real chains."""
+        target = math.log(spot)
+        for s in self.series.values():
+            s.centre = target + factor * (s.centre - target)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,13 +214,12 @@ class Levels:
     atm_iv: float
 
 
-def _crossings(profile: dict[float, float]) -> list[tuple[float, float, float, str]]:
-    strikes = sorted(profile)
+def _crossings(strikes: list[float], gex: list[float]) -> list[tuple[float, float, float, str]]:
     cum = 0.0
     prev_cum = 0.0
     out = []
     for i, k in enumerate(strikes):
-        prev_cum, cum = cum, cum + profile[k]
+        prev_cum, cum = cum, cum + gex[i]
         if i == 0 or prev_cum == 0.0 or cum == 0.0 or (prev_cum > 0) == (cum > 0):
             continue
         k0 = strikes[i - 1]
@@ -162,11 +230,13 @@ def _crossings(profile: dict[float, float]) -> list[tuple[float, float, float, s
     return out
 
 
-def _walls(profile: dict[float, float], spot: float) -> tuple[list[float], list[float]]:
-    calls = sorted((k for k, g in profile.items() if k > spot and g > 0), key=lambda k: -profile[k])
+def _walls(strikes: Floats, gex: Floats, spot: float) -> tuple[list[float], list[float]]:
+    calls = np.flatnonzero((strikes > spot) & (gex > 0))
+    calls = calls[np.argsort(-gex[calls], kind="stable")]
     # Put support = strongest put gamma below spot (gex-math.md §5.5 `put_gamma` mode).
-    puts = sorted((k for k, g in profile.items() if k < spot and g < 0), key=lambda k: profile[k])
-    return calls[:3], puts[:3]
+    puts = np.flatnonzero((strikes < spot) & (gex < 0))
+    puts = puts[np.argsort(gex[puts], kind="stable")]
+    return strikes[calls[:3]].tolist(), strikes[puts[:3]].tolist()
 
 
 def _pad3(values: list[float]) -> tuple[float | None, float | None, float | None]:
@@ -174,41 +244,103 @@ def _pad3(values: list[float]) -> tuple[float | None, float | None, float | None
     return padded[0], padded[1], padded[2]
 
 
-def _ranked(profile: dict[float, float], spot: float) -> tuple[tuple[float, float], ...]:
-    rows = sorted(profile.items(), key=lambda kv: (-abs(kv[1]), abs(kv[0] - spot)))
-    return tuple((k, g) for k, g in rows[:10] if g != 0.0)
+def _ranked(strikes: Floats, gex: Floats, spot: float) -> tuple[tuple[float, float], ...]:
+    # By |gex| descending, then nearest spot; a stable sort keeps lower strikes first on ties.
+    order = np.lexsort((np.abs(strikes - spot), -np.abs(gex)))[:10]
+    return tuple(
+        (k, g)
+        for k, g in zip(strikes[order].tolist(), gex[order].tolist(), strict=True)
+        if g != 0.0
+    )
 
 
-def compute_levels(chain: Chain, spot: float, now: datetime, *, oi_scale: float = 1.0) -> Levels:
-    """All levels of `chain` at `spot` and `now` (the 0DTE expiry is the next 08:00 UTC)."""
+@dataclass(frozen=True, slots=True)
+class _Grid:
+    """The live expiries' series on one strike grid (expiry × side × strike), zero-padded."""
+
+    expiries: tuple[datetime, ...]
+    first_unit: int
+    strikes: Floats
+    log_strikes: Floats
+    shape: Floats  # zero where an expiry does not list a strike
+    listed: npt.NDArray[np.bool_]  # expiry × strike
+
+
+def _grid(chain: Chain, live: list[datetime], spot: float) -> _Grid:
+    series = [chain.listing(e, spot) for e in live]
+    lo = min(sr.first_unit for sr in series)
+    hi = max(sr.first_unit + len(sr.strikes) for sr in series)
+    shape = np.zeros((len(series), 2, hi - lo))
+    listed = np.zeros((len(series), hi - lo), dtype=bool)
+    for i, sr in enumerate(series):
+        at = sr.first_unit - lo
+        shape[i, :, at : at + len(sr.strikes)] = sr.shape
+        listed[i, at : at + len(sr.strikes)] = True
+    strikes = np.round(np.arange(lo, hi) * chain.spec.strike_step, 10)
+    return _Grid(tuple(live), lo, strikes, np.log(strikes), shape, listed)
+
+
+@dataclass(frozen=True, slots=True)
+class _Profile:
+    """Net GEX per strike: all expiries (`strikes`, `gex`) and the 0DTE one (`o_…`)."""
+
+    strikes: Floats
+    gex: Floats
+    o_strikes: Floats
+    o_gex: Floats
+    o_oi: Floats  # the 0DTE expiry's open interest: calls (row 0), puts (row 1)
+
+
+def _profile(chain: Chain, spot: float, now: datetime) -> _Profile:
     live = expiries(now)
-    odte_expiry = live[0]
-    all_profile: dict[float, float] = {}
-    odte_profile: dict[float, float] = {}
-    odte_oi: dict[float, tuple[float, float]] = {}
-    dollar = spot * spot * 0.01 * oi_scale
-    for expiry in live:
-        t_sec = max(MIN_T_SECONDS, (expiry - now).total_seconds())
-        t_years = t_sec / SECONDS_PER_YEAR
-        t_days = t_sec / 86400.0
-        centre = chain.centres.setdefault(expiry, spot)
-        for k in chain.strikes(centre):
-            sigma = chain.iv(k, spot)
-            g = bs_gamma(spot, k, sigma, t_years) * dollar
-            c_oi = chain.oi(expiry, k, True, t_days)
-            p_oi = chain.oi(expiry, k, False, t_days)
-            net = g * (c_oi - p_oi)
-            all_profile[k] = all_profile.get(k, 0.0) + net
-            if expiry == odte_expiry:
-                odte_profile[k] = odte_profile.get(k, 0.0) + net
-                odte_oi[k] = (c_oi, p_oi)
-    crossings = _crossings(all_profile)
+    chain.forget_before(now)
+    grid = chain.grid
+    if grid is None or grid.expiries != tuple(live):
+        grid = chain.grid = _grid(chain, live, spot)
+    series = [chain.series[e] for e in live]
+    extra = np.zeros_like(grid.shape)
+    for i, sr in enumerate(series):
+        at = sr.first_unit - grid.first_unit
+        extra[i, :, at : at + len(sr.strikes)] = sr.extra
+    t_sec = np.maximum(MIN_T_SECONDS, [(e - now).total_seconds() for e in live])
+    t_days = t_sec / 86400.0
+    width = (0.02 + 0.06 * np.sqrt(np.maximum(t_days, 0.05) / 30.0))[:, None, None]
+    tenor = (0.02 + 0.25 * np.minimum(1.0, t_days / 60.0))[:, None, None]
+    centres = np.array([sr.centre for sr in series])[:, None, None]
+    x = (grid.log_strikes - centres - MU) / width
+    oi = chain.spec.oi * tenor * 0.02 * SIDE * np.exp(-0.5 * x * x) * grid.shape + extra
+    sigma = chain.iv(grid.strikes, spot)
+    gamma = bs_gamma(spot, grid.strikes, sigma, (t_sec / SECONDS_PER_YEAR)[:, None])
+    net = gamma * (spot * spot * 0.01) * (oi[:, 0] - oi[:, 1])
+    anywhere = grid.listed.any(axis=0)
+    today = grid.listed[0]
+    return _Profile(
+        strikes=grid.strikes[anywhere],
+        gex=net.sum(axis=0)[anywhere],
+        o_strikes=grid.strikes[today],
+        o_gex=net[0][today],
+        o_oi=oi[0][:, today],
+    )
+
+
+def wall(chain: Chain, spot: float, now: datetime, *, calls: bool) -> float | None:
+    """Call resistance (or put support) alone: what a roll needs, at a fraction of the cost."""
+    p = _profile(chain, spot, now)
+    found = _walls(p.strikes, p.gex, spot)[0 if calls else 1]
+    return found[0] if found else None
+
+
+def compute_levels(chain: Chain, spot: float, now: datetime) -> Levels:
+    """All levels of `chain` at `spot` and `now` (the 0DTE expiry is the next 08:00 UTC)."""
+    p = _profile(chain, spot, now)
+    strikes, gex, o_strikes, o_gex = p.strikes, p.gex, p.o_strikes, p.o_gex
+    crossings = _crossings(strikes.tolist(), gex.tolist())
     hvl = min((c[2] for c in crossings), key=lambda k: abs(k - spot), default=None)
-    odte_cross = _crossings(odte_profile)
+    odte_cross = _crossings(o_strikes.tolist(), o_gex.tolist())
     odte_hvl = min((c[2] for c in odte_cross), key=lambda k: abs(k - spot), default=None)
-    calls, puts = _walls(all_profile, spot)
-    ocalls, oputs = _walls(odte_profile, spot)
-    atm_iv = chain.iv(spot, spot)
+    calls, puts = _walls(strikes, gex, spot)
+    ocalls, oputs = _walls(o_strikes, o_gex, spot)
+    atm_iv = chain.spec.iv  # the smile is ATM vol at log-moneyness 0
     move = spot * atm_iv * math.sqrt(1.0 / 365.0)
     return Levels(
         spot=spot,
@@ -218,50 +350,53 @@ def compute_levels(chain: Chain, spot: float, now: datetime, *, oi_scale: float 
         odte_hvl=odte_hvl,
         odte_call=ocalls[0] if ocalls else None,
         odte_put=oputs[0] if oputs else None,
-        ranked_all=_ranked(all_profile, spot),
-        ranked_odte=_ranked(odte_profile, spot),
-        max_pain=_max_pain(odte_oi),
+        ranked_all=_ranked(strikes, gex, spot),
+        ranked_odte=_ranked(o_strikes, o_gex, spot),
+        max_pain=_max_pain(o_strikes, p.o_oi),
         expected_move=(spot + move, spot - move, spot + 2 * move, spot - 2 * move),
         zones=tuple(crossings),
-        net_gex=sum(all_profile.values()),
+        net_gex=float(gex.sum()),
         atm_iv=atm_iv,
     )
 
 
-def _max_pain(oi: dict[float, tuple[float, float]]) -> tuple[float | None, float | None]:
-    if not oi:
+def _max_pain(strikes: Floats, oi: Floats) -> tuple[float | None, float | None]:
+    if len(strikes) == 0:
         return None, None
-    best: tuple[float, float] | None = None
-    for x in oi:
-        pain = sum(c * max(x - k, 0.0) + p * max(k - x, 0.0) for k, (c, p) in oi.items())
-        if best is None or pain < best[1]:
-            best = (x, pain)
-    assert best is not None  # noqa: S101 - oi is non-empty
-    return best
+    # pain[x] = Σ_k calls_k·max(x−k, 0) + puts_k·max(k−x, 0), for every listed x at once.
+    diff = strikes[:, None] - strikes[None, :]
+    pain = (np.maximum(diff, 0.0) * oi[0]).sum(axis=1) + (np.maximum(-diff, 0.0) * oi[1]).sum(
+        axis=1
+    )
+    best = int(np.argmin(pain))
+    return float(strikes[best]), float(pain[best])
 
 
-def roll_wall(chain: Chain, levels: Levels, now: datetime, *, up: bool, calls: bool) -> None:
-    """Move open interest from the current wall to a strike 1-3 steps away, as desks roll.
+def roll_wall(chain: Chain, spot: float, now: datetime, *, up: bool, calls: bool) -> None:
+    """Move open interest from the current wall to a strike 1-2 steps away, as desks roll.
 
-    The new strike gets more gamma than the old wall had, so the wall visibly moves.
+    In every live expiry that lists both strikes, `ROLL_FRACTION` of the old strike's interest
+    moves to the new one. Interest is moved, never added: rolls made the chain explode when
+    each one added a multiple of the largest interest (itself holding earlier rolls).
     """
-    walls = levels.call_walls if calls else levels.put_walls
-    old = walls[0]
+    old = wall(chain, spot, now, calls=calls)
     if old is None:
         return
     step = chain.spec.strike_step
-    live = expiries(now)
-    target = live[min(len(live) - 1, 5)]  # a weekly/monthly: walls live in the longer tenors
     shift = (2 if calls == up else 1) * step
     new = round(old + (shift if up else -shift), 10)
-    t_days = max(0.05, (target - now).total_seconds() / 86400.0)
-    biggest = max(chain.oi(target, k, calls, t_days) for k in chain.strikes(chain.spec.spot))
-    key_new = (target.isoformat(), new, calls)
-    chain.extra[key_new] = chain.extra.get(key_new, 0.0) + 4.0 * biggest
-    key_old = (target.isoformat(), old, calls)
-    chain.extra[key_old] = chain.extra.get(key_old, 0.0) - 0.5 * chain.oi(
-        target, old, calls, t_days
-    )
+    row = 0 if calls else 1
+    for expiry in expiries(now):
+        s = chain.series.get(expiry)
+        if s is None:
+            continue
+        i, j = s.index(old, step), s.index(new, step)
+        if i is None or j is None:
+            continue
+        t_days = max(0.05, (expiry - now).total_seconds() / 86400.0)
+        moved = ROLL_FRACTION * chain.open_interest_at(expiry, t_days, row, i)
+        s.extra[row, i] -= moved
+        s.extra[row, j] += moved
 
 
 def now_utc(epoch: float) -> datetime:

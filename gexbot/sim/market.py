@@ -19,8 +19,10 @@ from typing import Any
 from gexbot.sim.chain import SPECS, Chain, Levels, compute_levels, now_utc, roll_wall
 
 #: Stationary spread of spot around its anchor; keeps the walk on the strike grid.
-REVERSION_STD = 0.05
+REVERSION_STD = 0.04
 HISTORY_DAYS = 30
+#: Market-seconds over which open interest re-centres on spot (see `Chain.drift`).
+DRIFT_TIME = 12 * 3600.0
 
 
 class FaultKind(StrEnum):
@@ -34,11 +36,14 @@ class FaultKind(StrEnum):
     DISCONNECT = "disconnect"  # the connection is closed without a response
 
 
-_DEFAULT_CODES = {
+#: `error.code` by HTTP status (backquant-v2.md §9).
+ERROR_CODES = {
     400: "VALIDATION_ERROR",
     401: "UNAUTHORIZED",
     403: "FORBIDDEN",
     404: "NOT_FOUND",
+    # Assumed: the code table (backquant-v2.md §9) has no 405 row; the status name is likeliest.
+    405: "METHOD_NOT_ALLOWED",
     422: "VALIDATION_ERROR",
     429: "RATE_LIMIT_EXCEEDED",
     500: "INTERNAL_ERROR",
@@ -62,7 +67,7 @@ class Fault:
     @property
     def error_code(self) -> str:
         """The envelope's `error.code` for an HTTP error fault."""
-        return self.code or _DEFAULT_CODES.get(self.status, "INTERNAL_ERROR")
+        return self.code or ERROR_CODES.get(self.status, "INTERNAL_ERROR")
 
 
 @dataclass(slots=True)
@@ -154,6 +159,14 @@ class Simulator:
     def _step(self) -> None:
         dt_years = self.config.refresh * self.config.speed / (365.0 * 86400.0)
         t = self.origin + self.tick * self.config.refresh
+        rate = self.config.refresh * self.config.speed / self.config.roll_every
+        # Relaxation and drift are slow next to a tick at normal speed: apply them every few
+        # ticks (fixed by the tick count, so the path stays independent of requests).
+        every = max(1, math.floor(0.01 * DRIFT_TIME / (self.config.refresh * self.config.speed)))
+        market_dt = every * self.config.refresh * self.config.speed
+        reshape = self.tick % every == 0
+        relax = math.exp(-market_dt / self.config.roll_every)
+        drift = math.exp(-market_dt / DRIFT_TIME)
         for sym, st in self.states.items():
             spec = st.chain.spec
             z = self._rng.gauss(0.0, 1.0)
@@ -165,12 +178,15 @@ class Simulator:
             x = math.log(st.spot / st.anchor)
             x += -theta * x * dt_years + spec.iv * math.sqrt(dt_years) * z
             st.spot = _round_to(st.anchor * math.exp(x), spec.tick)
-            rate = self.config.refresh * self.config.speed / self.config.roll_every
+            # Rolled interest fades with the roll time scale, so rolls move walls without
+            # piling up: the chain stays near its base shape for as long as the simulator runs.
+            if reshape:
+                st.chain.relax(relax)
+                st.chain.drift(st.spot, drift)
             if roll_draw < rate:
-                levels = self.levels(sym)
                 roll_wall(
                     st.chain,
-                    levels,
+                    st.spot,
                     now_utc(t),
                     up=direction < 0.5,
                     calls=direction < 0.25 or direction >= 0.75,

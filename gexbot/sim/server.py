@@ -15,7 +15,7 @@ from aiohttp import web
 
 from gexbot.core.symbols import MAX_SYMBOLS_PER_REQUEST, SUPPORTED_SYMBOLS
 from gexbot.sim import payloads
-from gexbot.sim.market import Fault, FaultKind, Simulator
+from gexbot.sim.market import ERROR_CODES, Fault, FaultKind, Simulator
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +23,11 @@ MULTI_INCLUDES = frozenset({"expected_move", "max_pain", "ranked", "zones"})
 SINGLE_INCLUDES = MULTI_INCLUDES | {"spot", "candles"}
 PUBLIC_PATHS = frozenset({"/v2/health", "/v2/openapi.json", "/v2/docs", "/v2/redoc"})
 DEFAULT_KEY = "demo"
+#: BackQuant's published document, served at /v2/openapi.json like the real API.
+OPENAPI_DOCUMENT = Path(__file__).with_name("openapi-v2.json")
+_DOCS_PAGE = """<!doctype html><title>BackQuant v2 (simulated)</title>
+<p>The simulated BackQuant v2 API. The OpenAPI document is at
+<a href="/v2/openapi.json">/v2/openapi.json</a>.</p>"""
 
 
 @dataclass(slots=True)
@@ -67,6 +72,9 @@ class SimServer:
         """The aiohttp application."""
         app = web.Application(middlewares=[self._middleware])
         app.router.add_get("/v2/health", self._health)
+        app.router.add_get("/v2/openapi.json", self._openapi)
+        app.router.add_get("/v2/docs", self._docs)
+        app.router.add_get("/v2/redoc", self._docs)
         app.router.add_get("/v2/status", self._status)
         app.router.add_get("/v2/multi/gex/levels", self._multi)
         app.router.add_get("/v2/gex/levels", self._levels)
@@ -107,8 +115,7 @@ class SimServer:
             }
             self._log_file.write(json.dumps(entry) + "\n")
         if request.path in PUBLIC_PATHS:
-            resp: web.StreamResponse = await handler(request)
-            return resp
+            return await self._handle(request, handler, {})
         headers = self._count(request)
         key = request.headers.get("X-API-Key")
         if key is None or key != self.api_key:
@@ -131,12 +138,24 @@ class SimServer:
                 request.transport.close()
             raise web.HTTPServiceUnavailable  # never reaches the closed socket
         if fault is not None:
-            return self._fault(fault, headers)
+            resp = self._fault(fault, headers)
+            resp.headers.setdefault("X-Request-ID", self.sim.request_id())
+            return resp
+        return await self._handle(request, handler, headers)
+
+    async def _handle(
+        self, request: web.Request, handler: Any, headers: dict[str, str]
+    ) -> web.StreamResponse:
+        # The docs promise the error envelope on every non-2xx response: aiohttp's own
+        # 404 (no route) and 405 (wrong method) are plain text, so translate them.
         try:
-            resp = await handler(request)
-        except web.HTTPNotFound:
-            body = payloads.error_body(self.sim, "NOT_FOUND", f"Not found: {request.path}")
-            return self._json(body, 404, headers)
+            resp: web.StreamResponse = await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            code = ERROR_CODES.get(exc.status, "INTERNAL_ERROR")
+            message = f"{exc.reason}: {request.method} {request.path}"
+            return self._json(payloads.error_body(self.sim, code, message), exc.status, headers)
         resp.headers.update(headers)
         return resp
 
@@ -224,12 +243,16 @@ class SimServer:
 
     @staticmethod
     def _json(body: Any, status: int, headers: dict[str, str] | None = None) -> web.Response:
-        return web.Response(
+        resp = web.Response(
             text=json.dumps(body, separators=(",", ":")),
             status=status,
             content_type="application/json",
             headers=headers,
         )
+        request_id = body.get("meta", {}).get("request_id") if isinstance(body, dict) else None
+        if request_id:
+            resp.headers["X-Request-ID"] = request_id  # the same value as meta.request_id
+        return resp
 
     def _validation(
         self, loc: str, msg: str, status: int = 422, kind: str = "value_error"
@@ -242,9 +265,11 @@ class SimServer:
 
     def _symbol_param(self, request: web.Request) -> tuple[str | None, web.Response | None]:
         symbol = request.query.get("symbol", "BTCUSDT")
-        if symbol not in SUPPORTED_SYMBOLS:
-            names = ", ".join(f"'{s}'" for s in SUPPORTED_SYMBOLS[:-1])
-            msg = f"Input should be {names} or '{SUPPORTED_SYMBOLS[-1]}'"
+        # A scenario's `unsupported` list shrinks the enum for every endpoint, as on the multi.
+        supported = [s for s in SUPPORTED_SYMBOLS if s in self.sim.supported]
+        if symbol not in supported:
+            names = ", ".join(f"'{s}'" for s in supported[:-1])
+            msg = f"Input should be {names} or '{supported[-1]}'" if supported else "No symbols"
             return None, self._validation("symbol", msg, kind="literal_error")
         return symbol, None
 
@@ -277,6 +302,13 @@ class SimServer:
         # Subsystem key names are undocumented (§8.2); these are assumed.
         data = {"status": "ok", "subsystems": {"redis": "ok", "db": "ok"}}
         return self._json({"success": True, "data": data, "meta": payloads.meta(self.sim)}, 200)
+
+    async def _openapi(self, _request: web.Request) -> web.FileResponse:
+        return web.FileResponse(OPENAPI_DOCUMENT, headers={"X-Request-ID": self.sim.request_id()})
+
+    async def _docs(self, _request: web.Request) -> web.Response:
+        headers = {"X-Request-ID": self.sim.request_id()}
+        return web.Response(text=_DOCS_PAGE, content_type="text/html", headers=headers)
 
     async def _status(self, _request: web.Request) -> web.Response:
         body = {"success": True, "data": payloads.status(self.sim), "meta": payloads.meta(self.sim)}
