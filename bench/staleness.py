@@ -67,7 +67,7 @@ def age_study() -> None:
                 computed = sim.computed_at("BTCUSDT")
                 ages.append(clock[0] - computed)
                 now = datetime.fromtimestamp(clock[0], tz=UTC)
-                fresh = model.observe([datetime.fromtimestamp(computed, tz=UTC)])
+                fresh = model.observe([datetime.fromtimestamp(computed, tz=UTC)], asked_at=now)
                 if name.startswith("fixed"):
                     clock[0] += REFRESH
                 else:

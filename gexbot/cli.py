@@ -492,6 +492,7 @@ async def _once(bot: Bot, console: Console, *, dry_run: bool) -> int:
             await bot.dispatcher.run_once()
     finally:
         await bot.leadership.release()
+        bot.leadership.close()
         for notifier in bot._notifiers.values():
             await notifier.close()
     return EXIT_FAILED if bot.state.last_failure is not None else EXIT_OK

@@ -6,6 +6,11 @@ lease row with the database clock) and by a local deadline on the monotonic cloc
 *before* each renewal is sent, so it always ends before the database could let a standby in.
 A process frozen by SIGSTOP or cut off from the database therefore stops acting on its own,
 and finds a new term in place when it comes back.
+
+Two ways a standby takes over: at once when the leader's lease connection is gone (its process
+was killed, or its host vanished and stopped answering keepalives; standbys look every
+`STANDBY_CHECK` seconds), or when the lease runs out (a frozen or cut-off leader, whose session
+the server still keeps).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from gexbot.aio import sleep_or_stop
 from gexbot.health import Metrics
@@ -28,6 +34,9 @@ from gexbot.store import leadership as lease_store
 from gexbot.store.leadership import NotLeader
 
 log = logging.getLogger(__name__)
+
+#: How often a standby checks whether it may take over (a dead leader's session ends at once).
+STANDBY_CHECK = 0.5
 
 __all__ = ["Leadership", "LeaseElector", "NotLeader", "Role", "SoleInstance", "Takeover"]
 
@@ -76,6 +85,9 @@ class Leadership(Protocol):
     async def release(self) -> None:
         """Give the lease up at once (a clean stop, after the last cycle)."""
 
+    def close(self) -> None:
+        """Close the lease connection (after `run` ended, or after `try_lead` and `release`)."""
+
 
 class SoleInstance:
     """SQLite: the instance lock already guarantees one process; it always leads."""
@@ -114,6 +126,9 @@ class SoleInstance:
     async def release(self) -> None:
         """Nothing to give up."""
 
+    def close(self) -> None:
+        """Nothing to close."""
+
 
 class LeaseElector:
     """Leadership through the `leadership` lease row on PostgreSQL (see store/leadership.py)."""
@@ -140,6 +155,9 @@ class LeaseElector:
         self._db_error: str | None = None
         self._was_leader = False
         self._lock = threading.Lock()
+        # The lease connection: held open, so its session stands for this process's liveness.
+        self._conn: Connection | None = None
+        self._session: int | None = None
 
     # -- the role ---------------------------------------------------------------------------
 
@@ -204,18 +222,41 @@ class LeaseElector:
 
     # -- database steps (run in a worker thread) --------------------------------------------
 
+    def _lease_connection(self) -> tuple[Connection, int]:
+        if self._conn is None or self._session is None:
+            conn = self._engine.connect()
+            conn.detach()  # its own session, truly closed on close (never back to the pool)
+            try:
+                lease_store.short_keepalives(conn)
+                session = lease_store.session_id(conn)
+                conn.commit()
+            except SQLAlchemyError:
+                conn.close()
+                raise
+            self._conn, self._session = conn, session
+        return self._conn, self._session
+
+    def close(self) -> None:
+        """Close the lease connection; its session ending lets a standby in at once."""
+        self._drop_lease_connection()
+
+    def _drop_lease_connection(self) -> None:
+        conn, self._conn, self._session = self._conn, None, None
+        if conn is not None:
+            try:
+                conn.close()
+            except SQLAlchemyError:
+                log.debug("closing a broken lease connection failed", exc_info=True)
+
     def _tick(self) -> None:
         started = self._monotonic()
-        with self._engine.begin() as conn:
-            if self._term is not None:
-                if lease_store.renew(conn, me=self.instance, term=self._term, ttl=self.ttl):
-                    self._deadline = started + self.ttl
-                else:
-                    self._lose("the lease expired or a standby took over")
-            acquired = None
-            if self._term is None:
-                acquired = lease_store.acquire(conn, me=self.instance, ttl=self.ttl)
-            now = lease_store.current(conn)
+        conn, session = self._lease_connection()
+        try:
+            with conn.begin():
+                acquired, now = self._tick_in(conn, session, started)
+        except SQLAlchemyError:
+            self._drop_lease_connection()  # re-opened (a new session) at the next tick
+            raise
         if acquired is not None and now is not None:
             self._term = acquired
             self._deadline = started + self.ttl
@@ -225,6 +266,21 @@ class LeaseElector:
         if seen != (self._leader, self._leader_term) and seen[0] not in (None, self.instance):
             log.info("standing by; the leader is %s (term %s)", *seen)
         self._leader, self._leader_term = seen
+
+    def _tick_in(
+        self, conn: Connection, session: int, started: float
+    ) -> tuple[int | None, lease_store.Lease | None]:
+        if self._term is not None:
+            if lease_store.renew(
+                conn, me=self.instance, term=self._term, ttl=self.ttl, session=session
+            ):
+                self._deadline = started + self.ttl
+            else:
+                self._lose("the lease expired or a standby took over")
+        acquired = None
+        if self._term is None:
+            acquired = lease_store.acquire(conn, me=self.instance, ttl=self.ttl, session=session)
+        return acquired, lease_store.current(conn)
 
     def _renew_for_poll(self, term: int) -> bool:
         started = self._monotonic()
@@ -269,16 +325,19 @@ class LeaseElector:
         return pending if pending is not None and pending.term == self._term else None
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Renew (leader) or try to acquire (standby) every third of the lease."""
-        every = self.ttl / 3
-        while not stop.is_set():
-            try:
-                await asyncio.to_thread(self._tick)
-                self._db_error = None
-            except Exception as exc:
-                self._note_db_error(exc)
-            self.is_leader()
-            await sleep_or_stop(stop, every)
+        """Renew every third of the lease (leader), or look every `STANDBY_CHECK` seconds
+        whether the lease expired or its holder's session is gone (standby)."""
+        try:
+            while not stop.is_set():
+                try:
+                    await asyncio.to_thread(self._tick)
+                    self._db_error = None
+                except SQLAlchemyError as exc:
+                    self._note_db_error(exc)
+                leading = self.is_leader()
+                await sleep_or_stop(stop, self.ttl / 3 if leading else STANDBY_CHECK)
+        finally:
+            await asyncio.to_thread(self._drop_lease_connection)
 
     async def try_lead(self) -> bool:
         """One lease check; True when this process leads afterwards."""

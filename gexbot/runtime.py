@@ -204,7 +204,11 @@ class Bot:
         if bundle is not None:
             bundle = mark_stale(bundle, now=now, stale_after=self.settings.stale_after)
             self.latest = replace(bundle, fetched_at=now)
-            fresh = self.model.observe([s.computed_at for s in bundle.symbols.values()])
+            fresh = self.model.observe(
+                [s.computed_at for s in bundle.symbols.values()],
+                asked_at=now,
+                answered_at=self._clock(),
+            )
             statuses = {s: snap.status for s, snap in bundle.symbols.items()}
             self._log_transitions(statuses)
             for status in SymbolStatus:
@@ -320,12 +324,20 @@ class Bot:
         seconds to wait before the first poll (none unless it already polled this window)."""
         self.pipeline.invalidate()
         self.state.last_statuses = None
+        # A fresh cadence model per term: what the last leader saw only places the current
+        # refresh window, it is no observation of ours (seeding the model with it once made
+        # every new leader "learn" a period as long as the outage).
+        self.model = RefreshModel(interval=self.settings.poll_interval)
         with self._engine.connect() as conn:
             stored = load_last_bundle(conn)
-        if stored is not None:
-            self.model.observe([s.computed_at for s in stored.symbols.values()])
+        stamps = [s.computed_at for s in stored.symbols.values()] if stored is not None else []
         now = self._clock()
-        first = first_poll_after_takeover(self.model, now=now, previous_poll=takeover.previous_poll)
+        first = first_poll_after_takeover(
+            now=now,
+            previous_poll=takeover.previous_poll,
+            last_stamp=max((c for c in stamps if c is not None), default=None),
+            interval=self.settings.poll_interval,
+        )
         wait = max(0.0, (first - now).total_seconds())
         log.info(
             "leading from term %d; first poll %s",

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, func, select
 
 from gexbot.cli import main
 from gexbot.core.events import AlertEvent
-from gexbot.store.engine import DatabaseError, make_engine, masked, migrate
+from gexbot.store.engine import DatabaseError, head_revision, make_engine, masked, migrate
 from gexbot.store.outbox import claim, enqueue, mark_sent
 from gexbot.store.prune import prune
 from gexbot.store.snapshots import save_snapshot
@@ -111,7 +111,9 @@ def test_prune_deletes_old_sent_rows_and_history_but_keeps_the_rest(db: Engine) 
 
 def test_db_upgrade_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["db", "upgrade"]) == 0
-    assert "database at revision 0002 (sqlite:///gexbot.db)" in capsys.readouterr().out
+    assert (
+        f"database at revision {head_revision()} (sqlite:///gexbot.db)" in capsys.readouterr().out
+    )
     assert (tmp_path / "gexbot.db").exists()
     assert main(["db", "prune"]) == 0
     assert "pruned 0 sent messages" in capsys.readouterr().out

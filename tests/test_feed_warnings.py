@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from types import MappingProxyType
-
-import pytest
 
 from gexbot.core.alert import AlertStatus, NotifyReason
 from gexbot.core.feed_warnings import FeedContext, feed_warnings
-from gexbot.core.schedule import RefreshModel, next_poll
 from gexbot.core.snapshot import BundleSnapshot, SymbolSnapshot, SymbolStatus
 from tests.rulekit import T0, snapshot
 
@@ -155,54 +152,3 @@ def test_warning_sequences_make_each_notice_unique() -> None:
     status = w.statuses["warning:missing"]["SOLUSDT"]
     assert status.seq == 4
     assert status.last_reason is NotifyReason.RESOLVED
-
-
-# -- the poll schedule ---------------------------------------------------------------------
-
-
-def _stamp(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
-
-
-def test_without_a_learnt_cadence_polls_every_interval() -> None:
-    model = RefreshModel(interval=30)
-    assert next_poll(model, now=T0, fresh=True) == T0 + timedelta(seconds=30)
-
-
-def test_polls_just_after_the_next_expected_refresh() -> None:
-    model = RefreshModel(interval=30, lag=1.5)
-    for t in (2.0, 32.0, 62.0):
-        model.observe([_stamp(t)])
-    assert model.period == pytest.approx(30)
-    # Polled at 70 s (data computed at 62 s): the next write is at 92 s, ask at 93.5 s.
-    assert next_poll(model, now=_stamp(70), fresh=True) == _stamp(93.5)
-
-
-def test_a_budget_slower_than_the_refresh_skips_writes_evenly() -> None:
-    model = RefreshModel(interval=60, lag=1.5)
-    for t in (0.0, 30.0):
-        model.observe([_stamp(t)])
-    assert next_poll(model, now=_stamp(32), fresh=True) == _stamp(91.5)
-
-
-def test_a_late_write_is_asked_again_twice_then_the_cadence_resumes() -> None:
-    model = RefreshModel(interval=30, lag=1.5)
-    for t in (0.0, 30.0):
-        model.observe([_stamp(t)])
-    assert next_poll(model, now=_stamp(61.5), fresh=False) == _stamp(63)
-    assert next_poll(model, now=_stamp(63), fresh=False) == _stamp(64.5)
-    assert next_poll(model, now=_stamp(64.5), fresh=False) == _stamp(91.5)
-
-
-def test_a_fast_upstream_never_makes_the_lag_skip_writes() -> None:
-    model = RefreshModel(interval=2, lag=1.5)
-    for t in (0.0, 2.0, 4.0):
-        model.observe([_stamp(t)])
-    assert next_poll(model, now=_stamp(4.5), fresh=True) == _stamp(6.4)  # lag capped at 20%
-
-
-def test_unchanged_computed_at_is_not_new_data() -> None:
-    model = RefreshModel(interval=30)
-    assert model.observe([_stamp(0), None]) is True
-    assert model.observe([_stamp(0)]) is False
-    assert model.observe([None]) is False

@@ -9,6 +9,7 @@ standby takes over within two poll intervals, and every Slack command is answere
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import random
@@ -19,6 +20,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -359,3 +361,201 @@ async def test_three_replicas_survive_a_dozen_leader_failures(
     assert slack_answers == [1] * len(envelopes)
     assert command_replies >= len(commands)
     assert duplicates <= len(FAULTS)
+
+
+# -- the cadence across failovers: default lease, 1 s polls against a 1 s upstream --------------
+
+CADENCE = 1.0  # the simulator's refresh and GEXBOT_POLL_INTERVAL; the lease stays at 10 s
+
+
+@dataclass
+class Term:
+    """One successor's term, as the simulator's request log and the outbox saw it."""
+
+    kind: str
+    victim: str
+    successor: str
+    at: float  # when the leader was failed (wall clock)
+    takeover: float  # seconds until the successor held the lease
+    until: float = 0.0  # when the term's observation ended
+    polls: list[float] = field(default_factory=list)  # the successor's poll times
+    first_alert_age: float | None = None  # data age of the term's first alert
+
+    @property
+    def second_poll(self) -> float | None:
+        return self.polls[1] - self.at if len(self.polls) > 1 else None
+
+    @property
+    def rate(self) -> float:
+        """Polls per second from the successor's first poll to the end of the term."""
+        if len(self.polls) < 2:
+            return 0.0
+        return (len(self.polls) - 1) / (self.polls[-1] - self.polls[0])
+
+
+def _polls_by(sim_log: Path, name: str, start: float, end: float) -> list[float]:
+    entries = [json.loads(line) for line in sim_log.read_text().splitlines()]
+    return sorted(
+        e["t"]
+        for e in entries
+        if e["path"] == "/v2/multi/gex/levels" and _instance(e) == name and start < e["t"] <= end
+    )
+
+
+@dataclass
+class CadenceRun:
+    """What the cadence scenario recorded."""
+
+    terms: list[Term] = field(default_factory=list)
+    frozen_polls: list[float] = field(default_factory=list)  # the frozen leader's, after waking
+    restart_polls: list[float] = field(default_factory=list)  # a lone replica's, after downtime
+
+
+async def _fail_leader(cluster: Cluster, engine: Engine, kind: str) -> Term:
+    def live() -> Lease | None:
+        lease = _lease(engine)
+        return lease if lease is not None and lease.live else None
+
+    lease = live()
+    assert lease is not None, "no leader"
+    victim = cluster.replicas[lease.holder]
+    at = time.time()
+    victim.proc.send_signal(signal.SIGKILL if kind == "kill" else signal.SIGSTOP)
+
+    def taken(old: Lease = lease) -> bool:
+        new = live()
+        return new is not None and new.term > old.term
+
+    await _wait_for(taken, 20, f"a takeover after a {kind}")
+    successor = live()
+    assert successor is not None
+    return Term(kind, victim.name, successor.holder, at, time.time() - at)
+
+
+async def _cadence_scenario(cluster: Cluster, engine: Engine, sim_log: Path) -> CadenceRun:
+    """Three SIGKILLs and a SIGSTOP of the leader, then all down for five refreshes and one
+    replica back. The sleeps are observation windows (each term is watched for a while), not
+    waits for something to happen: those wait on the lease row."""
+    run = CadenceRun()
+    for _ in range(2):
+        await cluster.spawn()
+    await _wait_for(lambda: _lease(engine) is not None, 20, "a first leader")
+    await asyncio.sleep(4.0)
+    for _ in range(3):
+        term = await _fail_leader(cluster, engine, "kill")
+        await asyncio.sleep(4.5)
+        term.until = time.time()
+        run.terms.append(term)
+        await cluster.replicas[term.victim].proc.wait()
+        await cluster.spawn()  # a new standby for the next failover
+        await asyncio.sleep(1.5)
+    term = await _fail_leader(cluster, engine, "freeze")
+    await asyncio.sleep(2.0)
+    resumed = time.time()
+    cluster.replicas[term.victim].proc.send_signal(signal.SIGCONT)  # it believes it leads
+    await asyncio.sleep(5.0)
+    term.until = time.time()
+    run.terms.append(term)
+    run.frozen_polls = _polls_by(sim_log, term.victim, resumed, term.until)
+    await cluster.stop_all()
+    await asyncio.sleep(5.0)  # five upstream refreshes with nobody polling
+    cluster.replicas.clear()
+    alone = await cluster.spawn()
+    restarted = time.time()
+    await asyncio.sleep(6.0)
+    run.restart_polls = _polls_by(sim_log, alone.name, restarted, time.time())
+
+    def drained() -> bool:
+        with engine.connect() as conn:
+            return {r.state for r in conn.execute(select(outbox.c.state))} <= {"sent", "dead"}
+
+    await _wait_for(drained, 30, "the outbox to drain")
+    for term in run.terms:
+        term.polls = _polls_by(sim_log, term.successor, term.at, term.until)
+    return run
+
+
+def _first_alert_ages(rows: list[Any], terms: list[Term]) -> None:
+    for term in terms:
+        after = sorted((r for r in rows if r.created_at.timestamp() > term.at), key=lambda r: r.id)
+        if after:
+            computed = datetime.fromisoformat(after[0].payload["computed_at"])
+            term.first_alert_age = (after[0].created_at - computed).total_seconds()
+
+
+async def test_a_successor_keeps_the_poll_cadence_after_kills_a_freeze_and_a_restart(
+    tmp_path: Path, ha_db: tuple[Engine, str]
+) -> None:
+    engine, schema_url = ha_db
+    sim_log = tmp_path / "requests.jsonl"
+    (tmp_path / "scenario.yaml").write_text(crossing_scenario(400, CADENCE))
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "r.yaml").write_text(RULES)
+    sim = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "gexbot", "sim-server", "--port", "0", "--scenario", "scenario.yaml"),
+        *("--request-log", str(sim_log)),
+        env={k: v for k, v in os.environ.items() if not k.startswith("GEXBOT_")},
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert sim.stdout is not None
+    sim_url = (await sim.stdout.readline()).decode().split(" on ")[1].split("/v2")[0]
+    slack, telegram = FakeSlack(), FakeTelegram()
+    await slack.start()
+    await telegram.start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GEXBOT_")}
+    env.update(
+        GEXBOT_API_URL=sim_url,
+        GEXBOT_API_KEY="demo",
+        GEXBOT_SYMBOLS="BTCUSDT",
+        GEXBOT_POLL_INTERVAL=str(CADENCE),
+        GEXBOT_RULES=str(tmp_path / "rules"),
+        GEXBOT_SLACK_BOT_TOKEN=slack.token,
+        GEXBOT_SLACK_API_URL=slack.api_url,
+        GEXBOT_TELEGRAM_BOT_TOKEN=telegram.token,
+        GEXBOT_TELEGRAM_API_URL=telegram.api_url,
+    )
+    cluster = Cluster(tmp_path, env, schema_url)
+    try:
+        run = await _cadence_scenario(cluster, engine, sim_log)
+    finally:
+        await cluster.stop_all()
+        sim.send_signal(signal.SIGTERM)
+        await sim.wait()
+        await slack.stop()
+        await telegram.stop()
+
+    with engine.connect() as conn:
+        rows = list(conn.execute(select(outbox)))
+    _first_alert_ages(rows, run.terms)
+    alerts, duplicates = _deliveries(rows, slack, telegram)
+    restart_gaps = [b - a for a, b in itertools.pairwise(run.restart_polls)]
+    print(f"\n{len(run.terms)} failovers at a {CADENCE:g}s poll interval and refresh, 10 s lease:")
+    for t in run.terms:
+        second = f"{t.second_poll:.2f}s" if t.second_poll is not None else "-"
+        age = f"{t.first_alert_age:.2f}s" if t.first_alert_age is not None else "-"
+        print(
+            f"  {t.kind:<6} {t.victim:>3} -> {t.successor:<3} takeover {t.takeover:.2f}s, "
+            f"second poll {second}, {t.rate:.2f} polls/s, first alert's data age {age}"
+        )
+    print(
+        f"frozen leader's polls after waking: {len(run.frozen_polls)}; restart after 5 s down: "
+        f"gaps {[round(g, 2) for g in restart_gaps]}; {len(alerts)} alerts, duplicates "
+        f"(sent, mark lost) {duplicates}"
+    )
+
+    for t in run.terms:
+        limit = 3.0 if t.kind == "kill" else 1.5 * 10.0
+        assert t.takeover <= limit, (t.kind, t.takeover)
+        assert len(t.polls) >= 3, (t.kind, t.polls)
+        gaps = [b - a for a, b in itertools.pairwise(t.polls)]
+        assert max(gaps) <= 1.6 * CADENCE, (t.kind, gaps)  # every ~1 s from the first poll on
+        assert t.first_alert_age is not None
+        assert t.first_alert_age <= 2.5 * CADENCE, (t.kind, t.first_alert_age)
+    assert run.frozen_polls == [], "the frozen leader polled after waking"
+    assert len(run.restart_polls) >= 4, run.restart_polls
+    assert max(restart_gaps) <= 1.6 * CADENCE, restart_gaps
+    assert {row.state for row in rows} == {"sent"}
+    assert all(channels == {"desk", "me"} for channels in alerts.values())
+    assert duplicates <= 3  # at most one per SIGKILL: sent, then killed before the mark

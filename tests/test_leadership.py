@@ -15,13 +15,12 @@ from sqlalchemy import Engine, select, text
 from gexbot.cli import main
 from gexbot.core.evaluate import index_rules
 from gexbot.core.rules import Channel, ChannelKind
-from gexbot.core.schedule import RefreshModel, first_poll_after_takeover
 from gexbot.dispatch import Dispatcher, DispatchPolicy, Route
 from gexbot.health import Metrics
 from gexbot.leader import LeaseElector, NotLeader, Role, SoleInstance
 from gexbot.pipeline import Pipeline
 from gexbot.store import leadership as lease
-from gexbot.store.engine import migrate
+from gexbot.store.engine import head_revision, migrate
 from gexbot.store.ops import claim_command
 from gexbot.store.tables import alert_state, outbox, snapshot_last
 from tests.conftest import fresh_database, threaded_sim
@@ -68,6 +67,45 @@ def test_one_holder_at_a_time_and_a_new_term_at_each_takeover(pg: Engine) -> Non
         now = lease.current(conn)
     assert now is not None
     assert (now.holder, now.term, now.live) == ("b", 2, True)
+
+
+def test_a_holder_whose_session_is_gone_is_replaced_before_its_lease_expires(pg: Engine) -> None:
+    holder = pg.connect()
+    holder.detach()  # closed for real on close, as a killed process's kernel does
+    session = lease.session_id(holder)
+    holder.commit()
+    with holder.begin():
+        assert lease.acquire(holder, me="a", ttl=60, session=session) == 1
+    with pg.begin() as conn:
+        assert lease.acquire(conn, me="b", ttl=60) is None  # a's session is alive: held
+    holder.close()
+    with pg.begin() as conn:
+        assert lease.acquire(conn, me="b", ttl=60, session=lease.session_id(conn)) == 2
+        now = lease.current(conn)
+    assert now is not None
+    assert (now.holder, now.term, now.live) == ("b", 2, True)
+
+
+def test_a_standby_takes_over_at_once_when_the_leaders_process_is_gone(
+    pg: Engine, request: pytest.FixtureRequest
+) -> None:
+    a = LeaseElector(pg, instance="a", ttl=60)
+    b = LeaseElector(pg, instance="b", ttl=60)
+    request.addfinalizer(b.close)
+    a._tick()
+    b._tick()
+    assert a.is_leader()
+    assert not b.is_leader()
+    a.close()  # what SIGKILL does to a's lease connection
+    started = time.monotonic()
+    b._tick()
+    assert b.is_leader()
+    assert time.monotonic() - started < 1.0  # long before the 60 s lease
+    with pg.connect() as conn:
+        now = lease.current(conn)
+    assert now is not None
+    assert now.holder == "b"
+    assert now.holder_session is not None
 
 
 def test_fence_refuses_a_deposed_term(pg: Engine) -> None:
@@ -146,12 +184,14 @@ def test_a_takeover_waits_for_the_fenced_commit_in_flight(pg: Engine) -> None:
 
 
 def test_the_elector_leads_stands_by_and_notices_a_takeover_after_a_freeze(
-    pg: Engine, caplog: pytest.LogCaptureFixture
+    pg: Engine, caplog: pytest.LogCaptureFixture, request: pytest.FixtureRequest
 ) -> None:
     caplog.set_level("INFO", logger="gexbot.leader")
     clock, metrics = Clock(), Metrics()
     a = LeaseElector(pg, instance="a", ttl=0.5, metrics=metrics, monotonic=clock)
     b = LeaseElector(pg, instance="b", ttl=0.5, monotonic=clock)
+    request.addfinalizer(a.close)
+    request.addfinalizer(b.close)
     a._tick()
     b._tick()
     assert a.is_leader()
@@ -186,9 +226,12 @@ def test_the_elector_leads_stands_by_and_notices_a_takeover_after_a_freeze(
     assert "this replica (a) stopped leading (term 1)" in caplog.text
 
 
-async def test_before_poll_renews_and_refuses_once_the_lease_is_gone(pg: Engine) -> None:
+async def test_before_poll_renews_and_refuses_once_the_lease_is_gone(
+    pg: Engine, request: pytest.FixtureRequest
+) -> None:
     clock = Clock()
     a = LeaseElector(pg, instance="a", ttl=0.4, monotonic=clock)
+    request.addfinalizer(a.close)
     assert not await a.before_poll()  # not leading yet
     a._tick()
     assert await a.before_poll()
@@ -203,10 +246,12 @@ async def test_before_poll_renews_and_refuses_once_the_lease_is_gone(pg: Engine)
 
 
 async def test_release_on_stop_hands_over_without_waiting_for_expiry(
-    pg: Engine, caplog: pytest.LogCaptureFixture
+    pg: Engine, caplog: pytest.LogCaptureFixture, request: pytest.FixtureRequest
 ) -> None:
     a = LeaseElector(pg, instance="a", ttl=60)
     b = LeaseElector(pg, instance="b", ttl=60)
+    request.addfinalizer(a.close)
+    request.addfinalizer(b.close)
     a._tick()
     assert a.is_leader()
     await a.release()
@@ -217,15 +262,20 @@ async def test_release_on_stop_hands_over_without_waiting_for_expiry(
     assert b.term == 2
 
 
-def test_a_deposed_leaders_cycle_commits_nothing(pg: Engine) -> None:
+def test_a_deposed_leaders_cycle_commits_nothing(
+    pg: Engine, request: pytest.FixtureRequest
+) -> None:
     clock = Clock()
     a = LeaseElector(pg, instance="a", ttl=0.3, monotonic=clock)
+    request.addfinalizer(a.close)
     a._tick()
     pipeline = Pipeline(pg, index_rules([make_rule("crosses", rule_id="x")]), fence=a.fence)
     pipeline.run(bundle(snapshot(99, hvl=100)), now=T0)
     clock.t += 1  # frozen past its lease…
     time.sleep(0.4)
-    LeaseElector(pg, instance="b", ttl=30)._tick()  # …and replaced
+    b = LeaseElector(pg, instance="b", ttl=30)
+    request.addfinalizer(b.close)
+    b._tick()  # …and replaced
     with pytest.raises(NotLeader):
         pipeline.run(bundle(snapshot(101, hvl=100)), now=T0 + timedelta(seconds=30))
     with pg.connect() as conn:
@@ -237,43 +287,6 @@ def test_a_single_sqlite_process_always_leads() -> None:
     assert sole.is_leader()
     assert sole.take_over() is None
     assert sole.describe() == {"role": "leader", "instance": "host-1", "leader": "host-1"}
-
-
-# -- takeover scheduling (pure) ----------------------------------------------------------------
-
-
-def _model(*stamps: float) -> RefreshModel:
-    model = RefreshModel(interval=30)
-    model.observe([T0])
-    for s in stamps:
-        model.observe([T0 + timedelta(seconds=s)])
-    return model
-
-
-def test_a_new_leader_polls_at_once_unless_this_window_was_polled() -> None:
-    model = _model(30, 60)  # writes every 30 s, the last at T0+60
-    now = T0 + timedelta(seconds=75)
-    assert first_poll_after_takeover(model, now=now, previous_poll=None) == now
-    earlier = T0 + timedelta(seconds=58)  # the last leader polled the previous window
-    assert first_poll_after_takeover(model, now=now, previous_poll=earlier) == now
-    this = T0 + timedelta(seconds=61.5)  # …or this one: wait for the next write, plus lag
-    assert first_poll_after_takeover(model, now=now, previous_poll=this) == T0 + timedelta(
-        seconds=91.5
-    )
-
-
-def test_takeover_without_a_learnt_cadence_uses_the_interval() -> None:
-    model = RefreshModel(interval=30)
-    now = T0 + timedelta(seconds=100)
-    recent = T0 + timedelta(seconds=90)
-    assert first_poll_after_takeover(model, now=now, previous_poll=recent) == recent + timedelta(
-        seconds=30
-    )
-    assert first_poll_after_takeover(model, now=now, previous_poll=T0) == now
-    ahead = now + timedelta(seconds=2)  # the database clock runs ahead of this host's
-    assert first_poll_after_takeover(model, now=now, previous_poll=ahead) == ahead + timedelta(
-        seconds=1.5
-    )
 
 
 # -- commands handled once; deliveries not sent after their claim lapsed ----------------------
@@ -347,7 +360,7 @@ def test_a_replica_refuses_a_database_without_the_current_schema(
         command.upgrade(alembic_config(engine), "0001")  # a replica of an older release ran
         assert _run_with(url, tmp_path, monkeypatch) == 2
         err = capsys.readouterr().err
-        assert "schema is at revision 0001, this gexbot needs 0002" in err
+        assert f"schema is at revision 0001, this gexbot needs {head_revision()}" in err
         assert "run `gexbot db upgrade` once" in err
         with engine.connect() as conn:  # refused, not migrated behind the other replicas
             assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"

@@ -123,6 +123,11 @@ def current_revision(engine: Engine) -> str | None:
 MIGRATION_LOCK = 0x67657862
 
 
+def head_revision() -> str:
+    """The newest migration this code knows."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head() or ""
+
+
 def _revisions(engine: Engine) -> tuple[str, str | None]:
     """(this code's head, the database's revision); refuses a database newer than the code."""
     script = ScriptDirectory.from_config(alembic_config())

@@ -8,6 +8,13 @@ whatever happens to its holder, and its `term` is a fencing token: every cycle c
 the lease it was started under is still held (`fence`), checked inside the cycle's own
 transaction. All times here are the database's (`clock_timestamp()`), so the replicas' clocks
 never have to agree.
+
+Beside the lease, the row names the holder's database session (`holder_session`, a backend
+pid). When that session is gone, the holder is too: a killed process closes its connections at
+once, and a vanished host stops answering the short keepalives its lease connection asks for
+(`short_keepalives`). A standby may then take over without waiting for the lease to run out.
+A frozen or cut-off holder keeps its session (its kernel still answers, or the server has not
+given up yet), and is replaced when the lease expires; fencing keeps it harmless either way.
 """
 
 from __future__ import annotations
@@ -15,12 +22,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, column, exists, func, select, table, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from gexbot.store.tables import leadership
 
 POLLER = "poller"
+#: Server-side TCP keepalives of a lease connection (seconds idle, between probes, probes): a
+#: holder whose host vanished loses its session about 3 s later.
+KEEPALIVE = (1, 1, 2)
+
+_sessions = table("pg_stat_activity", column("pid"))
 
 
 class NotLeader(Exception):
@@ -37,6 +49,7 @@ class Lease:
     acquired_at: datetime
     polled_at: datetime | None
     now: datetime  # the database clock when it was read
+    holder_session: int | None = None
 
     @property
     def live(self) -> bool:
@@ -48,15 +61,41 @@ def _ttl(seconds: float) -> object:
     return func.clock_timestamp() + timedelta(seconds=seconds)
 
 
-def acquire(conn: Connection, *, me: str, ttl: float, name: str = POLLER) -> int | None:
-    """Take the lease if nobody holds it (or it expired); returns the new term, else None.
+def session_id(conn: Connection) -> int:
+    """This connection's database session (its backend pid)."""
+    return int(conn.execute(select(func.pg_backend_pid())).scalar_one())
+
+
+def short_keepalives(conn: Connection) -> None:
+    """Ask the server to probe this connection often, so that it notices a vanished host in
+    seconds instead of hours (settable by any user; ignored on a Unix socket)."""
+    idle, interval, count = KEEPALIVE
+    conn.execute(text(f"SET tcp_keepalives_idle = {idle}"))
+    conn.execute(text(f"SET tcp_keepalives_interval = {interval}"))
+    conn.execute(text(f"SET tcp_keepalives_count = {count}"))
+
+
+def acquire(
+    conn: Connection, *, me: str, ttl: float, session: int | None = None, name: str = POLLER
+) -> int | None:
+    """Take the lease if nobody holds it: it expired, or its holder's session is gone.
+    Returns the new term, else None. `session` is the caller's lease connection.
 
     One statement, so two standbys racing for an expired lease cannot both win: the loser's
     conditional update sees the winner's fresh `expires_at` and changes nothing.
     """
     now = func.clock_timestamp()
     stmt = pg_insert(leadership).values(
-        name=name, holder=me, term=1, expires_at=_ttl(ttl), acquired_at=now, polled_at=None
+        name=name,
+        holder=me,
+        term=1,
+        expires_at=_ttl(ttl),
+        acquired_at=now,
+        polled_at=None,
+        holder_session=session,
+    )
+    holder_gone = leadership.c.holder_session.is_not(None) & ~exists(
+        select(_sessions.c.pid).where(_sessions.c.pid == leadership.c.holder_session)
     )
     upsert = stmt.on_conflict_do_update(
         index_elements=[leadership.c.name],
@@ -65,8 +104,9 @@ def acquire(conn: Connection, *, me: str, ttl: float, name: str = POLLER) -> int
             "term": leadership.c.term + 1,
             "expires_at": _ttl(ttl),
             "acquired_at": now,
+            "holder_session": session,
         },
-        where=leadership.c.expires_at <= now,
+        where=(leadership.c.expires_at <= now) | holder_gone,
     ).returning(leadership.c.term)
     row = conn.execute(upsert).first()
     return None if row is None else int(row.term)
@@ -82,16 +122,26 @@ def _held(me: str, term: int, name: str) -> object:
 
 
 def renew(
-    conn: Connection, *, me: str, term: int, ttl: float, polling: bool = False, name: str = POLLER
+    conn: Connection,
+    *,
+    me: str,
+    term: int,
+    ttl: float,
+    polling: bool = False,
+    session: int | None = None,
+    name: str = POLLER,
 ) -> bool:
     """Extend a lease still held; False when it expired or another term began.
 
     `polling` also records that the leader is about to ask upstream, so a successor knows which
-    refresh window was already served and waits for the next one.
+    refresh window was already served and waits for the next one. `session` names the lease
+    connection again (it changes when that connection was re-opened).
     """
     values: dict[str, object] = {"expires_at": _ttl(ttl)}
     if polling:
         values["polled_at"] = func.clock_timestamp()
+    if session is not None:
+        values["holder_session"] = session
     stmt = (
         update(leadership)
         .where(_held(me, term, name))  # type: ignore[arg-type]
@@ -137,8 +187,17 @@ def current(conn: Connection, *, name: str = POLLER) -> Lease | None:
         leadership.c.acquired_at,
         leadership.c.polled_at,
         func.clock_timestamp().label("now"),
+        leadership.c.holder_session,
     ).where(leadership.c.name == name)
     row = conn.execute(stmt).first()
     if row is None:
         return None
-    return Lease(row.holder, int(row.term), row.expires_at, row.acquired_at, row.polled_at, row.now)
+    return Lease(
+        row.holder,
+        int(row.term),
+        row.expires_at,
+        row.acquired_at,
+        row.polled_at,
+        row.now,
+        None if row.holder_session is None else int(row.holder_session),
+    )

@@ -179,6 +179,9 @@ leadership = Table(
     Column("expires_at", UTC_TS, nullable=False),  # database clock, never a replica's
     Column("acquired_at", UTC_TS, nullable=False),
     Column("polled_at", UTC_TS),  # when the leader last asked upstream (database clock)
+    # The backend pid of the holder's lease connection: once that session is gone (the process
+    # died, or its host stopped answering keepalives) a standby may take over at once.
+    Column("holder_session", BigInteger),
 )
 
 chat_handled = Table(
