@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import signal
 import sys
 import tempfile
@@ -136,8 +135,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = _parser().parse_args(argv)
-    fmt = os.environ.get("GEXBOT_LOG_FORMAT", "text")
-    configure_logging("json" if fmt == "json" else "text", verbose=args.verbose)
+    configure_logging(_log_format(), verbose=args.verbose)
     if args.command not in ("run", "demo") and not args.verbose:
         logging.getLogger("gexbot").setLevel(logging.WARNING)
     console = Console()
@@ -183,6 +181,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_INVALID
 
 
+def _log_format() -> str:
+    """GEXBOT_LOG_FORMAT from the environment or `.env`; text when the settings are invalid
+    (the command itself then reports them)."""
+    try:
+        return load_settings().log_format
+    except SettingsError:
+        return "text"
+
+
 def _db(action: str, console: Console) -> int:
     settings = load_settings()
     engine = make_engine(settings.database_url)
@@ -196,8 +203,8 @@ def _db(action: str, console: Console) -> int:
     finally:
         engine.dispose()
     console.print(
-        f"pruned {done.sent} sent messages, {done.history} snapshots and {done.poll_runs} poll "
-        f"runs older than {settings.retention_days:g} days",
+        f"pruned {done.sent} sent messages and {done.history} snapshots older than "
+        f"{settings.retention_days:g} days",
         markup=False,
         highlight=False,
     )
@@ -413,6 +420,7 @@ async def _serve(
                 notifiers=notifiers,
                 leadership=leadership,
                 metrics=metrics,
+                quiet_cycles=quiet_cycles,
             )
             if once:
                 return await _once(bot, console, dry_run=dry_run)

@@ -49,6 +49,7 @@ from gexbot.store.snapshots import load_last_bundle
 log = logging.getLogger("gexbot")
 
 FLUSH_DEADLINE = 5.0  # seconds allowed to deliver what is due after a stop signal
+HEARTBEAT_EVERY = 60.0  # with quiet cycles (the demo), one "still polling" line this often
 RULES_CHECK_EVERY = 2.0
 STANDBY_CHECK_EVERY = 0.1  # how often a standby looks at its role (the elector is the clock)
 
@@ -68,6 +69,8 @@ class PollState:
     failures: int = 0
     last_statuses: dict[str, SymbolStatus] | None = None
     cycles: int = 0
+    quiet_since: datetime | None = None  # the last cycle line logged, when cycles are quiet
+    quiet_cycles: int = 0  # cycles not logged since then
 
 
 class Bot:
@@ -263,9 +266,28 @@ class Bot:
             warnings,
             (time.perf_counter() - t0) * 1000,
         )
+        self._heartbeat(now, quiet=quiet, served=served, total=total)
         if report.enqueued:
             self.wake.set()
         return report
+
+    def _heartbeat(self, now: datetime, *, quiet: bool, served: int, total: int) -> None:
+        """Quiet cycles are not logged one by one; a line every HEARTBEAT_EVERY seconds says
+        the bot is still polling."""
+        state = self.state
+        if not quiet or state.quiet_since is None:
+            state.quiet_since, state.quiet_cycles = now, 0
+            return
+        state.quiet_cycles += 1
+        if (now - state.quiet_since).total_seconds() >= HEARTBEAT_EVERY:
+            log.info(
+                "still polling: %d quiet cycle(s) since %s, %d/%d symbols ok",
+                state.quiet_cycles,
+                state.quiet_since.strftime("%H:%M:%S"),
+                served,
+                total,
+            )
+            state.quiet_since, state.quiet_cycles = now, 0
 
     def _log_transitions(self, statuses: dict[str, SymbolStatus]) -> None:
         before = self.state.last_statuses or {}

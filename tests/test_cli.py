@@ -210,3 +210,13 @@ def test_a_second_process_on_the_same_sqlite_file_is_refused(sim_url: str, tmp_p
     third.terminate()
     _, err = third.communicate(timeout=10)
     assert third.returncode == 0, err
+
+
+def test_log_format_json_is_read_from_the_env_file(tmp_path: Path) -> None:
+    import json
+
+    (tmp_path / ".env").write_text("GEXBOT_LOG_FORMAT=json\n")
+    done = gexbot("-v", "db", "upgrade", env=_env(tmp_path), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    logged = [json.loads(line) for line in done.stderr.splitlines() if line.strip()]
+    assert any(e["message"].startswith("migrating database") for e in logged)

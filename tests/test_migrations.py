@@ -16,11 +16,9 @@ TABLES = {
     "snapshot_last",
     "snapshot_history",
     "outbox",
-    "symbol_health",
     "mutes",
     "subscriptions",
     "cursors",
-    "poll_runs",
 }
 
 

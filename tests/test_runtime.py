@@ -263,3 +263,40 @@ async def test_an_alert_chart_for_several_destinations_is_fetched_once(
     assert first.startswith(b"\x89PNG")
     assert second is first
     assert [path for path, _ in sim_server.request_log] == ["/v2/gex/levels"]
+
+
+async def test_quiet_cycles_log_only_events_and_a_heartbeat_a_minute(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from datetime import UTC, datetime
+
+    from gexbot.sim.market import SimConfig
+    from tests.conftest import START, Clock
+
+    clock = Clock(START)
+    sim = Simulator(SimConfig(seed=3, refresh=1.0), clock=clock)
+    server = SimServer(sim, api_key="k")
+    await server.start()
+    caplog.set_level("INFO", logger="gexbot")
+    try:
+        settings = _settings(tmp_path, server.url)
+        async with _bot(
+            settings,
+            quiet_cycles=True,
+            clock=lambda: datetime.fromtimestamp(clock(), tz=UTC),
+        ) as bot:
+            for n in range(40):  # 80 s of polling every 2 s; one poll fails (not quiet)
+                if n == 35:
+                    sim.inject(Fault(status=400))
+                await bot.poll_once()
+                clock.advance(2.0)
+    finally:
+        await server.stop()
+    lines = [r.getMessage() for r in caplog.records if r.name == "gexbot"]
+    cycles = [line.rsplit(",", 1)[0] for line in lines if line.startswith("cycle ")]
+    assert cycles == [
+        "cycle 36: poll failed (validation), 0/1 symbols ok, 0 alert(s), 0 warning(s)"
+    ]
+    beats = [line for line in lines if line.startswith("still polling")]
+    assert len(beats) == 1
+    assert beats[0].startswith("still polling: 30 quiet cycle(s)")

@@ -1,4 +1,4 @@
-"""Small operational tables: symbol health, mutes, subscriptions, cursors and poll runs."""
+"""Small operational tables: mutes, subscriptions, cursors and handled chat commands."""
 
 from __future__ import annotations
 
@@ -6,52 +6,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection, delete, select
-from sqlalchemy import insert as plain_insert
 
-from gexbot.core.snapshot import SymbolStatus
 from gexbot.store.dialect import insert
 from gexbot.store.tables import (
     chat_handled,
     cursors,
     mutes,
-    poll_runs,
     subscriptions,
-    symbol_health,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class SymbolHealth:
-    """A symbol's feed status since when, and whether the warning was sent."""
-
-    symbol: str
-    status: SymbolStatus
-    since: datetime
-    warned: bool
-
-
-def load_health(conn: Connection) -> dict[str, SymbolHealth]:
-    """Every symbol's health."""
-    return {
-        r.symbol: SymbolHealth(r.symbol, SymbolStatus(r.status), r.since, r.warned)
-        for r in conn.execute(select(symbol_health))
-    }
-
-
-def save_health(conn: Connection, health: SymbolHealth) -> None:
-    """Upsert one symbol's health."""
-    stmt = insert(conn, symbol_health).values(
-        symbol=health.symbol, status=health.status.value, since=health.since, warned=health.warned
-    )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[symbol_health.c.symbol],
-        set_={
-            "status": stmt.excluded.status,
-            "since": stmt.excluded.since,
-            "warned": stmt.excluded.warned,
-        },
-    )
-    conn.execute(stmt)
 
 
 def get_cursor(conn: Connection, name: str) -> str | None:
@@ -146,34 +108,6 @@ def unsubscribe(conn: Connection, platform: str, chat_id: str, scope: str, targe
         subscriptions.c.target == target,
     )
     return bool(conn.execute(stmt).rowcount)
-
-
-def record_poll_run(
-    conn: Connection,
-    *,
-    started_at: datetime,
-    duration_ms: float,
-    ok: bool,
-    symbols_ok: int,
-    alerts: int,
-    error: str | None,
-) -> None:
-    """One line per poll, for status and post-mortems."""
-    conn.execute(
-        plain_insert(poll_runs).values(
-            started_at=started_at,
-            duration_ms=duration_ms,
-            ok=ok,
-            symbols_ok=symbols_ok,
-            alerts=alerts,
-            error=error,
-        )
-    )
-
-
-def prune_poll_runs(conn: Connection, *, before: datetime) -> int:
-    """Delete poll runs older than `before`."""
-    return conn.execute(delete(poll_runs).where(poll_runs.c.started_at < before)).rowcount or 0
 
 
 def claim_command(conn: Connection, key: str, *, by: str, now: datetime) -> bool:

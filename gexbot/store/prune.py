@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 
-from gexbot.store.ops import prune_handled, prune_poll_runs
+from gexbot.store.ops import prune_handled
 from gexbot.store.outbox import prune_sent
 from gexbot.store.snapshots import prune_history
 
@@ -18,16 +18,14 @@ class Pruned:
 
     sent: int
     history: int
-    poll_runs: int
 
 
 def prune(engine: Engine, *, now: datetime, retention_days: float) -> Pruned:
-    """Delete sent messages, snapshot history and poll runs older than the retention."""
+    """Delete sent messages and snapshot history older than the retention."""
     before = now - timedelta(days=retention_days)
     with engine.begin() as conn:
         prune_handled(conn, before=now - timedelta(days=1))  # only redeliveries need them
         return Pruned(
             sent=prune_sent(conn, before=before),
             history=prune_history(conn, before=before),
-            poll_runs=prune_poll_runs(conn, before=before),
         )

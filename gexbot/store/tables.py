@@ -8,7 +8,6 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
-    Boolean,
     Column,
     DateTime,
     Float,
@@ -117,15 +116,6 @@ outbox = Table(
     Index("ix_outbox_state_due", "state", "due_at"),
 )
 
-symbol_health = Table(
-    "symbol_health",
-    metadata,
-    Column("symbol", String(32), primary_key=True),
-    Column("status", String(16), nullable=False),
-    Column("since", UTC_TS, nullable=False),
-    Column("warned", Boolean, nullable=False, default=False),
-)
-
 mutes = Table(
     "mutes",
     metadata,
@@ -155,19 +145,6 @@ cursors = Table(
     metadata,
     Column("name", String(64), primary_key=True),
     Column("value", String(256), nullable=False),
-)
-
-poll_runs = Table(
-    "poll_runs",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("started_at", UTC_TS, nullable=False),
-    Column("duration_ms", Float, nullable=False),
-    Column("ok", Boolean, nullable=False),
-    Column("symbols_ok", Integer, nullable=False, default=0),
-    Column("alerts", Integer, nullable=False, default=0),
-    Column("error", Text),
-    Index("ix_poll_runs_started_at", "started_at"),
 )
 
 leadership = Table(
