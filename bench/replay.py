@@ -15,11 +15,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from gexbot.cli.replay import run_replay
 from gexbot.core.replay import history_to_snapshots
 from gexbot.core.rules import Condition, ConditionKind, Direction, Rule
 from gexbot.core.snapshot import HistoryPoint, Level
 from gexbot.core.wire import parse_time
-from gexbot.replay_cmd import run_replay
 from gexbot.sim import payloads
 from gexbot.sim.market import SimConfig, Simulator
 

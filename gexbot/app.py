@@ -6,54 +6,41 @@ import logging
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-
-import aiohttp
-from rich.console import Console
-from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy import Engine
+from typing import TYPE_CHECKING
 
 from gexbot.adapters.backquant import BackQuantClient, build_http_client
-from gexbot.adapters.console import ConsoleNotifier
-from gexbot.adapters.notify import Notifier
-from gexbot.adapters.pacing import Pacer
-from gexbot.adapters.slack import SlackNotifier
-from gexbot.adapters.telegram import TelegramNotifier
-from gexbot.chat.service import ChatService
-from gexbot.chat.slack import SlackCommands
-from gexbot.chat.telegram import CONFLICT_BACKOFF, TelegramCommands
-from gexbot.core.rules import ChannelKind, RuleSet
-from gexbot.dispatch import Route
-from gexbot.health import Metrics
-from gexbot.leader import Leadership, LeaseElector, SoleInstance
 from gexbot.settings import Settings, SettingsError, env_name
 
+if TYPE_CHECKING:
+    from rich.console import Console
+    from sqlalchemy import Engine
+
+    from gexbot.adapters.notify import Notifier
+    from gexbot.chat.service import ChatService
+    from gexbot.chat.slack import SlackCommands
+    from gexbot.chat.telegram import TelegramCommands
+    from gexbot.core.rules import RuleSet
+    from gexbot.dispatch import Route
+    from gexbot.health import Metrics
+    from gexbot.leader import Leadership
+
+# Each platform's library is imported by the builder that needs it, so a command that builds no
+# notifier (`levels`, `check`) never loads PTB, slack-sdk, aiohttp or SQLAlchemy.
+
 log = logging.getLogger("gexbot")
-
-#: The setting that enables each platform.
-TOKEN_SETTING = {ChannelKind.SLACK: "slack_bot_token", ChannelKind.TELEGRAM: "telegram_bot_token"}
-
-
-def channel_problems(settings: Settings, rules: RuleSet) -> list[str]:
-    """Channels the rules use on a platform whose token is not set."""
-    used = set(rules.warnings_notify) | {c for r in rules.rules for c in r.notify}
-    problems = []
-    for name in sorted(used):
-        channel = rules.channels.get(name)
-        if channel is None or channel.kind not in TOKEN_SETTING:
-            continue
-        field = TOKEN_SETTING[channel.kind]
-        if getattr(settings, field) is None:
-            problems.append(
-                f"{env_name(field)}: required by channel `{name}` ({channel.kind.value} "
-                f"{channel.target}); set it or remove the channel from the rules"
-            )
-    return problems
 
 
 def build_notifiers(settings: Settings, *, console: Console | None = None) -> dict[str, Notifier]:
     """One notifier per platform that is configured (the console always is)."""
-    from telegram import Bot  # noqa: PLC0415 - keeps PTB off the import path of other commands
-    from telegram.request import HTTPXRequest  # noqa: PLC0415
+    import aiohttp
+    from slack_sdk.web.async_client import AsyncWebClient
+    from telegram import Bot
+    from telegram.request import HTTPXRequest
+
+    from gexbot.adapters.console import ConsoleNotifier
+    from gexbot.adapters.pacing import Pacer
+    from gexbot.adapters.slack import SlackNotifier
+    from gexbot.adapters.telegram import TelegramNotifier
 
     pacer = Pacer()
     out: dict[str, Notifier] = {"console": ConsoleNotifier(console)}
@@ -78,6 +65,8 @@ def build_notifiers(settings: Settings, *, console: Console | None = None) -> di
 
 def build_routes(rules: RuleSet, notifiers: dict[str, Notifier]) -> dict[str, Route]:
     """Channel name → route (no notifier when the platform has no token)."""
+    from gexbot.dispatch import Route
+
     return {
         name: Route(channel, notifiers.get(channel.kind.value))
         for name, channel in rules.channels.items()
@@ -107,8 +96,11 @@ def build_telegram_commands(
     """
     if settings.telegram_bot_token is None:
         return None
-    from telegram import Bot  # noqa: PLC0415
-    from telegram.request import HTTPXRequest  # noqa: PLC0415
+    from telegram import Bot
+    from telegram.request import HTTPXRequest
+
+    from gexbot.chat.telegram import CONFLICT_BACKOFF, TelegramCommands
+    from gexbot.leader import SoleInstance
 
     if not settings.telegram_allowed_users:
         log.warning("GEXBOT_TELEGRAM_ALLOWED_USERS is empty: every Telegram command is refused")
@@ -132,6 +124,8 @@ def build_telegram_commands(
 
 def build_leadership(settings: Settings, engine: Engine, metrics: Metrics) -> Leadership:
     """One process on SQLite (its file lock is the guarantee); a lease on PostgreSQL."""
+    from gexbot.leader import LeaseElector, SoleInstance
+
     if engine.dialect.name == "sqlite":
         return SoleInstance(settings.instance)
     return LeaseElector(
@@ -152,6 +146,10 @@ def build_slack_commands(
             "GEXBOT_SLACK_BOT_TOKEN is not: Slack commands are off"
         )
         return None
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from gexbot.chat.slack import SlackCommands
+
     web = AsyncWebClient(
         token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
     )
@@ -164,18 +162,3 @@ def build_slack_commands(
         instance=settings.instance,
         allowed_users=settings.slack_allowed_users,
     )
-
-
-def slack_endpoint_problems(settings: Settings) -> list[str]:
-    """The HTTP endpoint for Slack commands needs a port and the bot token."""
-    if settings.slack_signing_secret is None:
-        return []
-    var = env_name("slack_signing_secret")
-    problems = []
-    if settings.http_port == 0:
-        problems.append(
-            f"{var}: the Slack command endpoint needs {env_name('http_port')} (it is 0, off)"
-        )
-    if settings.slack_bot_token is None:
-        problems.append(f"{var}: Slack commands also need {env_name('slack_bot_token')}")
-    return problems

@@ -227,7 +227,7 @@ class LeaseElector:
             conn = self._engine.connect()
             conn.detach()  # its own session, truly closed on close (never back to the pool)
             try:
-                lease_store.short_keepalives(conn)
+                lease_store.prepare_lease_session(conn)
                 session = lease_store.session_id(conn)
                 conn.commit()
             except SQLAlchemyError:

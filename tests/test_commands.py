@@ -491,7 +491,7 @@ async def test_slack_http_endpoint_verifies_signatures_and_answers_once(
 
 
 def test_the_slack_endpoint_needs_a_port_and_the_bot_token() -> None:
-    from gexbot.app import slack_endpoint_problems
+    from gexbot.cli.check import slack_endpoint_problems
     from gexbot.settings import load_settings
 
     settings = load_settings(env_file=None, slack_signing_secret=SECRET)

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
-from gexbot.app import build_notifiers, build_routes, channel_problems
+from gexbot.app import build_notifiers, build_routes
+from gexbot.cli.check import channel_problems
 from gexbot.core.evaluate import index_rules
 from gexbot.core.rulefile import build_ruleset, parse_rule_file
 from gexbot.core.rules import RuleSet

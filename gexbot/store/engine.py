@@ -15,15 +15,14 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
 from gexbot.settings import env_name
+from gexbot.store.errors import DatabaseError
+
+__all__ = ["DatabaseError"]
 
 log = logging.getLogger(__name__)
 
 #: SQLite waits this long for a lock instead of failing (a second process mid-write).
 SQLITE_BUSY_MS = 10_000
-
-
-class DatabaseError(Exception):
-    """The database cannot be used; the message names GEXBOT_DATABASE_URL, password masked."""
 
 
 def masked(url: str) -> str:

@@ -12,7 +12,7 @@ never have to agree.
 Beside the lease, the row names the holder's database session (`holder_session`, a backend
 pid). When that session is gone, the holder is too: a killed process closes its connections at
 once, and a vanished host stops answering the short keepalives its lease connection asks for
-(`short_keepalives`). A standby may then take over without waiting for the lease to run out.
+(`prepare_lease_session`). A standby may then take over without waiting for the lease to run out.
 A frozen or cut-off holder keeps its session (its kernel still answers, or the server has not
 given up yet), and is replaced when the lease expires; fencing keeps it harmless either way.
 """
@@ -66,13 +66,21 @@ def session_id(conn: Connection) -> int:
     return int(conn.execute(select(func.pg_backend_pid())).scalar_one())
 
 
-def short_keepalives(conn: Connection) -> None:
-    """Ask the server to probe this connection often, so that it notices a vanished host in
-    seconds instead of hours (settable by any user; ignored on a Unix socket)."""
+def prepare_lease_session(conn: Connection) -> None:
+    """Settings of a lease connection (all settable by any user).
+
+    Short server keepalives, so a vanished host's session ends in seconds, not hours (ignored
+    on a Unix socket). A lease transaction is a statement or two, so one left open by a
+    replica cut off mid-way is ended after 1 s (not the 5 s of other sessions): it holds the
+    lease row's lock. And a statement waits at most 0.5 s for that lock: a standby that
+    waited longer would take a lease whose expiry it computed before the wait.
+    """
     idle, interval, count = KEEPALIVE
     conn.execute(text(f"SET tcp_keepalives_idle = {idle}"))
     conn.execute(text(f"SET tcp_keepalives_interval = {interval}"))
     conn.execute(text(f"SET tcp_keepalives_count = {count}"))
+    conn.execute(text("SET idle_in_transaction_session_timeout = 1000"))
+    conn.execute(text("SET lock_timeout = 500"))
 
 
 def acquire(

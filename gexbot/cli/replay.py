@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import gc
 import io
@@ -15,6 +16,7 @@ from rich.table import Table
 
 from gexbot.adapters.backquant import FetchError
 from gexbot.app import backquant_client
+from gexbot.cli import EXIT_INVALID, EXIT_OK
 from gexbot.core.format import fmt_age
 from gexbot.core.replay import (
     STRESS_HISTORY_LEVELS,
@@ -23,12 +25,16 @@ from gexbot.core.replay import (
     frames,
     history_to_snapshots,
     not_replayable,
-    replay,
 )
+from gexbot.core.replay import (
+    replay as replay_core,
+)
+from gexbot.core.rulefile import RulesError
 from gexbot.core.rules import Rule
 from gexbot.core.snapshot import Level, SymbolSnapshot
 from gexbot.core.symbols import SUPPORTED_SYMBOLS, normalize_symbol
-from gexbot.settings import Settings
+from gexbot.rules_loader import load_rules
+from gexbot.settings import Settings, load_settings
 from gexbot.store.engine import make_engine, migrate
 from gexbot.store.snapshots import load_history
 
@@ -107,7 +113,7 @@ def run_replay(
     # creates no cycles worth collecting: pause the collector for the run (about 15% faster).
     gc.disable()
     try:
-        return replay(kept, history), skipped, kept
+        return replay_core(kept, history), skipped, kept
     finally:
         gc.enable()
 
@@ -239,3 +245,31 @@ def report(
 
 def _iso(value: object) -> str:
     return value.astimezone(UTC).isoformat() if isinstance(value, datetime) else str(value)
+
+
+async def replay(args: argparse.Namespace, console: Console, err: Console) -> int:
+    """`gexbot replay`: how often each rule would have fired over the history."""
+    settings = load_settings()
+    if args.rules is not None:
+        settings = settings.model_copy(update={"rules": args.rules})
+    try:
+        symbols = check_request(args.days, args.symbols, args.source, settings.symbols)
+        rules = load_rules(
+            settings.rules, universe=list(dict.fromkeys([*settings.symbols, *symbols]))
+        )
+    except ReplayInputError as exc:
+        err.print(f"gexbot replay: {exc}", markup=False, highlight=False)
+        return EXIT_INVALID
+    except RulesError as exc:
+        for problem in exc.problems:
+            err.print(str(problem), markup=False, highlight=False, soft_wrap=True)
+        return EXIT_INVALID
+    req = ReplayRequest(args.days, symbols, args.source, args.fmt, args.timeline)
+    try:
+        series = await load_series(settings, req, datetime.now(tz=UTC))
+    except ReplayInputError as exc:
+        err.print(f"gexbot replay: {exc}", markup=False, highlight=False)
+        return EXIT_INVALID
+    result, skipped, kept = run_replay(rules.rules, series, args.source)
+    report(result, result.stats(kept, symbols), skipped, req, console)
+    return EXIT_OK

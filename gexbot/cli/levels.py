@@ -1,0 +1,62 @@
+"""`gexbot levels` and `gexbot chart`: what upstream serves now."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+
+from gexbot.adapters.backquant import MULTI_INCLUDES, FetchError
+from gexbot.app import backquant_client
+from gexbot.cli import EXIT_FAILED, EXIT_INVALID, EXIT_OK
+from gexbot.cli.tables import levels_table
+from gexbot.core.levels_view import levels_view
+from gexbot.core.snapshot import BundleSnapshot
+from gexbot.core.symbols import SUPPORTED_SYMBOLS, normalize_symbol
+from gexbot.core.wire import mark_stale
+from gexbot.settings import Settings
+
+
+def print_bundle(console: Console, bundle: BundleSnapshot) -> None:
+    now = datetime.now(tz=UTC)
+    for snap in bundle.symbols.values():
+        console.print(levels_table(levels_view(snap, now)))
+
+
+async def levels(settings: Settings, names: list[str], console: Console, err: Console) -> int:
+    """`gexbot levels`: the current levels of `names` (default: the universe) as tables."""
+    symbols = [normalize_symbol(s) for s in names] or settings.symbols
+    async with backquant_client(settings) as client:
+        try:
+            bundle = await client.bundle(symbols, MULTI_INCLUDES, settings.exchanges)
+        except FetchError as exc:
+            err.print(f"gexbot levels: {exc}", style="red", markup=False, highlight=False)
+            return EXIT_FAILED
+    bundle = mark_stale(bundle, now=datetime.now(tz=UTC), stale_after=settings.stale_after)
+    print_bundle(console, bundle)
+    return EXIT_OK
+
+
+async def chart(settings: Settings, symbol: str, output: Path, err: Console) -> int:
+    from gexbot.charts import render_chart  # matplotlib only when charting
+
+    sym = normalize_symbol(symbol)
+    if sym not in SUPPORTED_SYMBOLS:
+        err.print(
+            f"gexbot chart: unknown symbol {symbol}; supported: {', '.join(SUPPORTED_SYMBOLS)}",
+            markup=False,
+            highlight=False,
+        )
+        return EXIT_INVALID
+    async with backquant_client(settings) as client:
+        try:
+            snap = await client.levels(sym, ["candles", "spot", "expected_move", "max_pain"])
+        except FetchError as exc:
+            err.print(f"gexbot chart: {exc}", markup=False, highlight=False)
+            return EXIT_FAILED
+    png = await asyncio.to_thread(render_chart, snap)
+    await asyncio.to_thread(output.write_bytes, png)
+    err.print(f"wrote {output} ({len(png) // 1024} KB)", markup=False, highlight=False)
+    return EXIT_OK

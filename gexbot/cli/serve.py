@@ -1,0 +1,201 @@
+"""`gexbot run`, `gexbot once` and `gexbot demo`: the bot itself."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from pydantic import SecretStr
+from rich.console import Console
+
+from gexbot.adapters.backquant import MULTI_INCLUDES
+from gexbot.app import (
+    backquant_client,
+    build_leadership,
+    build_notifiers,
+    build_slack_commands,
+    build_telegram_commands,
+)
+from gexbot.chat.service import ChatService
+from gexbot.chat.slack_http import SlackEndpoint
+from gexbot.cli import EXIT_FAILED, EXIT_OK, count
+from gexbot.cli.check import startup_problems
+from gexbot.cli.levels import print_bundle
+from gexbot.cli.signals import on_signals
+from gexbot.core.render import plain_text, render
+from gexbot.health import Metrics
+from gexbot.leader import SoleInstance
+from gexbot.rules_loader import RulesWatcher
+from gexbot.runtime import Bot, utcnow
+from gexbot.settings import Settings, load_settings
+from gexbot.sim.market import DEMO_CONFIG, Simulator
+from gexbot.sim.server import DEFAULT_KEY, SimServer
+from gexbot.store.engine import make_engine, masked, migrate, require_current_schema
+from gexbot.store.outbox import release_orphans
+from gexbot.store.single import sqlite_lock
+
+
+async def serve(
+    settings: Settings,
+    console: Console,
+    err: Console,
+    *,
+    once: bool = False,
+    dry_run: bool = False,
+    stop: asyncio.Event | None = None,
+    quiet_cycles: bool = False,
+) -> int:
+    problems, ruleset = startup_problems(settings, need_key=True)
+    for line in settings.unsupported_symbols():
+        logging.getLogger("gexbot").warning("%s (it will be reported as invalid)", line)
+    if problems or ruleset is None:
+        for line in problems:
+            err.print(line, markup=False, highlight=False, soft_wrap=True)
+        err.print(f"gexbot did not start: {count(len(problems), 'problem')}", markup=False)
+        return EXIT_FAILED
+    engine = make_engine(settings.database_url)
+    lock = sqlite_lock(engine)
+    try:
+        if lock is not None:
+            lock.acquire()
+        if engine.dialect.name == "postgresql":
+            require_current_schema(engine)  # replicas share it: `gexbot db upgrade` migrates
+        else:
+            migrate(engine)
+        if engine.dialect.name == "sqlite":
+            with engine.begin() as conn:
+                orphans = release_orphans(conn)
+            if orphans:
+                logging.getLogger("gexbot").warning(
+                    "%d message(s) were being sent when the last run stopped; sending again",
+                    orphans,
+                )
+        notifiers = build_notifiers(settings, console=console)
+        async with backquant_client(settings) as client:
+            watcher = RulesWatcher(settings.rules, ruleset, universe=settings.symbols)
+            metrics = Metrics()
+            leadership = build_leadership(settings, engine, metrics)
+            bot = Bot(
+                settings,
+                engine=engine,
+                client=client,
+                watcher=watcher,
+                notifiers=notifiers,
+                leadership=leadership,
+                metrics=metrics,
+                quiet_cycles=quiet_cycles,
+            )
+            if once:
+                return await _once(bot, console, dry_run=dry_run)
+            service = ChatService(
+                engine=engine,
+                client=client,
+                rules=lambda: bot.watcher.rules,
+                latest=bot.chat_latest,
+                charts=bot.charts,
+                describe=None if isinstance(leadership, SoleInstance) else leadership.describe,
+                universe=settings.symbols,
+                fresh_for=settings.poll_interval,
+                stale_after=settings.stale_after,
+                clock=utcnow,
+            )
+            telegram_commands = build_telegram_commands(settings, engine, service, leadership)
+            if telegram_commands is not None:
+                bot.chat_loops.append(telegram_commands.run)
+            slack_commands = build_slack_commands(settings, service, engine)
+            if slack_commands is not None:
+                bot.chat_loops.append(slack_commands.run)
+                if settings.slack_signing_secret is not None:
+                    endpoint = SlackEndpoint(
+                        slack_commands, settings.slack_signing_secret.get_secret_value()
+                    )
+                    bot.http_routes.append(endpoint.add_routes)
+            stop = stop or asyncio.Event()
+            on_signals(stop, reload=bot.reload_requested)
+            logging.getLogger("gexbot").info(
+                "gexbot started: %d rules, %d symbols, polling %s every %gs, database %s, "
+                "instance %s%s",
+                len(ruleset.rules),
+                len(settings.symbols),
+                settings.api_url,
+                settings.poll_interval,
+                masked(settings.database_url),
+                settings.instance,
+                ""
+                if isinstance(leadership, SoleInstance)
+                else f" (replica: polls while it holds the {settings.leader_lease:g}s lease)",
+            )
+            await bot.run(stop)
+            logging.getLogger("gexbot").info("gexbot stopped")
+    finally:
+        if lock is not None:
+            lock.release()
+        engine.dispose()
+    return EXIT_OK
+
+
+async def _once(bot: Bot, console: Console, *, dry_run: bool) -> int:
+    try:
+        if not await bot.leadership.try_lead():
+            leader = bot.leadership.describe().get("leader")
+            console.print(
+                f"not polling: replica {leader or '?'} is running on this database and polls "
+                "for it (see its /status)",
+                markup=False,
+                soft_wrap=True,
+            )
+            return EXIT_FAILED
+        report, _ = await bot.poll_once(dry_run=dry_run)
+        if bot.state.last_failure is not None:
+            console.print(f"poll failed: {bot.state.last_failure}", markup=False)
+        events = report.events if report else ()
+        if dry_run:
+            if not events:
+                console.print("dry run: nothing would be sent", markup=False)
+            for event in events:
+                console.print(f"would send: {plain_text([render(event)])}", markup=False)
+        else:
+            await bot.dispatcher.run_once()
+    finally:
+        await bot.leadership.release()
+        bot.leadership.close()
+        for notifier in bot._notifiers.values():
+            await notifier.close()
+    return EXIT_FAILED if bot.state.last_failure is not None else EXIT_OK
+
+
+async def demo(args: argparse.Namespace, console: Console, err: Console) -> int:
+    seed = DEMO_CONFIG.seed if args.seed is None else args.seed
+    sim = Simulator(replace(DEMO_CONFIG, seed=seed), clock=time.time)
+    server = SimServer(sim)
+    url = await server.start()
+    base = load_settings()
+    with tempfile.TemporaryDirectory(prefix="gexbot-demo-") as tmp:
+        overrides: dict[str, object] = {
+            "api_url": url,
+            "api_key": SecretStr(DEFAULT_KEY),
+            "poll_interval": DEMO_CONFIG.refresh,
+        }
+        if "database_url" not in base.model_fields_set:
+            overrides["database_url"] = f"sqlite:///{Path(tmp) / 'demo.db'}"
+        settings = base.model_copy(update=overrides)
+        console.print(
+            f"[bold]gexbot demo[/]: the bot on a simulated BackQuant API at {url} (a fast market), "
+            f"rules from {settings.rules}/, database {masked(settings.database_url)}.\n"
+            "Alerts print below as they fire (usually within a minute). Ctrl-C stops.\n"
+        )
+        if args.levels:
+            async with backquant_client(settings) as client:
+                print_bundle(console, await client.bundle(settings.symbols, MULTI_INCLUDES))
+        stop = asyncio.Event()
+        if args.duration:
+            asyncio.get_running_loop().call_later(args.duration, stop.set)
+        try:
+            return await serve(settings, console, err, stop=stop, quiet_cycles=True)
+        finally:
+            await server.stop()
