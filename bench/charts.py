@@ -14,7 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gexbot.adapters.backquant import BackQuantClient, build_http_client
-from gexbot.charts import render_chart
+from gexbot.charts.render import render_chart
 from gexbot.sim.market import Simulator
 from gexbot.sim.server import SimServer
 

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from telegram import Bot
 
 from gexbot.adapters.backquant import BackQuantClient, build_http_client
-from gexbot.chart_cache import ChartCache
+from gexbot.charts.cache import ChartCache
 from gexbot.chat.service import ChatService
 from gexbot.chat.telegram import TelegramCommands
 from gexbot.core.rulefile import build_ruleset, parse_rule_file

@@ -24,7 +24,7 @@ from gexbot.app import build_notifiers, build_routes
 from gexbot.core.alert import NotifyReason
 from gexbot.core.events import AlertEvent
 from gexbot.core.rules import Channel, ChannelKind, RuleSet, Severity
-from gexbot.dispatch import Dispatcher, DispatchPolicy
+from gexbot.loops.deliver import Dispatcher, DispatchPolicy
 from gexbot.settings import load_settings
 from gexbot.store.engine import make_engine, migrate
 from gexbot.store.outbox import counts, enqueue

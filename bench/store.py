@@ -27,8 +27,8 @@ from sqlalchemy import Engine, event
 from gexbot.core.evaluate import index_rules
 from gexbot.core.rules import Condition, ConditionKind, Rule
 from gexbot.core.snapshot import BundleSnapshot, SymbolSnapshot, SymbolStatus
-from gexbot.leader import LeaseElector
-from gexbot.pipeline import Pipeline
+from gexbot.loops.cycle import Pipeline
+from gexbot.loops.leadership import LeaseElector
 from gexbot.store.engine import DatabaseError, make_engine, migrate
 
 SYMBOLS = [f"S{i}USDT" for i in range(8)]

@@ -20,9 +20,9 @@ if TYPE_CHECKING:
     from gexbot.chat.slack import SlackCommands
     from gexbot.chat.telegram import TelegramCommands
     from gexbot.core.rules import RuleSet
-    from gexbot.dispatch import Route
-    from gexbot.health import Metrics
-    from gexbot.leader import Leadership
+    from gexbot.loops.deliver import Route
+    from gexbot.loops.health import Metrics
+    from gexbot.loops.leadership import Leadership
 
 # Each platform's library is imported by the builder that needs it, so a command that builds no
 # notifier (`levels`, `check`) never loads PTB, slack-sdk, aiohttp or SQLAlchemy.
@@ -65,7 +65,7 @@ def build_notifiers(settings: Settings, *, console: Console | None = None) -> di
 
 def build_routes(rules: RuleSet, notifiers: dict[str, Notifier]) -> dict[str, Route]:
     """Channel name → route (no notifier when the platform has no token)."""
-    from gexbot.dispatch import Route
+    from gexbot.loops.deliver import Route
 
     return {
         name: Route(channel, notifiers.get(channel.kind.value))
@@ -100,7 +100,7 @@ def build_telegram_commands(
     from telegram.request import HTTPXRequest
 
     from gexbot.chat.telegram import CONFLICT_BACKOFF, TelegramCommands
-    from gexbot.leader import SoleInstance
+    from gexbot.loops.leadership import SoleInstance
 
     if not settings.telegram_allowed_users:
         log.warning("GEXBOT_TELEGRAM_ALLOWED_USERS is empty: every Telegram command is refused")
@@ -124,7 +124,7 @@ def build_telegram_commands(
 
 def build_leadership(settings: Settings, engine: Engine, metrics: Metrics) -> Leadership:
     """One process on SQLite (its file lock is the guarantee); a lease on PostgreSQL."""
-    from gexbot.leader import LeaseElector, SoleInstance
+    from gexbot.loops.leadership import LeaseElector, SoleInstance
 
     if engine.dialect.name == "sqlite":
         return SoleInstance(settings.instance)

@@ -13,7 +13,7 @@ import pytest
 from matplotlib.image import imread
 
 from gexbot.adapters.backquant import BackQuantClient
-from gexbot.charts import render_chart
+from gexbot.charts.render import render_chart
 from gexbot.core.snapshot import Candle, Level, SymbolSnapshot, SymbolStatus
 from gexbot.core.wire import multi_to_snapshots, parse_envelope
 from tests.conftest import EXAMPLES
@@ -107,7 +107,7 @@ def test_no_price_history_still_draws_the_levels() -> None:
 def test_without_candles_the_chart_uses_the_bots_stored_spot_history(db: object) -> None:
     from sqlalchemy import Engine
 
-    from gexbot.charts import stored_prices
+    from gexbot.charts.render import stored_prices
     from gexbot.store.snapshots import save_snapshot
     from tests.rulekit import bundle, snapshot
 
@@ -129,6 +129,6 @@ def test_without_candles_the_chart_uses_the_bots_stored_spot_history(db: object)
 
 
 def test_warm_up_renders_a_bare_snapshot() -> None:
-    from gexbot.charts import warm_up
+    from gexbot.charts.render import warm_up
 
     warm_up()  # no levels, no candles: drawn without error (it runs at start-up)

@@ -18,7 +18,7 @@ from gexbot.chat.slack import SlackCommands
 from gexbot.chat.telegram import TelegramCommands
 from gexbot.core.commands import CommandError, CommandName, Scope, parse_command
 from gexbot.core.rulefile import build_ruleset, parse_rule_file
-from gexbot.runtime import utcnow
+from gexbot.loops.service import utcnow
 from gexbot.sim.market import Simulator
 from gexbot.sim.server import SimServer
 from gexbot.store.ops import active_mutes, list_subscriptions
@@ -245,7 +245,7 @@ async def test_the_levels_text_goes_out_before_the_chart_is_made(
     world: tuple[FakeTelegram, SimServer, BackQuantClient],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import gexbot.charts
+    import gexbot.charts.render
 
     telegram, _, client = world
     release = asyncio.Event()
@@ -254,7 +254,7 @@ async def test_the_levels_text_goes_out_before_the_chart_is_made(
         await release.wait()  # a slow upstream call or render
         return b"\x89PNG slow chart"
 
-    monkeypatch.setattr(gexbot.charts, "chart_for", slow_chart)
+    monkeypatch.setattr(gexbot.charts.render, "chart_for", slow_chart)
     loop = _loop(db, telegram, client)
     stop = asyncio.Event()
     task = asyncio.create_task(loop.run(stop))
@@ -414,7 +414,7 @@ async def test_slack_http_endpoint_verifies_signatures_and_answers_once(
     import httpx
 
     from gexbot.chat.slack_http import SlackEndpoint
-    from gexbot.health import HealthServer, Metrics
+    from gexbot.loops.health import HealthServer, Metrics
 
     _, _, client = world
     command = urlencode(

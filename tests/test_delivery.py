@@ -15,8 +15,8 @@ from gexbot.cli.check import channel_problems
 from gexbot.core.evaluate import index_rules
 from gexbot.core.rulefile import build_ruleset, parse_rule_file
 from gexbot.core.rules import RuleSet
-from gexbot.dispatch import Dispatcher, DispatchPolicy
-from gexbot.pipeline import Pipeline
+from gexbot.loops.cycle import Pipeline
+from gexbot.loops.deliver import Dispatcher, DispatchPolicy
 from gexbot.settings import load_settings
 from gexbot.store.tables import outbox
 from tests.fakes import FakeSlack, FakeTelegram
@@ -187,7 +187,7 @@ def test_check_names_the_missing_token_of_each_used_platform() -> None:
 
 
 def test_the_example_rules_need_no_token(tmp_path: Path) -> None:
-    from gexbot.rules_loader import load_rules
+    from gexbot.loops.rules import load_rules
 
     rules = load_rules(Path(__file__).resolve().parents[1] / "rules")
     assert channel_problems(load_settings(env_file=None), rules) == []

@@ -12,8 +12,8 @@ from sqlalchemy import Engine, select
 from gexbot.core.evaluate import index_rules
 from gexbot.core.render import Rendered
 from gexbot.core.rules import Channel, ChannelKind
-from gexbot.dispatch import DeliveryError, Dispatcher, DispatchPolicy, DispatchStats, Route
-from gexbot.pipeline import Pipeline
+from gexbot.loops.cycle import Pipeline
+from gexbot.loops.deliver import DeliveryError, Dispatcher, DispatchPolicy, DispatchStats, Route
 from gexbot.store.outbox import OutboxState, claim, counts
 from gexbot.store.tables import outbox
 from tests.rulekit import T0, bundle, make_rule, snapshot

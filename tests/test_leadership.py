@@ -15,10 +15,10 @@ from sqlalchemy import Engine, select, text
 from gexbot.cli import main
 from gexbot.core.evaluate import index_rules
 from gexbot.core.rules import Channel, ChannelKind
-from gexbot.dispatch import Dispatcher, DispatchPolicy, Route
-from gexbot.health import Metrics
-from gexbot.leader import LeaseElector, NotLeader, Role, SoleInstance
-from gexbot.pipeline import Pipeline
+from gexbot.loops.cycle import Pipeline
+from gexbot.loops.deliver import Dispatcher, DispatchPolicy, Route
+from gexbot.loops.health import Metrics
+from gexbot.loops.leadership import LeaseElector, NotLeader, Role, SoleInstance
 from gexbot.store import leadership as lease
 from gexbot.store.engine import head_revision, migrate
 from gexbot.store.ops import claim_command
@@ -186,7 +186,7 @@ def test_a_takeover_waits_for_the_fenced_commit_in_flight(pg: Engine) -> None:
 def test_the_elector_leads_stands_by_and_notices_a_takeover_after_a_freeze(
     pg: Engine, caplog: pytest.LogCaptureFixture, request: pytest.FixtureRequest
 ) -> None:
-    caplog.set_level("INFO", logger="gexbot.leader")
+    caplog.set_level("INFO", logger="gexbot.loops.leadership")
     clock, metrics = Clock(), Metrics()
     a = LeaseElector(pg, instance="a", ttl=0.5, metrics=metrics, monotonic=clock)
     b = LeaseElector(pg, instance="b", ttl=0.5, monotonic=clock)

@@ -22,7 +22,7 @@ from gexbot.core.replay import (
     replay,
 )
 from gexbot.core.snapshot import HistoryPoint, SymbolSnapshot
-from gexbot.pipeline import Pipeline
+from gexbot.loops.cycle import Pipeline
 from tests.conftest import threaded_sim
 from tests.rulekit import T0, bundle, make_rule, snapshot
 

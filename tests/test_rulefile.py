@@ -12,7 +12,7 @@ import pytest
 from gexbot.cli import main
 from gexbot.core.rulefile import RulesError, build_ruleset, parse_rule_file, rule_file_json_schema
 from gexbot.core.rules import ConditionKind, Severity
-from gexbot.rules_loader import RulesWatcher, load_rules
+from gexbot.loops.rules import RulesWatcher, load_rules
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "rules"

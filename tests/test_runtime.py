@@ -16,8 +16,8 @@ from rich.console import Console
 
 from gexbot.app import backquant_client, build_notifiers
 from gexbot.cli import main
-from gexbot.rules_loader import RulesWatcher, load_rules
-from gexbot.runtime import Bot
+from gexbot.loops.rules import RulesWatcher, load_rules
+from gexbot.loops.service import Service
 from gexbot.settings import Settings, load_settings
 from gexbot.sim.market import Fault, FaultKind, Simulator
 from gexbot.sim.server import SimServer
@@ -63,15 +63,17 @@ def _settings(tmp_path: Path, url: str, **kw: object) -> Settings:
 
 
 @asynccontextmanager
-async def _bot(settings: Settings, console: Console | None = None, **kw: Any) -> AsyncIterator[Bot]:
-    """A Bot on `settings` (database migrated, rules loaded; console notifier if given)."""
+async def _bot(
+    settings: Settings, console: Console | None = None, **kw: Any
+) -> AsyncIterator[Service]:
+    """A Service on `settings` (database migrated, rules loaded; console notifier if given)."""
     engine = make_engine(settings.database_url)
     migrate(engine)
     watcher = RulesWatcher(settings.rules, load_rules(settings.rules), universe=settings.symbols)
     notifiers = build_notifiers(settings, console=console) if console is not None else {}
     try:
         async with backquant_client(settings) as client:
-            yield Bot(
+            yield Service(
                 settings, engine=engine, client=client, watcher=watcher, notifiers=notifiers, **kw
             )
     finally:
@@ -88,7 +90,7 @@ async def test_health_and_metrics_follow_the_feed(tmp_path: Path, sim_server: Si
         ok, body = bot.health()
         assert ok
         assert body["status"] == "ok"
-        from gexbot.health import HealthServer
+        from gexbot.loops.health import HealthServer
 
         server = HealthServer(bot.metrics, bot.health)
         url = await server.start("127.0.0.1", 0)

@@ -13,7 +13,7 @@ from gexbot.core.evaluate import index_rules
 from gexbot.core.events import AlertEvent
 from gexbot.core.rules import Severity
 from gexbot.core.snapshot import Level, SymbolStatus
-from gexbot.pipeline import Pipeline
+from gexbot.loops.cycle import Pipeline
 from gexbot.store.outbox import (
     OutboxState,
     claim,

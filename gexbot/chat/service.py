@@ -17,7 +17,7 @@ from functools import partial
 from sqlalchemy import Engine
 
 from gexbot.adapters.backquant import BackQuantClient, FetchError
-from gexbot.chart_cache import ChartCache
+from gexbot.charts.cache import ChartCache
 from gexbot.core.commands import (
     Command,
     CommandError,

@@ -28,8 +28,8 @@ from sqlalchemy import Engine
 
 from gexbot.adapters.notify import DeliveryError
 from gexbot.adapters.slack import SlackNotifier
-from gexbot.aio import Background
 from gexbot.chat.service import REFUSAL, ChatService, Refusals, Reply
+from gexbot.loops.waits import Background
 from gexbot.store.ops import claim_command
 
 log = logging.getLogger(__name__)

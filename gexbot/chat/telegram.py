@@ -25,9 +25,9 @@ from telegram import Bot, BotCommand, LinkPreviewOptions, Update
 from telegram.constants import ParseMode
 from telegram.error import Conflict, Forbidden, InvalidToken, RetryAfter, TelegramError
 
-from gexbot.aio import Background, sleep_or_stop
 from gexbot.chat.service import REFUSAL, ChatService, Refusals, Reply
 from gexbot.core.commands import DESCRIPTIONS
+from gexbot.loops.waits import Background, sleep_or_stop
 from gexbot.store.ops import get_cursor, set_cursor
 
 log = logging.getLogger(__name__)

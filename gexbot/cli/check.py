@@ -7,7 +7,7 @@ from rich.console import Console
 from gexbot.cli import EXIT_INVALID, EXIT_OK, count
 from gexbot.core.rulefile import RulesError
 from gexbot.core.rules import ChannelKind, RuleSet
-from gexbot.rules_loader import load_rules
+from gexbot.loops.rules import load_rules
 from gexbot.settings import Settings, SettingsError, env_name, load_settings
 
 #: The setting that enables each platform.

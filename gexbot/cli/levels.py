@@ -40,7 +40,7 @@ async def levels(settings: Settings, names: list[str], console: Console, err: Co
 
 
 async def chart(settings: Settings, symbol: str, output: Path, err: Console) -> int:
-    from gexbot.charts import render_chart  # matplotlib only when charting
+    from gexbot.charts.render import render_chart  # matplotlib only when charting
 
     sym = normalize_symbol(symbol)
     if sym not in SUPPORTED_SYMBOLS:

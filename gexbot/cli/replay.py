@@ -33,7 +33,7 @@ from gexbot.core.rulefile import RulesError
 from gexbot.core.rules import Rule
 from gexbot.core.snapshot import Level, SymbolSnapshot
 from gexbot.core.symbols import SUPPORTED_SYMBOLS, normalize_symbol
-from gexbot.rules_loader import load_rules
+from gexbot.loops.rules import load_rules
 from gexbot.settings import Settings, load_settings
 from gexbot.store.engine import make_engine, migrate
 from gexbot.store.snapshots import load_history

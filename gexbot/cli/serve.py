@@ -28,10 +28,10 @@ from gexbot.cli.check import startup_problems
 from gexbot.cli.levels import print_bundle
 from gexbot.cli.signals import on_signals
 from gexbot.core.render import plain_text, render
-from gexbot.health import Metrics
-from gexbot.leader import SoleInstance
-from gexbot.rules_loader import RulesWatcher
-from gexbot.runtime import Bot, utcnow
+from gexbot.loops.health import Metrics
+from gexbot.loops.leadership import SoleInstance
+from gexbot.loops.rules import RulesWatcher
+from gexbot.loops.service import Service, utcnow
 from gexbot.settings import Settings, load_settings
 from gexbot.sim.market import DEMO_CONFIG, Simulator
 from gexbot.sim.server import DEFAULT_KEY, SimServer
@@ -80,7 +80,7 @@ async def serve(
             watcher = RulesWatcher(settings.rules, ruleset, universe=settings.symbols)
             metrics = Metrics()
             leadership = build_leadership(settings, engine, metrics)
-            bot = Bot(
+            bot = Service(
                 settings,
                 engine=engine,
                 client=client,
@@ -139,7 +139,7 @@ async def serve(
     return EXIT_OK
 
 
-async def _once(bot: Bot, console: Console, *, dry_run: bool) -> int:
+async def _once(bot: Service, console: Console, *, dry_run: bool) -> int:
     try:
         if not await bot.leadership.try_lead():
             leader = bot.leadership.describe().get("leader")

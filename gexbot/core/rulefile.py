@@ -1,7 +1,7 @@
 """Rule files: YAML text → validated, located specs → one merged `RuleSet`.
 
 Every problem is a `Problem` at `FILE:LINE:COL`, all of them collected in one pass so
-`gexbot check` can print them together. Nothing here reads files; `rules_loader` does.
+`gexbot check` can print them together. Nothing here reads files; `gexbot.loops.rules` does.
 """
 
 from __future__ import annotations

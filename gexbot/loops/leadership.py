@@ -28,8 +28,8 @@ from typing import Protocol
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from gexbot.aio import sleep_or_stop
-from gexbot.health import Metrics
+from gexbot.loops.health import Metrics
+from gexbot.loops.waits import sleep_or_stop
 from gexbot.store import leadership as lease_store
 from gexbot.store.leadership import NotLeader
 

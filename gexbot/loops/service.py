@@ -1,7 +1,7 @@
 """The running bot: poll, evaluate/decide/persist, deliver, reload rules, serve health.
 
 All loops share one event loop under a TaskGroup. With several replicas on PostgreSQL only
-the leader (gexbot/leader.py) polls, evaluates and commits cycles; every replica delivers.
+the leader (gexbot/loops/leadership.py) polls, evaluates and commits cycles; every replica delivers.
 SIGINT/SIGTERM only set `stop`: the current cycle finishes, due deliveries are flushed within a
 deadline, and the process exits 0. An exception in one cycle is logged with its traceback and
 counted; the next cycle runs.
@@ -24,9 +24,8 @@ from sqlalchemy import Engine
 
 from gexbot.adapters.backquant import BackQuantClient, FetchError, FetchErrorKind
 from gexbot.adapters.notify import Notifier
-from gexbot.aio import sleep_or_stop
 from gexbot.app import build_routes
-from gexbot.chart_cache import ChartCache
+from gexbot.charts.cache import ChartCache
 from gexbot.core.alert import NotifyReason
 from gexbot.core.backoff import backoff_delay
 from gexbot.core.evaluate import index_rules
@@ -37,11 +36,12 @@ from gexbot.core.rules import Severity
 from gexbot.core.schedule import RefreshModel, first_poll_after_takeover, next_poll
 from gexbot.core.snapshot import BundleSnapshot, SymbolStatus
 from gexbot.core.wire import mark_stale
-from gexbot.dispatch import Dispatcher, DispatchPolicy
-from gexbot.health import HealthServer, Metrics
-from gexbot.leader import Leadership, NotLeader, Role, SoleInstance, Takeover
-from gexbot.pipeline import CycleReport, Pipeline
-from gexbot.rules_loader import RulesWatcher
+from gexbot.loops.cycle import CycleReport, Pipeline
+from gexbot.loops.deliver import Dispatcher, DispatchPolicy
+from gexbot.loops.health import HealthServer, Metrics
+from gexbot.loops.leadership import Leadership, NotLeader, Role, SoleInstance, Takeover
+from gexbot.loops.rules import RulesWatcher
+from gexbot.loops.waits import sleep_or_stop
 from gexbot.settings import Settings
 from gexbot.store.outbox import enqueue
 from gexbot.store.snapshots import load_last_bundle
@@ -73,8 +73,8 @@ class PollState:
     quiet_cycles: int = 0  # cycles not logged since then
 
 
-class Bot:
-    """One gexbot process."""
+class Service:
+    """One running gexbot process: every loop, under one TaskGroup."""
 
     def __init__(
         self,

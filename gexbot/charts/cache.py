@@ -42,13 +42,13 @@ class ChartCache:
     async def warm_up(self) -> None:
         """Import matplotlib and draw once, in a thread: the first draw loads fonts and holds
         the GIL for about half a second, which must happen at start, not under a reply."""
-        charts = await asyncio.to_thread(importlib.import_module, "gexbot.charts")
+        charts = await asyncio.to_thread(importlib.import_module, "gexbot.charts.render")
         await asyncio.to_thread(charts.warm_up)
 
     async def __call__(self, symbol: str) -> bytes:
         """The chart of `symbol` (raises what fetching or rendering raises)."""
         # The first import of matplotlib takes about half a second: not on the event loop.
-        charts = await asyncio.to_thread(importlib.import_module, "gexbot.charts")
+        charts = await asyncio.to_thread(importlib.import_module, "gexbot.charts.render")
         # One render at a time: a render holds the GIL most of its ~170 ms, and several at
         # once starve the event loop that sends the text replies. Waiting here also lets a
         # second ask for the same symbol take the first one's chart.
