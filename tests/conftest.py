@@ -113,7 +113,7 @@ def _pg_reason() -> str | None:
             connect_timeout=3,
         ):
             return None
-    except Exception as exc:  # any failure means "skip with the reason"
+    except Exception as exc:  # noqa: BLE001 - any failure means "skip with the reason"
         return f"PostgreSQL not reachable at {PG_URL} ({type(exc).__name__}: {exc})"
 
 

@@ -23,7 +23,7 @@ class ConsoleNotifier:
         self._console = console or Console()
         self._count = 0
 
-    async def send_image(self, target: str, png: bytes, title: str) -> None:
+    async def send_image(self, target: str, png: bytes, title: str) -> None:  # noqa: ARG002 - one console
         """A console cannot show a picture: say so."""
         self._console.print(
             Text(f"          [chart: {title}, {len(png) // 1024} KB PNG]", style="dim")
@@ -32,7 +32,7 @@ class ConsoleNotifier:
     async def close(self) -> None:
         """Nothing to close."""
 
-    async def send(self, target: str, items: Sequence[Rendered]) -> str | None:
+    async def send(self, target: str, items: Sequence[Rendered]) -> str | None:  # noqa: ARG002 - one console
         """Print the alerts."""
         stamp = datetime.now(tz=UTC).strftime("%H:%M:%S")
         if len(items) > 1:

@@ -25,6 +25,7 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from gexbot.adapters.notify import DeliveryError
 from gexbot.adapters.slack import SlackNotifier
@@ -85,7 +86,7 @@ class SlackCommands:
 
         try:
             return await asyncio.to_thread(run)
-        except Exception:  # the database is down: answering twice beats not answering
+        except SQLAlchemyError:  # the database is down: answering twice beats not answering
             log.warning("could not record Slack command %s; answering anyway", key)
             return True
 

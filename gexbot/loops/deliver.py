@@ -208,7 +208,8 @@ class Dispatcher:
                 png = await self._charts(symbol)
                 if png is not None:
                     await route.notifier.send_image(route.channel.target, png, f"{symbol} levels")
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - the chart is extra to an alert already sent:
+                # a failed fetch, render or upload must not turn that delivery into a retry.
                 log.warning(
                     "chart for %s to %s failed (%s); the alert went without it",
                     symbol,

@@ -310,7 +310,7 @@ class LeaseElector:
             return False
         try:
             ok = await asyncio.to_thread(self._renew_for_poll, term)
-        except Exception as exc:
+        except SQLAlchemyError as exc:
             self._note_db_error(exc)
             return False
         if not ok:
@@ -365,7 +365,7 @@ class LeaseElector:
 
         try:
             await asyncio.wait_for(asyncio.to_thread(_do), timeout=5.0)
-        except Exception as exc:  # the lease then simply expires
+        except (SQLAlchemyError, TimeoutError) as exc:  # the lease then simply expires
             log.warning("could not release the lease (%s)", type(exc).__name__)
         else:
             log.info("lease released: a standby may take over at once")

@@ -414,7 +414,7 @@ class Service:
     async def _warm_charts(self) -> None:
         try:
             await self.charts.warm_up()
-        except Exception as exc:  # charts are extra: the first one will simply be slower
+        except Exception as exc:  # noqa: BLE001 - charts are extra: the first is just slower
             log.warning("chart warm-up failed (%s)", type(exc).__name__)
 
     def apply_reload(self) -> None:

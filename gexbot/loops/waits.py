@@ -32,7 +32,8 @@ class Background:
         async def run() -> None:
             try:
                 await work
-            except Exception:
+            except Exception:  # noqa: BLE001 - background work (a chart after a reply) must
+                # never end the loop that started it; the traceback is logged.
                 self._log.exception("%s failed", self._what)
 
         task = asyncio.create_task(run())

@@ -116,7 +116,7 @@ class SimServer:
             self._log_file.write(json.dumps(entry) + "\n")
         if request.path in PUBLIC_PATHS:
             return await self._handle(request, handler, {})
-        headers = self._count(request)
+        headers = self._count()
         key = request.headers.get("X-API-Key")
         if key is None or key != self.api_key:
             # The real API rejects surrounding whitespace too (a documented 401 cause).
@@ -159,7 +159,7 @@ class SimServer:
         resp.headers.update(headers)
         return resp
 
-    def _count(self, request: web.Request) -> dict[str, str]:
+    def _count(self) -> dict[str, str]:
         now = self.sim.now()
         b = self.budget
         window = int(now // 60)

@@ -52,7 +52,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         # SQLite compares timestamps as text: store every one the same, naive UTC.
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
-    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:  # noqa: ARG002 - SQLAlchemy's signature
         if value is None:
             return None
         assert isinstance(value, datetime)  # noqa: S101 - the column type guarantees it
