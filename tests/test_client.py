@@ -13,10 +13,10 @@ import pytest
 from gexbot.adapters.backquant import (
     BackQuantClient,
     FetchError,
-    FetchErrorKind,
     RetryPolicy,
     build_http_client,
 )
+from gexbot.core.poll_failure import FetchErrorKind
 from gexbot.core.snapshot import Level, SymbolStatus
 from gexbot.sim.market import Fault, FaultKind, Simulator
 from gexbot.sim.server import SimServer

@@ -13,7 +13,6 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -21,6 +20,7 @@ import httpx
 
 from gexbot import USER_AGENT
 from gexbot.core.backoff import backoff_delay, parse_retry_after, seconds_until_reset
+from gexbot.core.poll_failure import FetchErrorKind
 from gexbot.core.snapshot import BundleSnapshot, HistoryPoint, SymbolSnapshot, SymbolStatus
 from gexbot.core.symbols import chunks, dedupe
 from gexbot.core.wire import (
@@ -38,18 +38,6 @@ log = logging.getLogger(__name__)
 #: Includes the multi endpoint accepts (backquant-v2.md §5.1); `spot`/`candles` are single-only.
 MULTI_INCLUDES = frozenset({"expected_move", "max_pain", "ranked", "zones"})
 SINGLE_INCLUDES = MULTI_INCLUDES | {"spot", "candles"}
-
-
-class FetchErrorKind(StrEnum):
-    """What a failed request means for the caller."""
-
-    AUTH = "auth"  # 401: the key is wrong; retrying will not help
-    FORBIDDEN = "forbidden"  # 403: the key is fine, the plan does not allow this
-    NOT_FOUND = "not_found"  # 404: no cache for the symbol
-    VALIDATION = "validation"  # 400/422: our request is wrong
-    RATE_LIMITED = "rate_limited"  # 429 burst: wait `retry_after`
-    QUOTA_EXHAUSTED = "quota_exhausted"  # 429 with the monthly quota at zero: do not sleep on it
-    TRANSIENT = "transient"  # 5xx, timeouts, connection errors, unreadable bodies
 
 
 _RETRIED = frozenset({FetchErrorKind.TRANSIENT, FetchErrorKind.RATE_LIMITED})

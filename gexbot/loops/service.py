@@ -22,16 +22,16 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import Engine
 
-from gexbot.adapters.backquant import BackQuantClient, FetchError, FetchErrorKind
+from gexbot.adapters.backquant import BackQuantClient, FetchError
 from gexbot.adapters.notify import Notifier
 from gexbot.app import build_routes
 from gexbot.charts.cache import ChartCache
 from gexbot.core.alert import NotifyReason
-from gexbot.core.backoff import backoff_delay
 from gexbot.core.evaluate import index_rules
 from gexbot.core.events import AlertEvent
 from gexbot.core.feed_warnings import FeedContext
 from gexbot.core.includes import required_includes
+from gexbot.core.poll_failure import delay_after_failure
 from gexbot.core.rules import Severity
 from gexbot.core.schedule import RefreshModel, first_poll_after_takeover, next_poll
 from gexbot.core.snapshot import BundleSnapshot, SymbolStatus
@@ -302,16 +302,13 @@ class Service:
         failure = self.state.last_failure
         if failure is None:
             return max(0.05, (next_poll(self.model, now=now, fresh=fresh) - now).total_seconds())
-        if failure.kind in (FetchErrorKind.AUTH, FetchErrorKind.FORBIDDEN):
-            return max(10 * interval, 300.0)  # a wrong key will not fix itself: do not hammer
-        if failure.kind in (FetchErrorKind.RATE_LIMITED, FetchErrorKind.QUOTA_EXHAUSTED):
-            wait = failure.retry_after if failure.retry_after is not None else interval
-            return max(interval, min(wait, 3600.0))
-        if failure.kind is FetchErrorKind.TRANSIENT:
-            return backoff_delay(
-                self.state.failures, base=interval, cap=4 * interval, rng=self._rng
-            )
-        return interval
+        return delay_after_failure(
+            failure.kind,
+            retry_after=failure.retry_after,
+            failures=self.state.failures,
+            interval=interval,
+            rng=self._rng,
+        )
 
     # -- loops ----------------------------------------------------------------------------------
 
