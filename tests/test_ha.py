@@ -252,8 +252,10 @@ def _deliveries(
     return alerts, duplicates
 
 
-async def _start_sim(tmp_path: Path, sim_log: Path) -> tuple[asyncio.subprocess.Process, str]:
-    (tmp_path / "scenario.yaml").write_text(crossing_scenario(200, PERIOD))
+async def _start_sim(
+    tmp_path: Path, sim_log: Path, *, period: float = PERIOD, steps: int = 200
+) -> tuple[asyncio.subprocess.Process, str]:
+    (tmp_path / "scenario.yaml").write_text(crossing_scenario(steps, period))
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "r.yaml").write_text(RULES)
     sim = await asyncio.create_subprocess_exec(
@@ -268,6 +270,32 @@ async def _start_sim(tmp_path: Path, sim_log: Path) -> tuple[asyncio.subprocess.
     return sim, (await sim.stdout.readline()).decode().split(" on ")[1].split("/v2")[0]
 
 
+def _replica_env(
+    tmp_path: Path,
+    sim_url: str,
+    slack: FakeSlack,
+    telegram: FakeTelegram,
+    *,
+    interval: float,
+    **extra: str,
+) -> dict[str, str]:
+    """The settings every replica shares: the simulator, BTC, the rules and both fakes."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GEXBOT_")}
+    env.update(
+        GEXBOT_API_URL=sim_url,
+        GEXBOT_API_KEY="demo",
+        GEXBOT_SYMBOLS="BTCUSDT",
+        GEXBOT_POLL_INTERVAL=str(interval),
+        GEXBOT_RULES=str(tmp_path / "rules"),
+        GEXBOT_SLACK_BOT_TOKEN=slack.token,
+        GEXBOT_SLACK_API_URL=slack.api_url,
+        GEXBOT_TELEGRAM_BOT_TOKEN=telegram.token,
+        GEXBOT_TELEGRAM_API_URL=telegram.api_url,
+        **extra,
+    )
+    return env
+
+
 async def test_three_replicas_survive_a_dozen_leader_failures(
     tmp_path: Path, ha_db: tuple[Engine, str]
 ) -> None:
@@ -277,20 +305,15 @@ async def test_three_replicas_survive_a_dozen_leader_failures(
     slack, telegram = FakeSlack(), FakeTelegram()
     await slack.start()
     await telegram.start()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GEXBOT_")}
-    env.update(
-        GEXBOT_API_URL=sim_url,
-        GEXBOT_API_KEY="demo",
-        GEXBOT_SYMBOLS="BTCUSDT",
-        GEXBOT_POLL_INTERVAL=str(PERIOD),
+    env = _replica_env(
+        tmp_path,
+        sim_url,
+        slack,
+        telegram,
+        interval=PERIOD,
         GEXBOT_LEADER_LEASE=str(LEASE),
         GEXBOT_DELIVERY_LEASE="3",
-        GEXBOT_RULES=str(tmp_path / "rules"),
-        GEXBOT_SLACK_BOT_TOKEN=slack.token,
         GEXBOT_SLACK_APP_TOKEN=slack.app_token,
-        GEXBOT_SLACK_API_URL=slack.api_url,
-        GEXBOT_TELEGRAM_BOT_TOKEN=telegram.token,
-        GEXBOT_TELEGRAM_API_URL=telegram.api_url,
         GEXBOT_TELEGRAM_ALLOWED_USERS=str(TRADER),
     )
     cluster = Cluster(tmp_path, env, schema_url)
@@ -488,34 +511,11 @@ async def test_a_successor_keeps_the_poll_cadence_after_kills_a_freeze_and_a_res
 ) -> None:
     engine, schema_url = ha_db
     sim_log = tmp_path / "requests.jsonl"
-    (tmp_path / "scenario.yaml").write_text(crossing_scenario(400, CADENCE))
-    (tmp_path / "rules").mkdir()
-    (tmp_path / "rules" / "r.yaml").write_text(RULES)
-    sim = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "gexbot", "sim-server", "--port", "0", "--scenario", "scenario.yaml"),
-        *("--request-log", str(sim_log)),
-        env={k: v for k, v in os.environ.items() if not k.startswith("GEXBOT_")},
-        cwd=tmp_path,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    assert sim.stdout is not None
-    sim_url = (await sim.stdout.readline()).decode().split(" on ")[1].split("/v2")[0]
+    sim, sim_url = await _start_sim(tmp_path, sim_log, period=CADENCE, steps=400)
     slack, telegram = FakeSlack(), FakeTelegram()
     await slack.start()
     await telegram.start()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GEXBOT_")}
-    env.update(
-        GEXBOT_API_URL=sim_url,
-        GEXBOT_API_KEY="demo",
-        GEXBOT_SYMBOLS="BTCUSDT",
-        GEXBOT_POLL_INTERVAL=str(CADENCE),
-        GEXBOT_RULES=str(tmp_path / "rules"),
-        GEXBOT_SLACK_BOT_TOKEN=slack.token,
-        GEXBOT_SLACK_API_URL=slack.api_url,
-        GEXBOT_TELEGRAM_BOT_TOKEN=telegram.token,
-        GEXBOT_TELEGRAM_API_URL=telegram.api_url,
-    )
+    env = _replica_env(tmp_path, sim_url, slack, telegram, interval=CADENCE)
     cluster = Cluster(tmp_path, env, schema_url)
     try:
         run = await _cadence_scenario(cluster, engine, sim_log)
