@@ -270,6 +270,27 @@ async def _start_sim(
     return sim, (await sim.stdout.readline()).decode().split(" on ")[1].split("/v2")[0]
 
 
+async def _shutdown(
+    cluster: Cluster, sim: asyncio.subprocess.Process, slack: FakeSlack, telegram: FakeTelegram
+) -> None:
+    await cluster.stop_all()
+    sim.send_signal(signal.SIGTERM)
+    await sim.wait()
+    await slack.stop()
+    await telegram.stop()
+
+
+def _outbox_rows(engine: Engine) -> list[Any]:
+    with engine.connect() as conn:
+        return list(conn.execute(select(outbox)))
+
+
+def _drained(engine: Engine) -> bool:
+    """Nothing left to deliver: every outbox row is sent or dead."""
+    with engine.connect() as conn:
+        return {r.state for r in conn.execute(select(outbox.c.state))} <= {"sent", "dead"}
+
+
 def _replica_env(
     tmp_path: Path,
     sim_url: str,
@@ -324,12 +345,7 @@ async def test_three_replicas_survive_a_dozen_leader_failures(
             cluster, engine, slack, telegram, random.Random(20261125)
         )
 
-        def drained() -> bool:
-            with engine.connect() as conn:
-                states = {r.state for r in conn.execute(select(outbox.c.state))}
-            return states <= {"sent", "dead"}
-
-        await _wait_for(drained, 30, "the outbox to drain")
+        await _wait_for(lambda: _drained(engine), 30, "the outbox to drain")
         await _wait_for(
             lambda: len(_status_replies(telegram)) >= len(commands),
             15,
@@ -337,14 +353,9 @@ async def test_three_replicas_survive_a_dozen_leader_failures(
         )
         roles = await _roles(cluster)
     finally:
-        await cluster.stop_all()
-        sim.send_signal(signal.SIGTERM)
-        await sim.wait()
-        await slack.stop()
-        await telegram.stop()
+        await _shutdown(cluster, sim, slack, telegram)
 
-    with engine.connect() as conn:
-        rows = list(conn.execute(select(outbox)))
+    rows = _outbox_rows(engine)
     shared, polls = _shared_windows(sim_log, faults)
     alerts, duplicates = _deliveries(rows, slack, telegram)
     waits = sorted((row.sent_at - row.created_at).total_seconds() for row in rows)
@@ -488,11 +499,7 @@ async def _cadence_scenario(cluster: Cluster, engine: Engine, sim_log: Path) -> 
     await asyncio.sleep(6.0)
     run.restart_polls = _polls_by(sim_log, alone.name, restarted, time.time())
 
-    def drained() -> bool:
-        with engine.connect() as conn:
-            return {r.state for r in conn.execute(select(outbox.c.state))} <= {"sent", "dead"}
-
-    await _wait_for(drained, 30, "the outbox to drain")
+    await _wait_for(lambda: _drained(engine), 30, "the outbox to drain")
     for term in run.terms:
         term.polls = _polls_by(sim_log, term.successor, term.at, term.until)
     return run
@@ -520,14 +527,9 @@ async def test_a_successor_keeps_the_poll_cadence_after_kills_a_freeze_and_a_res
     try:
         run = await _cadence_scenario(cluster, engine, sim_log)
     finally:
-        await cluster.stop_all()
-        sim.send_signal(signal.SIGTERM)
-        await sim.wait()
-        await slack.stop()
-        await telegram.stop()
+        await _shutdown(cluster, sim, slack, telegram)
 
-    with engine.connect() as conn:
-        rows = list(conn.execute(select(outbox)))
+    rows = _outbox_rows(engine)
     _first_alert_ages(rows, run.terms)
     alerts, duplicates = _deliveries(rows, slack, telegram)
     restart_gaps = [b - a for a, b in itertools.pairwise(run.restart_polls)]
