@@ -8,6 +8,7 @@ from types import MappingProxyType
 from typing import Any
 
 from gexbot.core.alert import AlertStatus, NotifyReason
+from gexbot.core.audience import RULES_ONLY, Audience
 from gexbot.core.cycle import run_rules
 from gexbot.core.lifecycle import Decision
 from gexbot.core.rules import Band, Condition, ConditionKind, Direction, Rule
@@ -69,6 +70,7 @@ class Stepper:
     statuses: dict[str, dict[str, AlertStatus]] = field(default_factory=dict)
     previous: BundleSnapshot | None = None
     decisions: list[Decision] = field(default_factory=list)
+    audience: Audience = RULES_ONLY  # the chats' mutes and subscriptions, changeable per step
 
     def step(self, market: Any, dt: float = 30.0) -> NotifyReason | None:
         """Advance `dt` seconds to `market` (a dict of spot+levels, MISSING or STALE)."""
@@ -80,7 +82,9 @@ class Stepper:
         else:
             snap = snapshot(at=self.now, symbol=self.symbol, **market)
         current = bundle(snap, at=self.now)
-        result = run_rules([self.rule], self.statuses, self.previous, current, now=self.now)
+        result = run_rules(
+            [self.rule], self.statuses, self.previous, current, now=self.now, audience=self.audience
+        )
         for (rid, sym), status in result.statuses.items():
             self.statuses.setdefault(rid, {})[sym] = status
         self.previous = current

@@ -16,7 +16,8 @@ from gexbot.adapters.backquant import BackQuantClient, build_http_client
 from gexbot.chat.service import ChatService
 from gexbot.chat.slack import SlackCommands
 from gexbot.chat.telegram import TelegramCommands
-from gexbot.core.commands import CommandError, CommandName, Scope, parse_command
+from gexbot.core.audience import Scope
+from gexbot.core.commands import CommandError, CommandName, parse_command
 from gexbot.core.rulefile import build_ruleset, parse_rule_file
 from gexbot.loops.service import utcnow
 from gexbot.sim.market import Simulator

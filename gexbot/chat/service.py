@@ -18,11 +18,11 @@ from sqlalchemy import Engine
 
 from gexbot.adapters.backquant import BackQuantClient, FetchError
 from gexbot.charts.cache import ChartCache
+from gexbot.core.audience import Mute, Scope
 from gexbot.core.commands import (
     Command,
     CommandError,
     CommandName,
-    Scope,
     describe_scope,
     help_text,
     levels_reply,
@@ -34,7 +34,7 @@ from gexbot.core.render import level_label
 from gexbot.core.rules import RuleSet
 from gexbot.core.snapshot import BundleSnapshot, SymbolSnapshot
 from gexbot.core.wire import mark_stale
-from gexbot.store.ops import Mute, active_mutes, add_mute, remove_mute, subscribe, unsubscribe
+from gexbot.store.ops import active_mutes, add_mute, remove_mute, subscribe, unsubscribe
 from gexbot.store.outbox import OutboxState, counts
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ class ChatService:
         assert c.scope is not None  # noqa: S101 - the parser sets it for these commands
         if c.name is CommandName.MUTE:
             assert c.duration is not None  # noqa: S101
-            mute = Mute(c.scope.value, c.target, now + timedelta(seconds=c.duration))
+            mute = Mute(c.scope, c.target, now + timedelta(seconds=c.duration))
             await self._write(lambda conn: add_mute(conn, mute, by=f"{platform}:{user}", now=now))
             log.info("%s:%s muted %s", platform, user, describe_scope(c.scope, c.target))
             return Reply(mute_reply(c.scope, c.target, c.duration))

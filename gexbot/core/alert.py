@@ -38,7 +38,6 @@ class NotifyReason(StrEnum):
 
 
 _SENDING = frozenset({NotifyReason.FIRED, NotifyReason.REPEAT, NotifyReason.RESOLVED})
-_SENDING = frozenset({NotifyReason.FIRED, NotifyReason.REPEAT, NotifyReason.RESOLVED})
 NOTIFIED = frozenset({NotifyReason.FIRED, NotifyReason.REPEAT})
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from gexbot.core.audience import Scope
 from gexbot.core.durations import format_duration, parse_duration
 from gexbot.core.format import fmt_age, fmt_pct, fmt_price
 from gexbot.core.levels_view import Regime, distance_pct, regime
@@ -46,14 +47,6 @@ DESCRIPTIONS: dict[CommandName, str] = {
     CommandName.UNSUBSCRIBE: "unsubscribe RULE|SYMBOL — stop them",
     CommandName.HELP: "help — this list",
 }
-
-
-class Scope(StrEnum):
-    """What a mute or a subscription covers."""
-
-    RULE = "rule"
-    SYMBOL = "symbol"
-    ALL = "all"
 
 
 @dataclass(frozen=True, slots=True)

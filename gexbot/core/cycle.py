@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from gexbot.core.alert import AlertStatus, NotifyReason
+from gexbot.core.audience import RULES_ONLY, Audience
 from gexbot.core.evaluate import RuleIndex, Statuses, evaluate, index_rules
 from gexbot.core.lifecycle import Decision, decide
 from gexbot.core.rules import Rule
@@ -33,6 +34,7 @@ def run_rules(
     snapshot: BundleSnapshot,
     *,
     now: datetime,
+    audience: Audience = RULES_ONLY,
 ) -> CycleResult:
     """Evaluate and decide every rule × symbol; only changed statuses are returned."""
     index = rules if isinstance(rules, RuleIndex) else index_rules(rules)
@@ -42,7 +44,9 @@ def run_rules(
     for obs in evaluate(index, previous, snapshot, statuses=statuses):
         key = (obs.rule_id, obs.symbol)
         prior = statuses.get(obs.rule_id, {}).get(obs.symbol)
-        decision = decide(prior, obs, now, by_id[obs.rule_id])
+        decision = decide(
+            prior, obs, now, by_id[obs.rule_id], muted=audience.muted(obs.rule_id, obs.symbol)
+        )
         if decision.reason is NotifyReason.UNCHANGED or decision.status == prior:
             continue
         decisions.append(decision)

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from gexbot.core.alert import NotifyReason
+from gexbot.core.audience import RULES_ONLY, Audience
 from gexbot.core.lifecycle import Decision
 from gexbot.core.rules import Rule, Severity
 from gexbot.core.snapshot import BundleSnapshot, Level
@@ -78,8 +79,10 @@ def events_for(
     *,
     now: datetime,
     bundle: BundleSnapshot | None = None,
+    audience: Audience = RULES_ONLY,
 ) -> list[tuple[AlertEvent, tuple[str, ...]]]:
-    """Sending decisions as events, each with the channels its rule notifies."""
+    """Sending decisions as events, each with the channels its rule notifies and the chats
+    subscribed to its rule or symbol."""
     out = []
     for d in decisions:
         if not d.notify:
@@ -109,5 +112,5 @@ def events_for(
             chart=rule.chart,
             message=rule.message,
         )
-        out.append((event, rule.notify))
+        out.append((event, (*rule.notify, *audience.subscribers(obs.rule_id, obs.symbol))))
     return out

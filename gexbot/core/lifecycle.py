@@ -51,8 +51,28 @@ def _send(
     )
 
 
-def decide(prior: AlertStatus | None, obs: Observation, now: datetime, rule: Rule) -> Decision:
-    """The next status of a rule+symbol and the reason, for one observation at `now`."""
+def decide(
+    prior: AlertStatus | None,
+    obs: Observation,
+    now: datetime,
+    rule: Rule,
+    *,
+    muted: bool = False,
+) -> Decision:
+    """The next status of a rule+symbol and the reason, for one observation at `now`.
+
+    A muted rule+symbol is decided as usual (its `for`, cooldown and re-arm keep counting), but
+    an alert or reminder it would send is recorded as SILENCED instead: nothing is sent, and
+    no resolve notice or reminder follows an alert nobody saw.
+    """
+    decision = _decide(prior, obs, now, rule)
+    if muted and decision.reason in NOTIFIED:
+        status = replace(decision.status, last_reason=NotifyReason.SILENCED)
+        return Decision(status, NotifyReason.SILENCED, obs)
+    return decision
+
+
+def _decide(prior: AlertStatus | None, obs: Observation, now: datetime, rule: Rule) -> Decision:
     if obs.truth is Truth.UNKNOWN:
         return Decision(prior or AlertStatus(), NotifyReason.UNKNOWN, obs)
     event = rule.condition.kind in _EVENTS

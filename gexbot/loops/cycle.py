@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection, Engine
 
 from gexbot.core.alert import AlertStatus, NotifyReason
+from gexbot.core.audience import Audience
 from gexbot.core.cycle import CycleResult, run_rules
 from gexbot.core.evaluate import RuleIndex
 from gexbot.core.events import AlertEvent, events_for
 from gexbot.core.feed_warnings import FeedContext, WarningResult, feed_warnings
 from gexbot.core.snapshot import BundleSnapshot
-from gexbot.store.ops import Mute, Subscription, active_mutes, list_subscriptions
+from gexbot.store.ops import load_audience
 from gexbot.store.outbox import enqueue
 from gexbot.store.snapshots import load_last_bundle, save_snapshot
 from gexbot.store.states import forget_rules, load_statuses, save_statuses
@@ -66,10 +67,10 @@ class Pipeline:
         """Forget the cache: another process may have written since (a new leadership term)."""
         self._statuses, self._previous = None, None
 
-    def _chat_state(self, now: datetime) -> tuple[list[Mute], list[Subscription]]:
+    def _audience(self, now: datetime) -> Audience:
         """Active mutes and chat subscriptions (two small reads per cycle)."""
         with self._engine.connect() as conn:
-            return active_mutes(conn, now=now), list_subscriptions(conn)
+            return load_audience(conn, now=now)
 
     def _load(self) -> tuple[dict[str, dict[str, AlertStatus]], BundleSnapshot | None]:
         if self._statuses is None:
@@ -101,17 +102,18 @@ class Pipeline:
         """Evaluate `bundle` (None: the poll failed) and the feed warnings; commit new statuses,
         the snapshot and the outbox rows together."""
         statuses, previous = self._load()
+        audience = self._audience(now)
         result = CycleResult((), {})
         if bundle is not None:
-            result = run_rules(self.rules, statuses, previous, bundle, now=now)
-        mutes, subs = self._chat_state(now)
-        result = _silence(result, mutes)
-        events = [
-            (event, (*channels, *_subscribers(event, subs)))
-            for event, channels in events_for(
-                result.decisions, self.rules.by_id, now=now, bundle=bundle
-            )
-        ]
+            result = run_rules(self.rules, statuses, previous, bundle, now=now, audience=audience)
+        for d in result.decisions:
+            if d.reason is NotifyReason.SILENCED:
+                log.info(
+                    "%s for %s silenced by a mute", d.observation.rule_id, d.observation.symbol
+                )
+        events = events_for(
+            result.decisions, self.rules.by_id, now=now, bundle=bundle, audience=audience
+        )
         changed = dict(result.statuses)
         warnings = WarningResult()
         if feed is not None:
@@ -147,41 +149,3 @@ class Pipeline:
         if bundle is not None:
             self._previous = bundle
         return CycleReport(result, tuple(ids), tuple(e for e, _ in events))
-
-
-def _muted(rule_id: str, symbol: str, mutes: list[Mute]) -> bool:
-    return any(
-        m.scope == "all"
-        or (m.scope == "rule" and m.target == rule_id)
-        or (m.scope == "symbol" and m.target == symbol)
-        for m in mutes
-    )
-
-
-def _silence(result: CycleResult, mutes: list[Mute]) -> CycleResult:
-    """Muted alerts are decided as usual but recorded as SILENCED and not sent."""
-    if not mutes:
-        return result
-    decisions = []
-    statuses = dict(result.statuses)
-    for d in result.decisions:
-        obs = d.observation
-        if d.reason in (NotifyReason.FIRED, NotifyReason.REPEAT) and _muted(
-            obs.rule_id, obs.symbol, mutes
-        ):
-            status = replace(d.status, last_reason=NotifyReason.SILENCED)
-            d = replace(d, status=status, reason=NotifyReason.SILENCED)  # noqa: PLW2901
-            statuses[(obs.rule_id, obs.symbol)] = status
-            log.info("%s for %s silenced by a mute", obs.rule_id, obs.symbol)
-        decisions.append(d)
-    return CycleResult(tuple(decisions), statuses)
-
-
-def _subscribers(event: AlertEvent, subs: list[Subscription]) -> tuple[str, ...]:
-    """Chats subscribed to this alert's rule or symbol, as `platform:chat` channel names."""
-    return tuple(
-        s.channel
-        for s in subs
-        if (s.scope == "rule" and s.target == event.rule_id)
-        or (s.scope == "symbol" and s.target == event.symbol)
-    )

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection, delete, select
 
+from gexbot.core.audience import Audience, Mute, Scope, Subscription
 from gexbot.store.dialect import insert
 from gexbot.store.tables import (
     chat_handled,
@@ -31,15 +31,6 @@ def set_cursor(conn: Connection, name: str, value: str) -> None:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Mute:
-    """A silenced rule, symbol or everything, until a time."""
-
-    scope: str  # rule | symbol | all
-    target: str
-    until: datetime
-
-
 def add_mute(conn: Connection, mute: Mute, *, by: str | None, now: datetime) -> None:
     """Mute (or extend a mute)."""
     stmt = insert(conn, mutes).values(
@@ -62,28 +53,20 @@ def remove_mute(conn: Connection, scope: str, target: str) -> bool:
 def active_mutes(conn: Connection, *, now: datetime) -> list[Mute]:
     """Mutes still in force (expired ones are simply ignored, then pruned)."""
     stmt = select(mutes).where(mutes.c.until > now).order_by(mutes.c.until)
-    return [Mute(r.scope, r.target, r.until) for r in conn.execute(stmt)]
-
-
-@dataclass(frozen=True, slots=True)
-class Subscription:
-    """A chat that receives a rule's or a symbol's alerts directly."""
-
-    platform: str
-    chat_id: str
-    scope: str  # rule | symbol
-    target: str
-
-    @property
-    def channel(self) -> str:
-        """The outbox channel name of this chat: `telegram:123` or `slack:C0123`."""
-        return f"{self.platform}:{self.chat_id}"
+    return [Mute(Scope(r.scope), r.target, r.until) for r in conn.execute(stmt)]
 
 
 def list_subscriptions(conn: Connection) -> list[Subscription]:
     """Every subscription."""
     stmt = select(subscriptions).order_by(subscriptions.c.id)
-    return [Subscription(r.platform, r.chat_id, r.scope, r.target) for r in conn.execute(stmt)]
+    return [
+        Subscription(r.platform, r.chat_id, Scope(r.scope), r.target) for r in conn.execute(stmt)
+    ]
+
+
+def load_audience(conn: Connection, *, now: datetime) -> Audience:
+    """The mutes in force and every subscription, for one cycle's decisions."""
+    return Audience(tuple(active_mutes(conn, now=now)), tuple(list_subscriptions(conn)))
 
 
 def subscribe(
