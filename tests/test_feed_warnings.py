@@ -5,8 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 from types import MappingProxyType
 
-from gexbot.core.alert import AlertStatus, NotifyReason
-from gexbot.core.feed_warnings import FeedContext, feed_warnings
+import pytest
+
+from gexbot.core.alert import AlertState, AlertStatus, NotifyReason
+from gexbot.core.events import ALL_SYMBOLS, WarningKind, is_warning, warning_event
+from gexbot.core.feed_warnings import FeedContext, feed_warnings, step_warning
+from gexbot.core.rules import Severity
 from gexbot.core.snapshot import BundleSnapshot, SymbolSnapshot, SymbolStatus
 from tests.rulekit import T0, snapshot
 
@@ -152,3 +156,70 @@ def test_warning_sequences_make_each_notice_unique() -> None:
     status = w.statuses["warning:missing"]["SOLUSDT"]
     assert status.seq == 4
     assert status.last_reason is NotifyReason.RESOLVED
+
+
+# (hold, truths at 30 s steps, expected reasons per step): the warnings' own machine
+WARNING_STEPS: dict[str, tuple[float, list[bool], list[str]]] = {
+    "a problem at start fires at once (no baseline)": (
+        0,
+        [True, True, False, False],
+        ["fired", "unchanged", "resolved", "unchanged"],
+    ),
+    "a held problem is pending first, fires once held": (
+        60,
+        [True, True, True, True, False],
+        ["pending", "unchanged", "fired", "unchanged", "resolved"],
+    ),
+    "a problem gone before its hold clears quietly": (
+        60,
+        [True, False, True],
+        ["pending", "cleared", "pending"],
+    ),
+    "nothing wrong, nothing to say": (0, [False, False], ["unchanged", "unchanged"]),
+}
+
+
+@pytest.mark.parametrize("name", list(WARNING_STEPS))
+def test_the_warning_lifecycle(name: str) -> None:
+    hold, truths, expected = WARNING_STEPS[name]
+    status: AlertStatus | None = None
+    now = T0
+    got = []
+    for truth in truths:
+        step = step_warning(status, truth=truth, now=now, hold=hold, baseline=1.0)
+        got.append(step.reason.value)
+        status = step.status
+        now += timedelta(seconds=30)
+    assert got == expected
+
+
+def test_a_warning_remembers_when_the_problem_began_and_numbers_its_notices() -> None:
+    began = T0
+    pending = step_warning(None, truth=True, now=began, hold=60, baseline=-1.0).status
+    fired = step_warning(pending, truth=True, now=began + timedelta(seconds=90), hold=60).status
+    assert (fired.state, fired.since, fired.baseline, fired.seq) == (
+        AlertState.FIRING,
+        began,
+        -1.0,
+        1,
+    )
+    resolved = step_warning(fired, truth=False, now=began + timedelta(seconds=120), hold=60)
+    assert resolved.reason is NotifyReason.RESOLVED
+    assert resolved.status.seq == 2
+
+
+@pytest.mark.parametrize(
+    ("kind", "subject", "symbol"),
+    [
+        (WarningKind.MISSING, "SOLUSDT", "SOLUSDT"),
+        (WarningKind.FEED_DOWN, ALL_SYMBOLS, ""),
+        (WarningKind.DELIVERY, "ops-slack", ""),
+    ],
+)
+def test_one_builder_keys_every_warning(kind: WarningKind, subject: str, symbol: str) -> None:
+    fired = warning_event(kind, subject, seq=3, reason=NotifyReason.FIRED, now=T0, text="x")
+    resolved = warning_event(kind, subject, seq=4, reason=NotifyReason.RESOLVED, now=T0, text="y")
+    assert fired.key == resolved.key == f"warning:{kind.value}|{subject}"
+    assert (fired.symbol, fired.kind, fired.message) == (symbol, kind.value, "x")
+    assert (fired.severity, resolved.severity) == (Severity.WARNING, Severity.INFO)
+    assert is_warning(fired.rule_id)

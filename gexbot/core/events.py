@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from gexbot.core.alert import NotifyReason
@@ -66,6 +67,64 @@ class AlertEvent:
         fields["computed_at"] = parse_time(fields.get("computed_at"))
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in fields.items() if k in known})
+
+
+class WarningKind(StrEnum):
+    """The bot's own warnings (rule ids `warning:<kind>`), sent on the `warnings` route."""
+
+    MISSING = "missing"
+    INVALID = "invalid"
+    STALE = "stale"
+    FEED_DOWN = "feed"
+    AUTH = "auth"
+    DELIVERY = "delivery"  # a channel failed for good
+    RULES = "rules"  # new rule files were refused
+
+    @property
+    def rule_id(self) -> str:
+        """The id these warnings are stored and keyed under."""
+        return f"warning:{self.value}"
+
+    @property
+    def per_symbol(self) -> bool:
+        """True when each symbol has its own warning (the others concern the whole bot)."""
+        return self in (WarningKind.MISSING, WarningKind.INVALID, WarningKind.STALE)
+
+
+ALL_SYMBOLS = "*"  # the subject of a warning about the whole feed
+
+
+def is_warning(rule_id: str) -> bool:
+    """True for the bot's own warnings, as opposed to the users' rules."""
+    return rule_id.startswith("warning:")
+
+
+def warning_event(
+    kind: WarningKind,
+    subject: str,
+    *,
+    seq: int,
+    reason: NotifyReason,
+    now: datetime,
+    text: str,
+    severity: Severity = Severity.WARNING,
+) -> AlertEvent:
+    """The one way a warning becomes an event: keyed `warning:<kind>|<subject>`.
+
+    `subject` is the symbol of a per-symbol warning, `ALL_SYMBOLS` for the feed as a whole, or
+    what the warning is about (a channel). Recoveries are always informational.
+    """
+    return AlertEvent(
+        key=alert_key(kind.rule_id, subject),
+        seq=seq,
+        rule_id=kind.rule_id,
+        symbol=subject if kind.per_symbol else "",
+        reason=reason,
+        severity=Severity.INFO if reason is NotifyReason.RESOLVED else severity,
+        at=now,
+        kind=kind.value,
+        message=text,
+    )
 
 
 def alert_key(rule_id: str, symbol: str) -> str:

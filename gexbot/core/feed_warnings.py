@@ -9,32 +9,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 
 from gexbot.core.alert import AlertState, AlertStatus, NotifyReason
-from gexbot.core.events import AlertEvent
+from gexbot.core.events import ALL_SYMBOLS, AlertEvent, WarningKind, warning_event
 from gexbot.core.format import fmt_age
 from gexbot.core.levels_view import Regime, regime
 from gexbot.core.rules import Severity
 from gexbot.core.snapshot import BundleSnapshot, Level, SymbolStatus
 from gexbot.core.symbols import SUPPORTED_SYMBOLS
-
-ALL = "*"
-
-
-class WarningKind(StrEnum):
-    """The built-in warnings (rule ids `warning:<kind>`)."""
-
-    MISSING = "missing"
-    INVALID = "invalid"
-    STALE = "stale"
-    FEED_DOWN = "feed"
-    AUTH = "auth"
-
-    @property
-    def rule_id(self) -> str:
-        """The id these warnings are stored and keyed under."""
-        return f"warning:{self.value}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,42 +48,72 @@ def _regime_sign(bundle: BundleSnapshot | None, symbol: str) -> float | None:
     return {Regime.ABOVE_HVL: 1.0, Regime.BELOW_HVL: -1.0}.get(r)
 
 
+@dataclass(frozen=True, slots=True)
+class WarningStep:
+    """One warning's next status and the reason, named like an alert's."""
+
+    status: AlertStatus
+    reason: NotifyReason  # UNCHANGED, PENDING, FIRED, CLEARED or RESOLVED
+
+
+def step_warning(
+    prior: AlertStatus | None,
+    *,
+    truth: bool,
+    now: datetime,
+    hold: float,
+    baseline: float | None = None,
+) -> WarningStep:
+    """The warnings' lifecycle: inactive → pending → firing after `hold`, one notice on clearing.
+
+    A second machine beside `decide`, with the same states and reasons, because a warning
+    differs from a rule in three ways: a problem seen at start fires (there is no first-sight
+    baseline: a feed down at start is news); `since` stays the time the problem began, so the
+    recovery can say how long it lasted; and there is no cooldown, reminder or mute. `baseline`
+    is remembered from the moment the problem begins (the missing warning keeps the regime).
+    """
+    prior = prior or AlertStatus()
+    if truth and prior.state is AlertState.INACTIVE:
+        pending = AlertStatus(
+            AlertState.PENDING, now, baseline, prior.last_notified, prior.seq, NotifyReason.PENDING
+        )
+        if hold > 0:
+            return WarningStep(pending, NotifyReason.PENDING)
+        prior = pending
+    if truth and prior.state is AlertState.PENDING:
+        since = prior.since or now
+        if (now - since).total_seconds() < hold:
+            return WarningStep(prior, NotifyReason.UNCHANGED)
+        fired = AlertStatus(
+            AlertState.FIRING, since, prior.baseline, now, prior.seq + 1, NotifyReason.FIRED
+        )
+        return WarningStep(fired, NotifyReason.FIRED)
+    if not truth and prior.state is AlertState.FIRING:
+        cleared = AlertStatus(
+            AlertState.INACTIVE, now, None, now, prior.seq + 1, NotifyReason.RESOLVED
+        )
+        return WarningStep(cleared, NotifyReason.RESOLVED)
+    if not truth and prior.state is AlertState.PENDING:
+        cleared = AlertStatus(
+            AlertState.INACTIVE, now, None, prior.last_notified, prior.seq, NotifyReason.CLEARED
+        )
+        return WarningStep(cleared, NotifyReason.CLEARED)
+    return WarningStep(prior, NotifyReason.UNCHANGED)
+
+
 class _Builder:
+    """Collects one poll's warning statuses and events."""
+
     def __init__(self, statuses: Mapping[str, Mapping[str, AlertStatus]], now: datetime) -> None:
         self._statuses = statuses
         self.now = now
         self.out = WarningResult()
 
-    def prior(self, kind: WarningKind, symbol: str) -> AlertStatus:
-        return self._statuses.get(kind.rule_id, {}).get(symbol) or AlertStatus()
+    def prior(self, kind: WarningKind, symbol: str) -> AlertStatus | None:
+        return self._statuses.get(kind.rule_id, {}).get(symbol)
 
-    def set(self, kind: WarningKind, symbol: str, status: AlertStatus) -> None:
-        self.out.statuses[(kind.rule_id, symbol)] = status
-
-    def send(
-        self,
-        kind: WarningKind,
-        symbol: str,
-        status: AlertStatus,
-        *,
-        reason: NotifyReason,
-        text: str,
-        severity: Severity = Severity.WARNING,
-    ) -> None:
-        self.set(kind, symbol, status)
-        self.out.events.append(
-            AlertEvent(
-                key=f"{kind.rule_id}|{symbol}",
-                seq=status.seq,
-                rule_id=kind.rule_id,
-                symbol="" if symbol == ALL else symbol,
-                reason=reason,
-                severity=Severity.INFO if reason is NotifyReason.RESOLVED else severity,
-                at=self.now,
-                kind=kind.value,
-                message=text,
-            )
-        )
+    def forget(self, kind: WarningKind, symbol: str) -> None:
+        self.out.statuses[(kind.rule_id, symbol)] = AlertStatus()
 
     def step(
         self,
@@ -114,56 +126,26 @@ class _Builder:
         clear_text: str,
         severity: Severity = Severity.WARNING,
         baseline: float | None = None,
-    ) -> AlertStatus:
-        """Pending → firing after `hold`; one notice when it clears. Returns the prior status."""
-        prior = self.prior(kind, symbol)
-        now = self.now
-        if truth and prior.state is AlertState.INACTIVE:
-            prior_pending = AlertStatus(
-                AlertState.PENDING,
-                now,
-                baseline,
-                prior.last_notified,
-                prior.seq,
-                NotifyReason.PENDING,
-            )
-            if hold > 0:
-                self.set(kind, symbol, prior_pending)
-                return prior
-            prior = prior_pending
-        if truth and prior.state is AlertState.PENDING:
-            since = prior.since or now
-            if (now - since).total_seconds() >= hold:
-                fired = AlertStatus(
-                    AlertState.FIRING, since, prior.baseline, now, prior.seq + 1, NotifyReason.FIRED
-                )
-                self.send(
+    ) -> None:
+        step = step_warning(
+            self.prior(kind, symbol), truth=truth, now=self.now, hold=hold, baseline=baseline
+        )
+        if step.reason is NotifyReason.UNCHANGED:
+            return
+        self.out.statuses[(kind.rule_id, symbol)] = step.status
+        if step.reason.sends:
+            text = clear_text if step.reason is NotifyReason.RESOLVED else fire_text
+            self.out.events.append(
+                warning_event(
                     kind,
                     symbol,
-                    fired,
-                    reason=NotifyReason.FIRED,
-                    text=fire_text,
+                    seq=step.status.seq,
+                    reason=step.reason,
+                    now=self.now,
+                    text=text,
                     severity=severity,
                 )
-        elif not truth and prior.state is AlertState.FIRING:
-            cleared = AlertStatus(
-                AlertState.INACTIVE, now, None, now, prior.seq + 1, NotifyReason.RESOLVED
             )
-            self.send(kind, symbol, cleared, reason=NotifyReason.RESOLVED, text=clear_text)
-        elif not truth and prior.state is AlertState.PENDING:
-            self.set(
-                kind,
-                symbol,
-                AlertStatus(
-                    AlertState.INACTIVE,
-                    now,
-                    None,
-                    prior.last_notified,
-                    prior.seq,
-                    NotifyReason.CLEARED,
-                ),
-            )
-        return prior
 
 
 def feed_warnings(
@@ -200,13 +182,13 @@ def feed_warnings(
             )
         for sym, status in statuses.get(WarningKind.INVALID.rule_id, {}).items():
             if sym not in bundle.symbols and status.state is not AlertState.INACTIVE:
-                b.set(WarningKind.INVALID, sym, AlertStatus())  # no longer configured: forget
+                b.forget(WarningKind.INVALID, sym)  # no longer configured
     since_ok = feed.last_success or feed.started_at
     down_for = (now - since_ok).total_seconds()
     last_error = f" Last error: {feed.failure_message}." if feed.failure_message else ""
     b.step(
         WarningKind.FEED_DOWN,
-        ALL,
+        ALL_SYMBOLS,
         truth=bundle is None and down_for > 3 * feed.interval,
         hold=0,
         fire_text=f"The BackQuant feed is down: no successful poll for {fmt_age(down_for)}."
@@ -216,7 +198,7 @@ def feed_warnings(
     )
     b.step(
         WarningKind.AUTH,
-        ALL,
+        ALL_SYMBOLS,
         truth=bundle is None and feed.failure_kind in ("auth", "forbidden"),
         hold=0,
         fire_text=(
@@ -240,7 +222,7 @@ def _symbol(
     age: float | None,
 ) -> None:
     missing = status is SymbolStatus.MISSING
-    prior = b.prior(WarningKind.MISSING, sym)
+    prior = b.prior(WarningKind.MISSING, sym) or AlertStatus()
     gap = fmt_age((b.now - prior.since).total_seconds()) if prior.since else "a while"
     regime_note = ""
     now_sign = _regime_sign(bundle, sym)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gexbot.core.alert import NotifyReason
-from gexbot.core.events import AlertEvent
+from gexbot.core.events import AlertEvent, is_warning
 from gexbot.core.format import fmt_pct, fmt_price
 from gexbot.core.rules import Severity
 from gexbot.core.templates import render_template
@@ -101,7 +101,7 @@ def _fields(e: AlertEvent) -> dict[str, str]:
 
 def render(e: AlertEvent) -> Rendered:
     """The text parts of one alert or warning."""
-    if e.rule_id.startswith("warning:"):
+    if is_warning(e.rule_id):
         return Rendered(MARKERS[e.severity], e.message or e.kind, (), e.severity)
     headline = render_template(e.message, _fields(e)) if e.message else f"{e.symbol} {_what(e)}"
     if e.after_gap:

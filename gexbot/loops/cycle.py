@@ -20,7 +20,7 @@ from gexbot.core.alert import AlertStatus, NotifyReason
 from gexbot.core.audience import Audience
 from gexbot.core.cycle import CycleResult, run_rules
 from gexbot.core.evaluate import RuleIndex
-from gexbot.core.events import AlertEvent, events_for
+from gexbot.core.events import AlertEvent, events_for, is_warning
 from gexbot.core.feed_warnings import FeedContext, WarningResult, feed_warnings
 from gexbot.core.snapshot import BundleSnapshot
 from gexbot.store.ops import load_audience
@@ -59,7 +59,7 @@ class Pipeline:
     def replace_rules(self, rules: RuleIndex, changed_ids: frozenset[str]) -> None:
         """Swap in reloaded rules; rules that changed definition start from a fresh state."""
         with self._engine.begin() as conn:
-            forget_rules(conn, [r for r in changed_ids if not r.startswith("warning:")])
+            forget_rules(conn, [r for r in changed_ids if not is_warning(r)])
         self.rules = rules
         self.invalidate()  # reload: cheaper to re-read than to patch
 

@@ -21,9 +21,9 @@ from sqlalchemy import Engine
 from gexbot.adapters.notify import DeliveryError, Notifier
 from gexbot.core.alert import NotifyReason
 from gexbot.core.backoff import backoff_delay
-from gexbot.core.events import AlertEvent
+from gexbot.core.events import WarningKind, warning_event
 from gexbot.core.render import render
-from gexbot.core.rules import Channel, ChannelKind, Severity
+from gexbot.core.rules import Channel, ChannelKind
 from gexbot.store.outbox import OutboxRow, claim, enqueue, mark_dead, mark_retry, mark_sent
 
 log = logging.getLogger(__name__)
@@ -241,16 +241,13 @@ class Dispatcher:
             return
         self._reported.add(key)
         where = f"{route.channel.kind.value} {route.channel.target}" if route else "unknown"
-        event = AlertEvent(
-            key=f"warning:delivery|{channel}",
+        event = warning_event(
+            WarningKind.DELIVERY,
+            channel,
             seq=day,
-            rule_id="warning:delivery",
-            symbol="",
             reason=NotifyReason.FIRED,
-            severity=Severity.WARNING,
-            at=now,
-            kind="delivery",
-            message=(
+            now=now,
+            text=(
                 f"Delivery to channel `{channel}` ({where}) failed for good: {error}. "
                 "Alerts for it are dropped until this is fixed."
             ),

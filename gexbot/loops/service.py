@@ -28,11 +28,10 @@ from gexbot.app import build_routes
 from gexbot.charts.cache import ChartCache
 from gexbot.core.alert import NotifyReason
 from gexbot.core.evaluate import index_rules
-from gexbot.core.events import AlertEvent
+from gexbot.core.events import ALL_SYMBOLS, WarningKind, is_warning, warning_event
 from gexbot.core.feed_warnings import FeedContext
 from gexbot.core.includes import required_includes
 from gexbot.core.poll_failure import delay_after_failure
-from gexbot.core.rules import Severity
 from gexbot.core.schedule import RefreshModel, first_poll_after_takeover, next_poll
 from gexbot.core.snapshot import BundleSnapshot, SymbolStatus
 from gexbot.core.wire import mark_stale
@@ -251,7 +250,7 @@ class Service:
             ).inc()
         served = 0 if bundle is None else len(bundle.by_status(SymbolStatus.OK))
         total = len(self.settings.symbols)
-        alerts = sum(1 for e in report.events if not e.rule_id.startswith("warning:"))
+        alerts = sum(1 for e in report.events if not is_warning(e.rule_id))
         warnings = len(report.events) - alerts
         quiet = self._quiet and not report.events and bundle is not None
         (log.debug if quiet else log.info)(
@@ -436,16 +435,13 @@ class Service:
         now = self._clock()
         shown = "; ".join(str(p) for p in problems[:5])
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-        event = AlertEvent(
-            key="warning:rules|*",
+        event = warning_event(
+            WarningKind.RULES,
+            ALL_SYMBOLS,
             seq=int(now.timestamp()),
-            rule_id="warning:rules",
-            symbol="",
             reason=NotifyReason.FIRED,
-            severity=Severity.WARNING,
-            at=now,
-            kind="rules",
-            message=f"New rule files refused, the previous rules stay active: {shown}{more}",
+            now=now,
+            text=f"New rule files refused, the previous rules stay active: {shown}{more}",
         )
         targets = self.watcher.rules.warnings_notify
         if targets and self.leadership.is_leader():  # one warning, not one per replica
