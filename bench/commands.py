@@ -102,7 +102,7 @@ async def main(n: int) -> None:
 
 
 def _fresh(bundle: BundleSnapshot) -> BundleSnapshot:
-    return replace(bundle, fetched_at=datetime.now(tz=UTC))
+    return replace(bundle, received_at=datetime.now(tz=UTC))
 
 
 if __name__ == "__main__":

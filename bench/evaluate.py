@@ -86,7 +86,7 @@ def snapshots(cycles: int, config: SimConfig) -> list[BundleSnapshot]:
             snaps[name] = entry_to_snapshot(name, entry)
         out.append(
             BundleSnapshot(
-                fetched_at=datetime.fromtimestamp(clock[0], tz=UTC),
+                received_at=datetime.fromtimestamp(clock[0], tz=UTC),
                 symbols=MappingProxyType(snaps),
             )
         )
@@ -101,9 +101,9 @@ def bench(n_rules: int, frames: list[BundleSnapshot]) -> tuple[float, float, int
     times = []
     alerts = 0
     for i, frame in enumerate(frames):
-        assert frame.fetched_at is not None
+        assert frame.received_at is not None
         t0 = time.perf_counter()
-        result = run_rules(rules, statuses, previous, frame, now=frame.fetched_at)
+        result = run_rules(rules, statuses, previous, frame, now=frame.received_at)
         for (rid, sym), st in result.statuses.items():
             statuses.setdefault(rid, {})[sym] = st
         elapsed = time.perf_counter() - t0

@@ -54,7 +54,7 @@ def frame(spots: dict[str, float], at: datetime) -> BundleSnapshot:
         s: SymbolSnapshot(symbol=s, status=SymbolStatus.OK, spot=p, computed_at=at)
         for s, p in spots.items()
     }
-    return BundleSnapshot(fetched_at=at, symbols=MappingProxyType(snaps))
+    return BundleSnapshot(received_at=at, symbols=MappingProxyType(snaps))
 
 
 def run(engine: Engine, cycles: int) -> tuple[float, float, float, float]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
@@ -74,8 +75,14 @@ def build_routes(rules: RuleSet, notifiers: dict[str, Notifier]) -> dict[str, Ro
 
 
 @asynccontextmanager
-async def backquant_client(settings: Settings) -> AsyncIterator[BackQuantClient]:
-    """A BackQuant client for `settings`, closed on exit. Needs `GEXBOT_API_KEY`."""
+async def backquant_client(
+    settings: Settings, *, wall_clock: Callable[[], float] = time.time
+) -> AsyncIterator[BackQuantClient]:
+    """A BackQuant client for `settings`, closed on exit. Needs `GEXBOT_API_KEY`.
+
+    `wall_clock` (epoch seconds) stamps when responses arrive, which staleness is judged by;
+    it must be the clock the service runs on.
+    """
     if settings.api_key is None or not settings.api_key.get_secret_value().strip():
         raise SettingsError([f"{env_name('api_key')}: required (your BackQuant API key)"])
     key = settings.api_key.get_secret_value()
@@ -83,7 +90,13 @@ async def backquant_client(settings: Settings) -> AsyncIterator[BackQuantClient]
         # BackQuant answers 401 to a key with surrounding whitespace (a documented cause).
         raise SettingsError([f"{env_name('api_key')}: has leading or trailing whitespace"])
     async with build_http_client(settings.api_url, key, instance=settings.instance) as http:
-        yield BackQuantClient(http, api_key=key, rng=random.Random())
+        yield BackQuantClient(
+            http,
+            api_key=key,
+            rng=random.Random(),
+            stale_after=settings.stale_after,
+            wall_clock=wall_clock,
+        )
 
 
 def build_telegram_commands(

@@ -57,7 +57,7 @@ def snapshot(
 
 
 def bundle(*snaps: SymbolSnapshot, at: datetime = T0) -> BundleSnapshot:
-    return BundleSnapshot(fetched_at=at, symbols=MappingProxyType({s.symbol: s for s in snaps}))
+    return BundleSnapshot(received_at=at, symbols=MappingProxyType({s.symbol: s for s in snaps}))
 
 
 @dataclass

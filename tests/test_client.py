@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -293,16 +294,17 @@ async def test_any_meta_version_is_accepted(clock: Clock, version: str) -> None:
     await srv.start()
     try:
         async with build_http_client(srv.url, "k") as http:
-            bundle = await BackQuantClient(http, api_key="k").bundle(["BTCUSDT"])
+            bundle = await BackQuantClient(http, api_key="k", wall_clock=clock).bundle(["BTCUSDT"])
     finally:
         await srv.stop()
     assert bundle.api_version == version
     assert bundle.symbols["BTCUSDT"].status is SymbolStatus.OK
 
 
-async def test_base_url_with_v2_suffix_is_accepted(server: SimServer) -> None:
+async def test_base_url_with_v2_suffix_is_accepted(server: SimServer, clock: Clock) -> None:
     async with build_http_client(server.url + "/v2/", server.api_key) as http:
-        bundle = await BackQuantClient(http, api_key=server.api_key).bundle(["BTCUSDT"])
+        client = BackQuantClient(http, api_key=server.api_key, wall_clock=clock)
+        bundle = await client.bundle(["BTCUSDT"])
     assert bundle.symbols["BTCUSDT"].status is SymbolStatus.OK
 
 
@@ -388,6 +390,9 @@ def _multi_body(hvl: str) -> bytes:
     ).encode()
 
 
+RECEIVED = datetime(2026, 5, 14, 9, 30, tzinfo=UTC).timestamp()  # 2 s after computed_at
+
+
 @pytest.mark.parametrize("hvl", ["1e400", "-1" + "0" * 400, '"80000"'])
 async def test_levels_beyond_float_range_read_as_null_over_http(
     raw_upstream: tuple[str, list[Any]], sleeps: Sleeps, hvl: str
@@ -395,7 +400,9 @@ async def test_levels_beyond_float_range_read_as_null_over_http(
     url, bodies = raw_upstream
     bodies.append(_multi_body(hvl))
     async with build_http_client(url, "k") as http:
-        client = BackQuantClient(http, api_key="k", rng=random.Random(1), sleep=sleeps)
+        client = BackQuantClient(
+            http, api_key="k", rng=random.Random(1), sleep=sleeps, wall_clock=lambda: RECEIVED
+        )
         bundle = await client.bundle(["BTCUSDT"])
     btc = bundle.symbols["BTCUSDT"]
     assert btc.status is SymbolStatus.OK

@@ -34,7 +34,7 @@ class Warner:
             None
             if snaps is None
             else BundleSnapshot(
-                fetched_at=self.now, symbols=MappingProxyType({s.symbol: s for s in snaps})
+                received_at=self.now, symbols=MappingProxyType({s.symbol: s for s in snaps})
             )
         )
         last_ok = self.now if bundle is not None else self.feed.last_success

@@ -126,8 +126,8 @@ def test_parity_live_pipeline_and_replay_send_the_same_alerts(db: Engine) -> Non
     pipeline = Pipeline(db, index_rules(rules))
     live = []
     for b in bundles:
-        assert b.fetched_at is not None
-        report = pipeline.run(b, now=b.fetched_at)
+        assert b.received_at is not None
+        report = pipeline.run(b, now=b.received_at)
         live += [(e.at, e.rule_id, e.symbol, e.reason) for e in report.events]
     replayed = [(a.at, a.rule_id, a.symbol, a.reason) for a in replay(rules, bundles).alerts]
     assert live == replayed

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -72,7 +73,9 @@ async def _bot(
     watcher = RulesWatcher(settings.rules, load_rules(settings.rules), universe=settings.symbols)
     notifiers = build_notifiers(settings, console=console) if console is not None else {}
     try:
-        async with backquant_client(settings) as client:
+        clock = kw.get("clock")
+        epoch = (lambda: clock().timestamp()) if clock is not None else time.time
+        async with backquant_client(settings, wall_clock=epoch) as client:
             yield Service(
                 settings, engine=engine, client=client, watcher=watcher, notifiers=notifiers, **kw
             )

@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from types import MappingProxyType
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gexbot.core.snapshot import BundleSnapshot, Level, SymbolStatus
+from gexbot.core.snapshot import Level, SymbolStatus
 from gexbot.core.wire import (
     WireFormatError,
     entry_to_snapshot,
-    mark_stale,
+    merge_bundles,
     multi_to_snapshots,
     parse_envelope,
+    parse_multi,
+    parse_single,
     parse_time,
     stress_history_points,
     to_number,
@@ -251,29 +253,57 @@ def test_an_invalid_symbol_with_a_result_key_is_still_invalid() -> None:
     assert multi_to_snapshots(data, ["DOGEUSDT"])["DOGEUSDT"].status is SymbolStatus.INVALID
 
 
-def _bundle(age_seconds: float | None) -> tuple[BundleSnapshot, datetime]:
-    now = datetime(2026, 5, 14, 9, 30, tzinfo=UTC)
+NOW = datetime(2026, 5, 14, 9, 30, tzinfo=UTC)
+
+
+def _served(age_seconds: float | None, *, single: bool = False) -> SymbolStatus:
+    """The status parsing gives an entry computed `age_seconds` before it was received."""
     raw: dict[str, Any] = {"all_expiry": {}, "odte": {}, "spot_price": 1.0}
     if age_seconds is not None:
-        raw["computed_at"] = (now - timedelta(seconds=age_seconds)).isoformat()
-    snaps = {"BTCUSDT": entry_to_snapshot("BTCUSDT", raw)}
-    return BundleSnapshot(fetched_at=now, symbols=MappingProxyType(snaps)), now
+        raw["computed_at"] = (NOW - timedelta(seconds=age_seconds)).isoformat()
+    if single:
+        env = parse_envelope({"success": True, "data": raw, "meta": {}})
+        return parse_single(env, "BTCUSDT", received_at=NOW, stale_after=90).status
+    body = {"success": True, "data": {"results": {"BTCUSDT": raw}}, "meta": {}}
+    bundle = parse_multi(parse_envelope(body), ["BTCUSDT"], received_at=NOW, stale_after=90)
+    return bundle.symbols["BTCUSDT"].status
 
 
+@pytest.mark.parametrize("single", [False, True])
 @pytest.mark.parametrize(
     ("age", "status"),
-    [(10.0, SymbolStatus.OK), (90.0, SymbolStatus.OK), (91.0, SymbolStatus.STALE)],
+    [
+        (10.0, SymbolStatus.OK),
+        (90.0, SymbolStatus.OK),
+        (91.0, SymbolStatus.STALE),
+        (None, SymbolStatus.STALE),  # data of unknown age is not acted on
+    ],
 )
-def test_mark_stale_uses_computed_at_age(age: float, status: SymbolStatus) -> None:
-    bundle, now = _bundle(age)
-    assert mark_stale(bundle, now=now, stale_after=90).symbols["BTCUSDT"].status is status
+def test_parsing_judges_staleness_by_computed_at_at_receipt(
+    age: float | None, status: SymbolStatus, single: bool
+) -> None:
+    assert _served(age, single=single) is status
 
 
-def test_data_of_unknown_age_is_stale() -> None:
-    bundle, now = _bundle(None)
-    assert mark_stale(bundle, now=now, stale_after=90).symbols["BTCUSDT"].status is (
-        SymbolStatus.STALE
-    )
+def test_a_bundle_names_both_clocks() -> None:
+    body = {
+        "success": True,
+        "data": {"results": {}, "invalid": ["DOGEUSDT"]},
+        "meta": {"timestamp": "2026-05-14T09:29:58Z", "request_id": "req-1", "version": "2.0"},
+    }
+    bundle = parse_multi(parse_envelope(body), ["DOGEUSDT"], received_at=NOW, stale_after=90)
+    assert bundle.received_at == NOW
+    assert bundle.upstream_at == datetime(2026, 5, 14, 9, 29, 58, tzinfo=UTC)
+    assert (bundle.request_ids, bundle.api_version) == (("req-1",), "2.0")
+    merged = merge_bundles([bundle, replace(bundle, received_at=NOW + timedelta(seconds=1))])
+    assert merged.received_at == NOW + timedelta(seconds=1)
+    assert merged.request_ids == ("req-1", "req-1")
+
+
+def test_a_single_answer_without_spot_is_missing() -> None:
+    env = parse_envelope({"success": True, "data": {"all_expiry": {}}, "meta": {}})
+    snap = parse_single(env, "BTCUSDT", received_at=NOW, stale_after=90)
+    assert snap.status is SymbolStatus.MISSING
 
 
 def test_stress_history_arrays_become_points_and_tolerate_ragged_columns() -> None:

@@ -11,9 +11,8 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import MappingProxyType
 from typing import Any, TypeVar
 
 import httpx
@@ -21,14 +20,15 @@ import httpx
 from gexbot import USER_AGENT
 from gexbot.core.backoff import backoff_delay, parse_retry_after, seconds_until_reset
 from gexbot.core.poll_failure import FetchErrorKind
-from gexbot.core.snapshot import BundleSnapshot, HistoryPoint, SymbolSnapshot, SymbolStatus
+from gexbot.core.snapshot import BundleSnapshot, HistoryPoint, SymbolSnapshot
 from gexbot.core.symbols import chunks, dedupe
 from gexbot.core.wire import (
     Envelope,
     WireFormatError,
-    entry_to_snapshot,
-    multi_to_snapshots,
+    merge_bundles,
     parse_envelope,
+    parse_multi,
+    parse_single,
     stress_history_points,
 )
 
@@ -144,6 +144,7 @@ class BackQuantClient:
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         wall_clock: Callable[[], float] = time.time,
+        stale_after: float = 90.0,
     ) -> None:
         self._http = http
         self._secret = api_key
@@ -151,6 +152,7 @@ class BackQuantClient:
         self._rng = rng or random.Random()
         self._sleep = sleep
         self._wall_clock = wall_clock
+        self._stale_after = stale_after  # GEXBOT_STALE_AFTER: parsing yields final statuses
         self._rate = RateLimitState()
         self._lock = asyncio.Lock()
         self.requests_sent = 0
@@ -171,10 +173,7 @@ class BackQuantClient:
         """Levels for every symbol: one request per 8 symbols, merged in the caller's order."""
         wanted = dedupe(symbols)
         inc = sorted(set(include) & MULTI_INCLUDES)
-        merged: dict[str, SymbolSnapshot] = {}
-        request_ids: list[str] = []
-        fetched_at: datetime | None = None
-        version: str | None = None
+        parts = []
         for part in chunks(wanted):
             params = {"symbols": ",".join(part)}
             if inc:
@@ -182,19 +181,17 @@ class BackQuantClient:
             if exchanges:
                 params["exchanges"] = ",".join(exchanges)
             env = await self._get("/v2/multi/gex/levels", params)
-            snaps = self._parse("multi levels payload", multi_to_snapshots, env.data, part)
-            for sym, snap in snaps.items():
-                merged.setdefault(sym, snap)
-            if env.meta.request_id:
-                request_ids.append(env.meta.request_id)
-            fetched_at = env.meta.timestamp or fetched_at
-            version = env.meta.version or version
-        return BundleSnapshot(
-            fetched_at=fetched_at,
-            symbols=MappingProxyType(merged),
-            request_ids=tuple(request_ids),
-            api_version=version,
-        )
+            parts.append(
+                self._parse(
+                    "multi levels payload",
+                    parse_multi,
+                    env,
+                    part,
+                    received_at=self._received_at(),
+                    stale_after=self._stale_after,
+                )
+            )
+        return merge_bundles(parts)
 
     async def levels(self, symbol: str, include: Iterable[str] = ()) -> SymbolSnapshot:
         """Levels of one symbol from `/v2/gex/levels` (the only place `spot`/`candles` live)."""
@@ -203,10 +200,17 @@ class BackQuantClient:
         if inc:
             params["include"] = ",".join(inc)
         env = await self._get("/v2/gex/levels", params)
-        if not isinstance(env.data, Mapping):
-            raise self._error(FetchErrorKind.TRANSIENT, "levels payload `data` is not an object")
-        snap = self._parse("levels payload", entry_to_snapshot, symbol, env.data, meta=env.meta)
-        return snap if snap.spot is not None else replace(snap, status=SymbolStatus.MISSING)
+        return self._parse(
+            "levels payload",
+            parse_single,
+            env,
+            symbol,
+            received_at=self._received_at(),
+            stale_after=self._stale_after,
+        )
+
+    def _received_at(self) -> datetime:
+        return datetime.fromtimestamp(self._wall_clock(), tz=UTC)
 
     async def stress_history(self, symbol: str, days: int = 7) -> tuple[HistoryPoint, ...]:
         """Up to 30 days of std-signed HVL, walls, spot and net GEX for one symbol."""

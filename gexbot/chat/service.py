@@ -33,7 +33,6 @@ from gexbot.core.format import fmt_age
 from gexbot.core.render import level_label
 from gexbot.core.rules import RuleSet
 from gexbot.core.snapshot import BundleSnapshot, SymbolSnapshot
-from gexbot.core.wire import mark_stale
 from gexbot.store.ops import active_mutes, add_mute, remove_mute, subscribe, unsubscribe
 from gexbot.store.outbox import OutboxState, counts
 
@@ -160,8 +159,8 @@ class ChatService:
         latest = await asyncio.to_thread(self._latest)  # a standby reads it from the database
         young = (
             latest is not None
-            and latest.fetched_at is not None
-            and (now - latest.fetched_at).total_seconds() < self._fresh_for
+            and latest.received_at is not None
+            and (now - latest.received_at).total_seconds() < self._fresh_for
         )
         parts = []
         for sym in symbols:
@@ -193,8 +192,7 @@ class ChatService:
         except FetchError as exc:
             log.warning("levels for %s failed: %s", sym, exc)
             return None
-        bundle = BundleSnapshot(fetched_at=self._clock(), symbols={sym: snap})
-        return mark_stale(bundle, now=self._clock(), stale_after=self._stale_after).symbols[sym]
+        return snap
 
     def _rules_text(self) -> str:
         rules = self._rules().rules
@@ -224,10 +222,10 @@ class ChatService:
                     f"Replica {role['instance']}: standby; leader {leader}"
                     + (f" (term {role['term']})" if role.get("term") else "")
                 )
-        if latest is None or latest.fetched_at is None:
+        if latest is None or latest.received_at is None:
             lines.append("No successful poll yet.")
         else:
-            lines.append(f"Last poll {fmt_age((now - latest.fetched_at).total_seconds())} ago")
+            lines.append(f"Last poll {fmt_age((now - latest.received_at).total_seconds())} ago")
             for sym, snap in latest.symbols.items():
                 lines.append(
                     f"{sym:<10} {snap.status.value:<8} data age {fmt_age(snap.age_seconds(now))}"

@@ -15,7 +15,6 @@ from gexbot.cli.tables import levels_table
 from gexbot.core.levels_view import levels_view
 from gexbot.core.snapshot import BundleSnapshot
 from gexbot.core.symbols import SUPPORTED_SYMBOLS, normalize_symbol
-from gexbot.core.wire import mark_stale
 from gexbot.settings import Settings
 
 
@@ -34,7 +33,6 @@ async def levels(settings: Settings, names: list[str], console: Console, err: Co
         except FetchError as exc:
             err.print(f"gexbot levels: {exc}", style="red", markup=False, highlight=False)
             return EXIT_FAILED
-    bundle = mark_stale(bundle, now=datetime.now(tz=UTC), stale_after=settings.stale_after)
     print_bundle(console, bundle)
     return EXIT_OK
 

@@ -92,7 +92,7 @@ def frames(series: Mapping[str, Sequence[SymbolSnapshot]]) -> list[BundleSnapsho
             by_time.setdefault(at, {})[sym] = snap
             previous = at
     return [
-        BundleSnapshot(fetched_at=at, symbols=MappingProxyType(by_time[at]))
+        BundleSnapshot(received_at=at, symbols=MappingProxyType(by_time[at]))
         for at in sorted(by_time)
     ]
 
@@ -173,10 +173,10 @@ def replay(rules: Sequence[Rule], history: Iterable[BundleSnapshot]) -> ReplayRe
     index = index_rules(rules)
     statuses: dict[str, dict[str, AlertStatus]] = {}
     last: dict[str, SymbolSnapshot] = {}
-    previous = BundleSnapshot(fetched_at=None, symbols=MappingProxyType(last))
+    previous = BundleSnapshot(received_at=None, symbols=MappingProxyType(last))
     result = ReplayResult()
     for frame in history:
-        now = frame.fetched_at
+        now = frame.received_at
         if now is None:
             continue
         if result.start is None:

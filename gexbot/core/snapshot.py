@@ -131,8 +131,9 @@ class SymbolSnapshot:
 class BundleSnapshot:
     """The whole universe as of one poll, in the caller's order."""
 
-    fetched_at: datetime | None  # upstream's `meta.timestamp` of the (last) response
+    received_at: datetime | None  # when the bot received it (our clock): ages, freshness
     symbols: Mapping[str, SymbolSnapshot]
+    upstream_at: datetime | None = None  # upstream's `meta.timestamp` (its clock): /status only
     request_ids: tuple[str, ...] = ()
     api_version: str | None = None
 

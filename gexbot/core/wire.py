@@ -408,29 +408,67 @@ def multi_to_snapshots(data: Any, requested: Sequence[str]) -> dict[str, SymbolS
     return out
 
 
-def mark_stale(bundle: BundleSnapshot, *, now: datetime, stale_after: float) -> BundleSnapshot:
-    """Re-classify served symbols whose data is older than `stale_after` seconds as STALE.
-
-    A served entry without `computed_at` is STALE too: alerts that move money must not act on
-    data of unknown age.
-    """
-    symbols: dict[str, SymbolSnapshot] = {}
-    changed = False
-    for sym, snap in bundle.symbols.items():
-        age = snap.age_seconds(now)
-        if snap.status is SymbolStatus.OK and (age is None or age > stale_after):
-            symbols[sym] = replace(snap, status=SymbolStatus.STALE)
-            changed = True
-        else:
-            symbols[sym] = snap
-    if not changed:
-        return bundle
+def parse_multi(
+    env: Envelope, requested: Sequence[str], *, received_at: datetime, stale_after: float
+) -> BundleSnapshot:
+    """One multi response as the bundle the rest of the bot sees: every symbol in its final
+    status (staleness included, judged at `received_at`), and both clocks named."""
+    symbols = {
+        sym: _final(snap, received_at, stale_after)
+        for sym, snap in multi_to_snapshots(env.data, requested).items()
+    }
     return BundleSnapshot(
-        fetched_at=bundle.fetched_at,
+        received_at=received_at,
+        upstream_at=env.meta.timestamp,
         symbols=MappingProxyType(symbols),
-        request_ids=bundle.request_ids,
-        api_version=bundle.api_version,
+        request_ids=(env.meta.request_id,) if env.meta.request_id else (),
+        api_version=env.meta.version,
     )
+
+
+def parse_single(
+    env: Envelope, symbol: str, *, received_at: datetime, stale_after: float
+) -> SymbolSnapshot:
+    """One `/v2/gex/levels` response as a snapshot in its final status (no spot: MISSING)."""
+    if not isinstance(env.data, Mapping):
+        raise WireFormatError("levels payload `data` is not an object")
+    snap = entry_to_snapshot(symbol, env.data, meta=env.meta)
+    if snap.spot is None:
+        return replace(snap, status=SymbolStatus.MISSING)
+    return _final(snap, received_at, stale_after)
+
+
+def merge_bundles(parts: Sequence[BundleSnapshot]) -> BundleSnapshot:
+    """Bundles of one poll (8 symbols per request) as one, in request order; the first
+    answer for a symbol wins, and the times are the last response's."""
+    if not parts:
+        raise ValueError("merge_bundles needs at least one bundle")
+    if len(parts) == 1:
+        return parts[0]
+    symbols: dict[str, SymbolSnapshot] = {}
+    for part in parts:
+        for sym, snap in part.symbols.items():
+            symbols.setdefault(sym, snap)
+    last = parts[-1]
+    return BundleSnapshot(
+        received_at=last.received_at,
+        upstream_at=next((p.upstream_at for p in reversed(parts) if p.upstream_at), None),
+        symbols=MappingProxyType(symbols),
+        request_ids=tuple(r for p in parts for r in p.request_ids),
+        api_version=next((p.api_version for p in reversed(parts) if p.api_version), None),
+    )
+
+
+def _final(snap: SymbolSnapshot, now: datetime, stale_after: float) -> SymbolSnapshot:
+    """A served symbol whose data is older than `stale_after` seconds is STALE.
+
+    One without `computed_at` is STALE too: alerts that move money must not act on data of
+    unknown age.
+    """
+    age = snap.age_seconds(now)
+    if snap.status is SymbolStatus.OK and (age is None or age > stale_after):
+        return replace(snap, status=SymbolStatus.STALE)
+    return snap
 
 
 def stress_history_points(data: Any) -> tuple[HistoryPoint, ...]:

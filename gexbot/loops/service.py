@@ -15,7 +15,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,7 +34,6 @@ from gexbot.core.includes import required_includes
 from gexbot.core.poll_failure import delay_after_failure
 from gexbot.core.schedule import RefreshModel, first_poll_after_takeover, next_poll
 from gexbot.core.snapshot import BundleSnapshot, SymbolStatus
-from gexbot.core.wire import mark_stale
 from gexbot.loops.cycle import CycleReport, Pipeline
 from gexbot.loops.deliver import Dispatcher, DispatchPolicy
 from gexbot.loops.health import HealthServer, Metrics
@@ -152,6 +151,9 @@ class Service:
             "cycles": self.state.cycles,
             "last_success": self.state.last_success,
             "started_at": self.state.started_at,
+            # our clock vs upstream's: a large gap between the two is clock skew, not lag
+            "last_received_at": self.latest.received_at if self.latest else None,
+            "last_upstream_at": self.latest.upstream_at if self.latest else None,
         }
 
     def _poll_health(self) -> tuple[bool, dict[str, object]]:
@@ -204,8 +206,7 @@ class Service:
             self.metrics.quota_remaining.set(rl.quota_remaining)
         fresh = False
         if bundle is not None:
-            bundle = mark_stale(bundle, now=now, stale_after=self.settings.stale_after)
-            self.latest = replace(bundle, fetched_at=now)
+            self.latest = bundle
             fresh = self.model.observe(
                 [s.computed_at for s in bundle.symbols.values()],
                 asked_at=now,

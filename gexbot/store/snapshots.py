@@ -46,7 +46,7 @@ def save_snapshot(conn: Connection, bundle: BundleSnapshot) -> None:
             "status": snap.status.value,
             "spot": snap.spot,
             "computed_at": snap.computed_at,
-            "fetched_at": bundle.fetched_at,
+            "received_at": bundle.received_at,
             "data": _data(snap),
         }
         for sym, snap in bundle.symbols.items()
@@ -56,7 +56,9 @@ def save_snapshot(conn: Connection, bundle: BundleSnapshot) -> None:
     stmt = insert(conn, snapshot_last)
     stmt = stmt.on_conflict_do_update(
         index_elements=[snapshot_last.c.symbol],
-        set_={c: stmt.excluded[c] for c in ("status", "spot", "computed_at", "fetched_at", "data")},
+        set_={
+            c: stmt.excluded[c] for c in ("status", "spot", "computed_at", "received_at", "data")
+        },
     )
     conn.execute(stmt, rows)
     history = [
@@ -80,8 +82,8 @@ def load_last_bundle(conn: Connection) -> BundleSnapshot | None:
     if not rows:
         return None
     symbols = {r.symbol: _snapshot(r.symbol, r.status, r.spot, r.computed_at, r.data) for r in rows}
-    fetched = max((r.fetched_at for r in rows if r.fetched_at), default=None)
-    return BundleSnapshot(fetched_at=fetched, symbols=MappingProxyType(symbols))
+    received = max((r.received_at for r in rows if r.received_at), default=None)
+    return BundleSnapshot(received_at=received, symbols=MappingProxyType(symbols))
 
 
 def load_history(

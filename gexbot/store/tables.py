@@ -81,7 +81,7 @@ snapshot_last = Table(
     Column("status", String(16), nullable=False),
     Column("spot", Float),
     Column("computed_at", UTC_TS),
-    Column("fetched_at", UTC_TS),
+    Column("received_at", UTC_TS),  # when the bot received it (its clock, not upstream's)
     Column("data", JSON, nullable=False),
 )
 
