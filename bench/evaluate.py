@@ -16,7 +16,7 @@ import time
 from datetime import UTC, datetime
 from types import MappingProxyType
 
-from gexbot.core.alert import AlertStatus
+from gexbot.core.alert import StatusBook
 from gexbot.core.cycle import run_rules
 from gexbot.core.evaluate import index_rules
 from gexbot.core.rules import Band, Condition, ConditionKind, Direction, Rule
@@ -96,7 +96,7 @@ def snapshots(cycles: int, config: SimConfig) -> list[BundleSnapshot]:
 def bench(n_rules: int, frames: list[BundleSnapshot]) -> tuple[float, float, int]:
     """Median and p99 ms per cycle, and alerts fired, over the frames (first one warms up)."""
     rules = index_rules(make_rules(n_rules, random.Random(n_rules)))
-    statuses: dict[str, dict[str, AlertStatus]] = {}
+    statuses = StatusBook()
     previous = None
     times = []
     alerts = 0
@@ -104,8 +104,7 @@ def bench(n_rules: int, frames: list[BundleSnapshot]) -> tuple[float, float, int
         assert frame.received_at is not None
         t0 = time.perf_counter()
         result = run_rules(rules, statuses, previous, frame, now=frame.received_at)
-        for (rid, sym), st in result.statuses.items():
-            statuses.setdefault(rid, {})[sym] = st
+        statuses.apply(result.statuses)
         elapsed = time.perf_counter() - t0
         if i > 0:
             times.append(elapsed)

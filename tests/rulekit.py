@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
-from gexbot.core.alert import AlertStatus, NotifyReason
+from gexbot.core.alert import AlertStatus, NotifyReason, StatusBook
 from gexbot.core.audience import RULES_ONLY, Audience
 from gexbot.core.cycle import run_rules
 from gexbot.core.lifecycle import Decision
@@ -67,7 +67,7 @@ class Stepper:
     rule: Rule
     symbol: str = "BTCUSDT"
     now: datetime = T0
-    statuses: dict[str, dict[str, AlertStatus]] = field(default_factory=dict)
+    statuses: StatusBook = field(default_factory=StatusBook)
     previous: BundleSnapshot | None = None
     decisions: list[Decision] = field(default_factory=list)
     audience: Audience = RULES_ONLY  # the chats' mutes and subscriptions, changeable per step
@@ -85,8 +85,7 @@ class Stepper:
         result = run_rules(
             [self.rule], self.statuses, self.previous, current, now=self.now, audience=self.audience
         )
-        for (rid, sym), status in result.statuses.items():
-            self.statuses.setdefault(rid, {})[sym] = status
+        self.statuses.apply(result.statuses)
         self.previous = current
         self.decisions.extend(result.decisions)
         mine = [d for d in result.decisions if d.observation.symbol == self.symbol]

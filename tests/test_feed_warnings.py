@@ -7,7 +7,7 @@ from types import MappingProxyType
 
 import pytest
 
-from gexbot.core.alert import AlertState, AlertStatus, NotifyReason
+from gexbot.core.alert import AlertState, AlertStatus, NotifyReason, StatusBook
 from gexbot.core.events import ALL_SYMBOLS, WarningKind, is_warning, warning_event
 from gexbot.core.feed_warnings import FeedContext, feed_warnings, step_warning
 from gexbot.core.rules import Severity
@@ -19,7 +19,7 @@ class Warner:
     """Steps the feed warnings through time, keeping statuses like the pipeline."""
 
     def __init__(self, **feed: float) -> None:
-        self.statuses: dict[str, dict[str, AlertStatus]] = {}
+        self.statuses = StatusBook()
         self.previous: BundleSnapshot | None = None
         self.feed = FeedContext(
             started_at=T0, interval=30, missing_after=feed.get("missing", 90), stale_after=90
@@ -54,8 +54,7 @@ class Warner:
             now=self.now,
             feed=self.feed,
         )
-        for (rid, sym), st in out.statuses.items():
-            self.statuses.setdefault(rid, {})[sym] = st
+        self.statuses.apply(out.statuses)
         if bundle is not None:
             self.previous = bundle
         return [f"{e.reason.value}: {e.message}" for e in out.events]

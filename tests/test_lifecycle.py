@@ -247,3 +247,17 @@ def test_reason_names_are_stable() -> None:
         NotifyReason.REPEAT,
         NotifyReason.RESOLVED,
     }
+
+
+def test_a_status_book_takes_a_cycle_s_changes_in() -> None:
+    from gexbot.core.alert import AlertStatus, StatusBook
+
+    book = StatusBook({"r": {"BTCUSDT": AlertStatus(seq=1)}})
+    book.apply({("r", "ETHUSDT"): AlertStatus(seq=2), ("q", "BTCUSDT"): AlertStatus(seq=3)})
+    assert [book.status("r", "BTCUSDT"), book.status("r", "ETHUSDT")] == [
+        AlertStatus(seq=1),
+        AlertStatus(seq=2),
+    ]
+    assert book.status("q", "BTCUSDT") == AlertStatus(seq=3)
+    assert book.status("q", "SOLUSDT") is None
+    assert book.status("unknown", "BTCUSDT") is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -51,3 +52,24 @@ class AlertStatus:
     last_notified: datetime | None = None
     seq: int = 0  # notification sequence: part of each message's de-duplication key
     last_reason: NotifyReason | None = None
+
+
+StatusKey = tuple[str, str]  # (rule id, symbol): how a cycle names the statuses it changed
+
+
+class StatusBook(dict[str, dict[str, AlertStatus]]):
+    """Every rule+symbol's status as rule id → symbol → status: the one shape statuses take.
+
+    The store loads it, evaluation reads it per rule, and a cycle's changes (keyed by
+    `StatusKey`, as they are saved) go back in through `apply`, never merged by hand.
+    """
+
+    def status(self, rule_id: str, symbol: str) -> AlertStatus | None:
+        """The status of one rule+symbol (None: never seen)."""
+        mine = self.get(rule_id)
+        return mine.get(symbol) if mine is not None else None
+
+    def apply(self, changes: Mapping[StatusKey, AlertStatus]) -> None:
+        """Take in a cycle's changed statuses."""
+        for (rule_id, symbol), status in changes.items():
+            self.setdefault(rule_id, {})[symbol] = status

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from gexbot.core.alert import AlertStatus, NotifyReason
+from gexbot.core.alert import AlertStatus, NotifyReason, StatusKey
 from gexbot.core.audience import RULES_ONLY, Audience
 from gexbot.core.evaluate import RuleIndex, Statuses, evaluate, index_rules
 from gexbot.core.lifecycle import Decision, decide
@@ -19,7 +19,7 @@ class CycleResult:
     """What changed: new statuses to persist and the decisions behind them."""
 
     decisions: tuple[Decision, ...]
-    statuses: dict[tuple[str, str], AlertStatus]  # (rule id, symbol) → new status
+    statuses: dict[StatusKey, AlertStatus]  # only the changed ones
 
     @property
     def alerts(self) -> list[Decision]:
@@ -40,7 +40,7 @@ def run_rules(
     index = rules if isinstance(rules, RuleIndex) else index_rules(rules)
     by_id = index.by_id
     decisions = []
-    changed: dict[tuple[str, str], AlertStatus] = {}
+    changed: dict[StatusKey, AlertStatus] = {}
     for obs in evaluate(index, previous, snapshot, statuses=statuses):
         key = (obs.rule_id, obs.symbol)
         prior = statuses.get(obs.rule_id, {}).get(obs.symbol)

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from gexbot.core.alert import AlertState, AlertStatus, NotifyReason
+from gexbot.core.alert import AlertState, AlertStatus, NotifyReason, StatusKey
 from gexbot.core.events import ALL_SYMBOLS, AlertEvent, WarningKind, warning_event
 from gexbot.core.format import fmt_age
 from gexbot.core.levels_view import Regime, regime
@@ -36,7 +36,7 @@ class FeedContext:
 class WarningResult:
     """Changed warning statuses and the events to send."""
 
-    statuses: dict[tuple[str, str], AlertStatus] = field(default_factory=dict)
+    statuses: dict[StatusKey, AlertStatus] = field(default_factory=dict)
     events: list[AlertEvent] = field(default_factory=list)
 
 

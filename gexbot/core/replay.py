@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import MappingProxyType
 
-from gexbot.core.alert import AlertStatus, NotifyReason
+from gexbot.core.alert import NotifyReason, StatusBook
 from gexbot.core.cycle import run_rules
 from gexbot.core.evaluate import index_rules
 from gexbot.core.events import AlertEvent, events_for
@@ -171,7 +171,7 @@ class ReplayResult:
 def replay(rules: Sequence[Rule], history: Iterable[BundleSnapshot]) -> ReplayResult:
     """Run `history` (oldest first) through evaluate/decide with its own timestamps as `now`."""
     index = index_rules(rules)
-    statuses: dict[str, dict[str, AlertStatus]] = {}
+    statuses = StatusBook()
     last: dict[str, SymbolSnapshot] = {}
     previous = BundleSnapshot(received_at=None, symbols=MappingProxyType(last))
     result = ReplayResult()
@@ -184,8 +184,7 @@ def replay(rules: Sequence[Rule], history: Iterable[BundleSnapshot]) -> ReplayRe
         result.end = now
         result.snapshots += len(frame.symbols)
         cycle = run_rules(index, statuses, previous if last else None, frame, now=now)
-        for (rid, sym), status in cycle.statuses.items():
-            statuses.setdefault(rid, {})[sym] = status
+        statuses.apply(cycle.statuses)
         if cycle.decisions:
             for event, _ in events_for(cycle.alerts, index.by_id, now=now, bundle=frame):
                 result.alerts.append(

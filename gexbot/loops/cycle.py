@@ -16,7 +16,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Engine
 
-from gexbot.core.alert import AlertStatus, NotifyReason
+from gexbot.core.alert import NotifyReason, StatusBook
 from gexbot.core.audience import Audience
 from gexbot.core.cycle import CycleResult, run_rules
 from gexbot.core.evaluate import RuleIndex
@@ -53,7 +53,7 @@ class Pipeline:
         self._engine = engine
         self.rules = rules
         self._fence = fence
-        self._statuses: dict[str, dict[str, AlertStatus]] | None = None
+        self._statuses: StatusBook | None = None
         self._previous: BundleSnapshot | None = None
 
     def replace_rules(self, rules: RuleIndex, changed_ids: frozenset[str]) -> None:
@@ -72,7 +72,7 @@ class Pipeline:
         with self._engine.connect() as conn:
             return load_audience(conn, now=now)
 
-    def _load(self) -> tuple[dict[str, dict[str, AlertStatus]], BundleSnapshot | None]:
+    def _load(self) -> tuple[StatusBook, BundleSnapshot | None]:
         if self._statuses is None:
             with self._engine.connect() as conn:
                 self._statuses = load_statuses(conn)
@@ -144,8 +144,7 @@ class Pipeline:
         except Exception:
             self.invalidate()
             raise
-        for (rule_id, symbol), status in changed.items():
-            statuses.setdefault(rule_id, {})[symbol] = status
+        statuses.apply(changed)
         if bundle is not None:
             self._previous = bundle
         return CycleReport(result, tuple(ids), tuple(e for e, _ in events))

@@ -6,14 +6,14 @@ from collections.abc import Iterable, Mapping
 
 from sqlalchemy import Connection, delete, select
 
-from gexbot.core.alert import AlertState, AlertStatus, NotifyReason
+from gexbot.core.alert import AlertState, AlertStatus, NotifyReason, StatusBook, StatusKey
 from gexbot.store.dialect import insert
 from gexbot.store.tables import alert_state
 
 
-def load_statuses(conn: Connection) -> dict[str, dict[str, AlertStatus]]:
-    """Every stored status, as rule id → symbol → status."""
-    out: dict[str, dict[str, AlertStatus]] = {}
+def load_statuses(conn: Connection) -> StatusBook:
+    """Every stored status."""
+    out = StatusBook()
     for row in conn.execute(select(alert_state)):
         out.setdefault(row.rule_id, {})[row.symbol] = AlertStatus(
             state=AlertState(row.state),
@@ -26,7 +26,7 @@ def load_statuses(conn: Connection) -> dict[str, dict[str, AlertStatus]]:
     return out
 
 
-def save_statuses(conn: Connection, changed: Mapping[tuple[str, str], AlertStatus]) -> int:
+def save_statuses(conn: Connection, changed: Mapping[StatusKey, AlertStatus]) -> int:
     """Upsert the changed statuses in one statement; returns how many."""
     if not changed:
         return 0
