@@ -64,7 +64,6 @@ async def main(n: int) -> None:
                 latest=lambda: _fresh(latest),
                 universe=list(latest.symbols),
                 fresh_for=30,
-                stale_after=90,
                 clock=lambda: datetime.now(tz=UTC),
                 # As `gexbot run` wires it: one chart per symbol and refresh, after the text.
                 charts=charts,

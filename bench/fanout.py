@@ -20,11 +20,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gexbot.app import build_notifiers, build_routes
+from gexbot.app import build_notifiers
 from gexbot.core.alert import NotifyReason
 from gexbot.core.events import AlertEvent
 from gexbot.core.rules import Channel, ChannelKind, RuleSet, Severity
-from gexbot.loops.deliver import Dispatcher, DispatchPolicy
+from gexbot.loops.deliver import Dispatcher, DispatchPolicy, build_routes
 from gexbot.settings import load_settings
 from gexbot.store.engine import make_engine, migrate
 from gexbot.store.outbox import counts, enqueue

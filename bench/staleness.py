@@ -28,11 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rich.console import Console
 
 from gexbot.adapters.backquant import BackQuantClient, build_http_client
-from gexbot.app import build_notifiers
+from gexbot.app import build_notifiers, build_service
 from gexbot.core.schedule import RefreshModel, next_poll
 from gexbot.core.snapshot import BundleSnapshot
 from gexbot.loops.rules import RulesWatcher, load_rules
-from gexbot.loops.service import Service
 from gexbot.settings import load_settings
 from gexbot.sim.market import SimConfig, Simulator
 from gexbot.sim.server import SimServer
@@ -130,7 +129,7 @@ async def latency_and_soak(tmp: Path) -> None:
     async with build_http_client(server.url, "k") as http:
         client = TimedClient(http, api_key="k")
         client.arrivals = []
-        bot = Service(
+        bot = build_service(
             settings,
             engine=engine,
             client=client,
@@ -166,7 +165,7 @@ async def latency_and_soak(tmp: Path) -> None:
         )
         migrate(soak_engine := make_engine(quiet.database_url))
         watcher = RulesWatcher(quiet.rules, load_rules(quiet.rules), universe=quiet.symbols)
-        bot = Service(
+        bot = build_service(
             quiet,
             engine=soak_engine,
             client=client,

@@ -1,29 +1,39 @@
-"""The composition root: the one place that turns settings into clients."""
+"""The composition root: the one place that turns settings into a running service.
+
+`compose` builds the whole process (database, clients, notifiers, leadership, chat, HTTP
+routes, the service and its loops); the `build_*` functions are its parts, also used by tests
+and benchmarks that assemble a service around fakes. Nothing else constructs collaborators.
+"""
 
 from __future__ import annotations
 
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC
 from typing import TYPE_CHECKING
 
-from gexbot.adapters.backquant import BackQuantClient, build_http_client
+from gexbot.adapters.backquant import BackQuantClient, RetryPolicy, build_http_client
 from gexbot.settings import Settings, SettingsError, env_name
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from rich.console import Console
     from sqlalchemy import Engine
 
     from gexbot.adapters.notify import Notifier
+    from gexbot.charts.cache import ChartCache
     from gexbot.chat.service import ChatService
     from gexbot.chat.slack import SlackCommands
     from gexbot.chat.telegram import TelegramCommands
     from gexbot.core.rules import RuleSet
-    from gexbot.loops.deliver import Route
     from gexbot.loops.health import Metrics
     from gexbot.loops.leadership import Leadership
+    from gexbot.loops.rules import RulesWatcher
+    from gexbot.loops.service import ChatLoop, HttpRoutes, LatestLevels, Service
 
 # Each platform's library is imported by the builder that needs it, so a command that builds no
 # notifier (`levels`, `check`) never loads PTB, slack-sdk, aiohttp or SQLAlchemy.
@@ -64,19 +74,12 @@ def build_notifiers(settings: Settings, *, console: Console | None = None) -> di
     return out
 
 
-def build_routes(rules: RuleSet, notifiers: dict[str, Notifier]) -> dict[str, Route]:
-    """Channel name → route (no notifier when the platform has no token)."""
-    from gexbot.loops.deliver import Route
-
-    return {
-        name: Route(channel, notifiers.get(channel.kind.value))
-        for name, channel in rules.channels.items()
-    }
-
-
 @asynccontextmanager
 async def backquant_client(
-    settings: Settings, *, wall_clock: Callable[[], float] = time.time
+    settings: Settings,
+    *,
+    wall_clock: Callable[[], float] = time.time,
+    retry: RetryPolicy | None = None,
 ) -> AsyncIterator[BackQuantClient]:
     """A BackQuant client for `settings`, closed on exit. Needs `GEXBOT_API_KEY`.
 
@@ -96,6 +99,7 @@ async def backquant_client(
             rng=random.Random(),
             stale_after=settings.stale_after,
             wall_clock=wall_clock,
+            retry=retry,
         )
 
 
@@ -161,6 +165,7 @@ def build_slack_commands(
         return None
     from slack_sdk.web.async_client import AsyncWebClient
 
+    from gexbot.adapters.slack import SlackNotifier
     from gexbot.chat.slack import SlackCommands
 
     web = AsyncWebClient(
@@ -171,7 +176,159 @@ def build_slack_commands(
         app_token.get_secret_value() if app_token is not None else None,
         web,
         service,
+        files=SlackNotifier(web),  # the same upload (and channel lookup) as alerts
         engine=engine,
         instance=settings.instance,
+        clock=utcnow,
         allowed_users=settings.slack_allowed_users,
     )
+
+
+def utcnow() -> datetime:
+    """The wall clock, UTC: the one place the running bot reads it (handed to everything)."""
+    from datetime import datetime
+
+    return datetime.now(tz=UTC)
+
+
+def build_service(
+    settings: Settings,
+    *,
+    engine: Engine,
+    client: BackQuantClient,
+    watcher: RulesWatcher,
+    notifiers: dict[str, Notifier],
+    leadership: Leadership | None = None,
+    metrics: Metrics | None = None,
+    charts: ChartCache | None = None,
+    latest: LatestLevels | None = None,
+    clock: Callable[[], datetime] = utcnow,
+    rng: random.Random | None = None,
+    quiet_cycles: bool = False,
+    chat_loops: Sequence[ChatLoop] = (),
+    http_routes: Sequence[HttpRoutes] = (),
+) -> Service:
+    """The service and its parts: cycle pipeline, dispatcher, chart cache, latest levels."""
+    from gexbot.charts.cache import ChartCache
+    from gexbot.core.evaluate import index_rules
+    from gexbot.loops.cycle import Pipeline
+    from gexbot.loops.deliver import Dispatcher, DispatchPolicy, build_routes
+    from gexbot.loops.health import Metrics
+    from gexbot.loops.leadership import SoleInstance
+    from gexbot.loops.service import LatestLevels, Service
+
+    leadership = leadership or SoleInstance(settings.instance)
+    rng = rng or random.Random()
+    rules = watcher.rules
+    charts = charts or ChartCache(client, engine, ttl=settings.poll_interval / 2, clock=clock)
+    return Service(
+        settings,
+        engine=engine,
+        client=client,
+        watcher=watcher,
+        notifiers=notifiers,
+        pipeline=Pipeline(engine, index_rules(rules.rules), fence=leadership.fence),
+        dispatcher=Dispatcher(
+            engine,
+            build_routes(rules, notifiers),
+            clock=clock,
+            warnings_to=rules.warnings_notify,
+            policy=DispatchPolicy(lease=settings.delivery_lease),
+            rng=rng,
+            notifiers=notifiers,
+            charts=charts,
+        ),
+        charts=charts,
+        leadership=leadership,
+        latest=latest or LatestLevels(engine, leadership),
+        metrics=metrics or Metrics(),
+        rng=rng,
+        clock=clock,
+        quiet_cycles=quiet_cycles,
+        chat_loops=chat_loops,
+        http_routes=http_routes,
+    )
+
+
+@asynccontextmanager
+async def compose(
+    settings: Settings, ruleset: RuleSet, console: Console, *, quiet_cycles: bool = False
+) -> AsyncIterator[Service]:
+    """The whole running process for `settings`: database (locked on SQLite, migrated or
+    checked), BackQuant client, notifiers, leadership, chat commands and their HTTP
+    endpoints, and the service over them. Everything is closed on exit."""
+    from gexbot.charts.cache import ChartCache
+    from gexbot.chat.service import ChatService
+    from gexbot.loops.health import Metrics
+    from gexbot.loops.leadership import SoleInstance
+    from gexbot.loops.rules import RulesWatcher
+    from gexbot.loops.service import LatestLevels
+    from gexbot.store.engine import make_engine, migrate, require_current_schema
+    from gexbot.store.outbox import release_orphans
+    from gexbot.store.single import sqlite_lock
+
+    engine = make_engine(settings.database_url)
+    lock = sqlite_lock(engine)
+    try:
+        if lock is not None:
+            lock.acquire()
+        if engine.dialect.name == "postgresql":
+            require_current_schema(engine)  # replicas share it: `gexbot db upgrade` migrates
+        else:
+            migrate(engine)
+            with engine.begin() as conn:
+                orphans = release_orphans(conn)
+            if orphans:
+                log.warning(
+                    "%d message(s) were being sent when the last run stopped; sending again",
+                    orphans,
+                )
+        notifiers = build_notifiers(settings, console=console)
+        async with backquant_client(settings) as client:
+            watcher = RulesWatcher(settings.rules, ruleset, universe=settings.symbols)
+            metrics = Metrics()
+            leadership = build_leadership(settings, engine, metrics)
+            charts = ChartCache(client, engine, ttl=settings.poll_interval / 2, clock=utcnow)
+            latest = LatestLevels(engine, leadership)
+            chat = ChatService(
+                engine=engine,
+                client=client,
+                rules=lambda: watcher.rules,
+                latest=latest,
+                charts=charts,
+                describe=None if isinstance(leadership, SoleInstance) else leadership.describe,
+                universe=settings.symbols,
+                fresh_for=settings.poll_interval,
+                clock=utcnow,
+            )
+            chat_loops: list[ChatLoop] = []
+            http_routes: list[HttpRoutes] = []
+            telegram_commands = build_telegram_commands(settings, engine, chat, leadership)
+            if telegram_commands is not None:
+                chat_loops.append(telegram_commands.run)
+            slack_commands = build_slack_commands(settings, chat, engine)
+            if slack_commands is not None:
+                chat_loops.append(slack_commands.run)
+                if settings.slack_signing_secret is not None:
+                    from gexbot.chat.slack_http import SlackEndpoint
+
+                    secret = settings.slack_signing_secret.get_secret_value()
+                    http_routes.append(SlackEndpoint(slack_commands, secret).add_routes)
+            yield build_service(
+                settings,
+                engine=engine,
+                client=client,
+                watcher=watcher,
+                notifiers=notifiers,
+                leadership=leadership,
+                metrics=metrics,
+                charts=charts,
+                latest=latest,
+                quiet_cycles=quiet_cycles,
+                chat_loops=chat_loops,
+                http_routes=http_routes,
+            )
+    finally:
+        if lock is not None:
+            lock.release()
+        engine.dispose()

@@ -200,21 +200,24 @@ async def test_429_waits_retry_after_then_retries(
     server: SimServer, clock: Clock, sleeps: Sleeps
 ) -> None:
     server.budget.per_minute = 1
+
+    async def sleep_and_tick(seconds: float) -> None:
+        # Between the 429 and the retry the minute window rolls over.
+        sleeps.calls.append(seconds)
+        clock.advance(seconds)
+
     async with build_http_client(server.url, server.api_key) as http:
         client = BackQuantClient(
-            http, api_key=server.api_key, sleep=sleeps, wall_clock=clock, rng=random.Random(0)
+            http,
+            api_key=server.api_key,
+            sleep=sleep_and_tick,
+            wall_clock=clock,
+            rng=random.Random(0),
         )
         await client.bundle(["BTCUSDT"])
         assert client.rate_limit.remaining == 0
         assert client.rate_limit.limit == 1
-        # Between the 429 and the retry the minute window rolls over.
         sleeps_before = len(sleeps.calls)
-
-        async def sleep_and_tick(seconds: float) -> None:
-            sleeps.calls.append(seconds)
-            clock.advance(seconds)
-
-        client._sleep = sleep_and_tick
         bundle = await client.bundle(["BTCUSDT"])
     assert bundle.symbols["BTCUSDT"].status is SymbolStatus.OK
     expected = 60 - (clock.t - sleeps.calls[-1]) % 60

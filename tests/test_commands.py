@@ -13,13 +13,15 @@ from sqlalchemy import Engine
 from telegram import Bot
 
 from gexbot.adapters.backquant import BackQuantClient, build_http_client
+from gexbot.adapters.slack import SlackNotifier
+from gexbot.app import utcnow
+from gexbot.charts.cache import ChartCache
 from gexbot.chat.service import ChatService
 from gexbot.chat.slack import SlackCommands
 from gexbot.chat.telegram import TelegramCommands
 from gexbot.core.audience import Scope
 from gexbot.core.commands import CommandError, CommandName, parse_command
 from gexbot.core.rulefile import build_ruleset, parse_rule_file
-from gexbot.loops.service import utcnow
 from gexbot.sim.market import Simulator
 from gexbot.sim.server import SimServer
 from gexbot.store.ops import active_mutes, list_subscriptions
@@ -115,8 +117,8 @@ def _service(db: Engine, client: BackQuantClient) -> ChatService:
         latest=lambda: None,
         universe=["BTCUSDT", "ETHUSDT", "SOLUSDT", "HYPEUSDT"],
         fresh_for=30,
-        stale_after=90,
         clock=utcnow,
+        charts=ChartCache(client, db, ttl=0, clock=utcnow),
     )
 
 
@@ -130,7 +132,16 @@ async def _slack(
     await slack.start()
     web = AsyncWebClient(token=slack.token, base_url=slack.api_url)
     token = slack.app_token if socket else None
-    commands = SlackCommands(token, web, _service(db, client), engine=db, instance="r1", **kw)
+    commands = SlackCommands(
+        token,
+        web,
+        _service(db, client),
+        files=SlackNotifier(web),
+        engine=db,
+        instance="r1",
+        clock=utcnow,
+        **kw,
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(commands.run(stop))
     try:
@@ -228,7 +239,6 @@ async def test_levels_of_one_symbol_takes_its_chart_from_the_shared_source(
         latest=lambda: None,
         universe=["BTCUSDT", "ETHUSDT"],
         fresh_for=30,
-        stale_after=90,
         clock=utcnow,
         charts=shared,
     )

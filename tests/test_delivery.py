@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select
 
-from gexbot.app import build_notifiers, build_routes
+from gexbot.app import build_notifiers
 from gexbot.cli.check import channel_problems
 from gexbot.core.evaluate import index_rules
 from gexbot.core.rulefile import build_ruleset, parse_rule_file
 from gexbot.core.rules import RuleSet
 from gexbot.loops.cycle import Pipeline
-from gexbot.loops.deliver import Dispatcher, DispatchPolicy
+from gexbot.loops.deliver import Dispatcher, DispatchPolicy, build_routes
 from gexbot.settings import load_settings
 from gexbot.store.tables import outbox
 from tests.fakes import FakeSlack, FakeTelegram
@@ -58,7 +58,13 @@ def _ruleset(text: str = RULES) -> RuleSet:
 class Bot:
     """Pipeline + dispatcher wired like the app, with the fakes' URLs as base URLs."""
 
-    def __init__(self, db: Engine, fakes: tuple[FakeSlack, FakeTelegram], rules: RuleSet) -> None:
+    def __init__(
+        self,
+        db: Engine,
+        fakes: tuple[FakeSlack, FakeTelegram],
+        rules: RuleSet,
+        charts: Callable[[str], Awaitable[bytes | None]] | None = None,
+    ) -> None:
         slack, telegram = fakes
         settings = load_settings(
             env_file=None,
@@ -76,6 +82,7 @@ class Bot:
             clock=lambda: self.now,
             warnings_to=rules.warnings_notify,
             policy=DispatchPolicy(max_attempts=3),
+            charts=charts,
         )
 
     async def close(self) -> None:
@@ -203,14 +210,13 @@ async def test_rules_with_chart_true_attach_the_chart_after_the_text(
         ).replace("#gex-alerts", "C0DESK1234")
     )
     assert next(r for r in rules.rules if r.id == "hvl-regime").chart
-    bot = Bot(db, fakes, rules)
     calls: list[str] = []
 
     async def chart(symbol: str) -> bytes | None:
         calls.append(symbol)
         return b"\x89PNG fake chart"
 
-    bot.dispatcher._charts = chart
+    bot = Bot(db, fakes, rules, charts=chart)
     try:
         bot.pipeline.run(bundle(snapshot(99, hvl=100)), now=T0)
         bot.pipeline.run(bundle(snapshot(101, hvl=100)), now=T0 + timedelta(seconds=30))
@@ -231,12 +237,11 @@ async def test_a_chart_failure_never_loses_the_alert(
     rules = _ruleset(
         RULES.replace("    severity: critical\n", "    severity: critical\n    chart: true\n")
     )
-    bot = Bot(db, fakes, rules)
 
     async def broken(symbol: str) -> bytes | None:
         raise RuntimeError("renderer exploded")
 
-    bot.dispatcher._charts = broken
+    bot = Bot(db, fakes, rules, charts=broken)
     try:
         bot.pipeline.run(bundle(snapshot(99, hvl=100)), now=T0)
         bot.pipeline.run(bundle(snapshot(101, hvl=100)), now=T0 + timedelta(seconds=30))

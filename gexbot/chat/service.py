@@ -17,7 +17,6 @@ from functools import partial
 from sqlalchemy import Engine
 
 from gexbot.adapters.backquant import BackQuantClient, FetchError
-from gexbot.charts.cache import ChartCache
 from gexbot.core.audience import Mute, Scope
 from gexbot.core.commands import (
     Command,
@@ -80,22 +79,18 @@ class ChatService:
         latest: Callable[[], BundleSnapshot | None],
         universe: list[str],
         fresh_for: float,
-        stale_after: float,
         clock: Callable[[], datetime],
-        charts: Callable[[str], Awaitable[bytes]] | None = None,
+        charts: Callable[[str], Awaitable[bytes]],
         describe: Callable[[], dict[str, object]] | None = None,
     ) -> None:
         self._describe = describe  # replicas: who leads (None: a single process)
-        # Where `/levels SYMBOL` gets its chart: the bot's shared ChartCache (None: one of its
-        # own that keeps nothing).
-        self._charts = charts or ChartCache(client, engine, ttl=0, clock=clock)
+        self._charts = charts  # where `/levels SYMBOL` gets its chart: the shared ChartCache
         self._engine = engine
         self._client = client
         self._rules = rules
         self._latest = latest
         self._universe = universe
         self._fresh_for = fresh_for
-        self._stale_after = stale_after
         self._clock = clock
 
     async def answer(self, text: str, *, platform: str, chat_id: str, user: str) -> Reply:

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -50,9 +50,10 @@ class SlackCommands:
         web: AsyncWebClient,
         service: ChatService,
         *,
+        files: SlackNotifier,
         engine: Engine,
         instance: str,
-        clock: Callable[[], datetime] = lambda: datetime.now(tz=UTC),
+        clock: Callable[[], datetime],
         allowed_users: Sequence[str] = (),
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -60,7 +61,7 @@ class SlackCommands:
         self._refusals = Refusals(monotonic)
         self._app_token = app_token
         self._web = web
-        self._files = SlackNotifier(web)  # the same upload (and channel lookup) as alerts
+        self._files = files  # the alerts' notifier: the same upload and channel lookup
         # Answers to events and charts run after the acknowledgement, which Slack wants
         # within 3 s, and never hold up the next command.
         self.background = Background(log, "Slack command handling")

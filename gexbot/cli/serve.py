@@ -14,30 +14,20 @@ from pydantic import SecretStr
 from rich.console import Console
 
 from gexbot.adapters.backquant import MULTI_INCLUDES
-from gexbot.app import (
-    backquant_client,
-    build_leadership,
-    build_notifiers,
-    build_slack_commands,
-    build_telegram_commands,
-)
-from gexbot.chat.service import ChatService
-from gexbot.chat.slack_http import SlackEndpoint
+from gexbot.app import backquant_client, compose
 from gexbot.cli import EXIT_FAILED, EXIT_OK, count
 from gexbot.cli.check import startup_problems
 from gexbot.cli.levels import print_bundle
 from gexbot.cli.signals import on_signals
 from gexbot.core.render import plain_text, render
-from gexbot.loops.health import Metrics
 from gexbot.loops.leadership import SoleInstance
-from gexbot.loops.rules import RulesWatcher
-from gexbot.loops.service import Service, utcnow
+from gexbot.loops.service import Service
 from gexbot.settings import Settings, load_settings
 from gexbot.sim.market import DEMO_CONFIG, Simulator
 from gexbot.sim.server import DEFAULT_KEY, SimServer
-from gexbot.store.engine import make_engine, masked, migrate, require_current_schema
-from gexbot.store.outbox import release_orphans
-from gexbot.store.single import sqlite_lock
+from gexbot.store.engine import masked
+
+log = logging.getLogger("gexbot")
 
 
 async def serve(
@@ -52,90 +42,33 @@ async def serve(
 ) -> int:
     problems, ruleset = startup_problems(settings, need_key=True)
     for line in settings.unsupported_symbols():
-        logging.getLogger("gexbot").warning("%s (it will be reported as invalid)", line)
+        log.warning("%s (it will be reported as invalid)", line)
     if problems or ruleset is None:
         for line in problems:
             err.print(line, markup=False, highlight=False, soft_wrap=True)
         err.print(f"gexbot did not start: {count(len(problems), 'problem')}", markup=False)
         return EXIT_FAILED
-    engine = make_engine(settings.database_url)
-    lock = sqlite_lock(engine)
-    try:
-        if lock is not None:
-            lock.acquire()
-        if engine.dialect.name == "postgresql":
-            require_current_schema(engine)  # replicas share it: `gexbot db upgrade` migrates
-        else:
-            migrate(engine)
-        if engine.dialect.name == "sqlite":
-            with engine.begin() as conn:
-                orphans = release_orphans(conn)
-            if orphans:
-                logging.getLogger("gexbot").warning(
-                    "%d message(s) were being sent when the last run stopped; sending again",
-                    orphans,
-                )
-        notifiers = build_notifiers(settings, console=console)
-        async with backquant_client(settings) as client:
-            watcher = RulesWatcher(settings.rules, ruleset, universe=settings.symbols)
-            metrics = Metrics()
-            leadership = build_leadership(settings, engine, metrics)
-            bot = Service(
-                settings,
-                engine=engine,
-                client=client,
-                watcher=watcher,
-                notifiers=notifiers,
-                leadership=leadership,
-                metrics=metrics,
-                quiet_cycles=quiet_cycles,
-            )
-            if once:
-                return await _once(bot, console, dry_run=dry_run)
-            service = ChatService(
-                engine=engine,
-                client=client,
-                rules=lambda: bot.watcher.rules,
-                latest=bot.chat_latest,
-                charts=bot.charts,
-                describe=None if isinstance(leadership, SoleInstance) else leadership.describe,
-                universe=settings.symbols,
-                fresh_for=settings.poll_interval,
-                stale_after=settings.stale_after,
-                clock=utcnow,
-            )
-            telegram_commands = build_telegram_commands(settings, engine, service, leadership)
-            if telegram_commands is not None:
-                bot.chat_loops.append(telegram_commands.run)
-            slack_commands = build_slack_commands(settings, service, engine)
-            if slack_commands is not None:
-                bot.chat_loops.append(slack_commands.run)
-                if settings.slack_signing_secret is not None:
-                    endpoint = SlackEndpoint(
-                        slack_commands, settings.slack_signing_secret.get_secret_value()
-                    )
-                    bot.http_routes.append(endpoint.add_routes)
-            stop = stop or asyncio.Event()
-            on_signals(stop, reload=bot.reload_requested)
-            logging.getLogger("gexbot").info(
-                "gexbot started: %d rules, %d symbols, polling %s every %gs, database %s, "
-                "instance %s%s",
-                len(ruleset.rules),
-                len(settings.symbols),
-                settings.api_url,
-                settings.poll_interval,
-                masked(settings.database_url),
-                settings.instance,
-                ""
-                if isinstance(leadership, SoleInstance)
-                else f" (replica: polls while it holds the {settings.leader_lease:g}s lease)",
-            )
-            await bot.run(stop)
-            logging.getLogger("gexbot").info("gexbot stopped")
-    finally:
-        if lock is not None:
-            lock.release()
-        engine.dispose()
+    async with compose(settings, ruleset, console, quiet_cycles=quiet_cycles) as bot:
+        if once:
+            return await _once(bot, console, dry_run=dry_run)
+        stop = stop or asyncio.Event()
+        on_signals(stop, reload=bot.reload_requested)
+        sole = isinstance(bot.leadership, SoleInstance)
+        log.info(
+            "gexbot started: %d rules, %d symbols, polling %s every %gs, database %s, "
+            "instance %s%s",
+            len(ruleset.rules),
+            len(settings.symbols),
+            settings.api_url,
+            settings.poll_interval,
+            masked(settings.database_url),
+            settings.instance,
+            ""
+            if sole
+            else f" (replica: polls while it holds the {settings.leader_lease:g}s lease)",
+        )
+        await bot.run(stop)
+        log.info("gexbot stopped")
     return EXIT_OK
 
 
@@ -164,8 +97,7 @@ async def _once(bot: Service, console: Console, *, dry_run: bool) -> int:
     finally:
         await bot.leadership.release()
         bot.leadership.close()
-        for notifier in bot._notifiers.values():
-            await notifier.close()
+        await bot.close_notifiers()
     return EXIT_FAILED if bot.state.last_failure is not None else EXIT_OK
 
 

@@ -12,7 +12,7 @@ import logging
 import random
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -23,7 +23,7 @@ from gexbot.core.alert import NotifyReason
 from gexbot.core.backoff import backoff_delay
 from gexbot.core.events import WarningKind, warning_event
 from gexbot.core.render import render
-from gexbot.core.rules import Channel, ChannelKind
+from gexbot.core.rules import Channel, ChannelKind, RuleSet
 from gexbot.store.outbox import OutboxRow, claim, enqueue, mark_dead, mark_retry, mark_sent
 
 log = logging.getLogger(__name__)
@@ -258,3 +258,11 @@ class Dispatcher:
                 enqueue(conn, [(event, targets)], now=now)
 
         await asyncio.to_thread(_do)
+
+
+def build_routes(rules: RuleSet, notifiers: Mapping[str, Notifier]) -> dict[str, Route]:
+    """Channel name → route (no notifier when the platform has no token)."""
+    return {
+        name: Route(channel, notifiers.get(channel.kind.value))
+        for name, channel in rules.channels.items()
+    }

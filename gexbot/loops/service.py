@@ -14,9 +14,9 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -24,7 +24,6 @@ from sqlalchemy import Engine
 
 from gexbot.adapters.backquant import BackQuantClient, FetchError
 from gexbot.adapters.notify import Notifier
-from gexbot.app import build_routes
 from gexbot.charts.cache import ChartCache
 from gexbot.core.alert import NotifyReason
 from gexbot.core.evaluate import index_rules
@@ -35,9 +34,9 @@ from gexbot.core.poll_failure import delay_after_failure
 from gexbot.core.schedule import RefreshModel, first_poll_after_takeover, next_poll
 from gexbot.core.snapshot import BundleSnapshot, SymbolStatus
 from gexbot.loops.cycle import CycleReport, Pipeline
-from gexbot.loops.deliver import Dispatcher, DispatchPolicy
+from gexbot.loops.deliver import Dispatcher, build_routes
 from gexbot.loops.health import HealthServer, Metrics
-from gexbot.loops.leadership import Leadership, NotLeader, Role, SoleInstance, Takeover
+from gexbot.loops.leadership import Leadership, NotLeader, Role, Takeover
 from gexbot.loops.rules import RulesWatcher
 from gexbot.loops.waits import sleep_or_stop
 from gexbot.settings import Settings
@@ -50,11 +49,6 @@ FLUSH_DEADLINE = 5.0  # seconds allowed to deliver what is due after a stop sign
 HEARTBEAT_EVERY = 60.0  # with quiet cycles (the demo), one "still polling" line this often
 RULES_CHECK_EVERY = 2.0
 STANDBY_CHECK_EVERY = 0.1  # how often a standby looks at its role (the elector is the clock)
-
-
-def utcnow() -> datetime:
-    """The wall clock, UTC (the only place the runtime reads it)."""
-    return datetime.now(tz=UTC)
 
 
 @dataclass(slots=True)
@@ -71,8 +65,36 @@ class PollState:
     quiet_cycles: int = 0  # cycles not logged since then
 
 
+class LatestLevels:
+    """The newest levels for chat replies and the console: this process's last poll when it
+    leads, else the leader's last stored snapshot (standbys do not poll)."""
+
+    def __init__(self, engine: Engine, leadership: Leadership) -> None:
+        self._engine = engine
+        self._leadership = leadership
+        self.bundle: BundleSnapshot | None = None  # this process's last good poll
+
+    def record(self, bundle: BundleSnapshot) -> None:
+        """Remember a good poll."""
+        self.bundle = bundle
+
+    def __call__(self) -> BundleSnapshot | None:
+        """The newest bundle this replica can see."""
+        if self._leadership.is_leader() and self.bundle is not None:
+            return self.bundle
+        with self._engine.connect() as conn:
+            return load_last_bundle(conn) or self.bundle
+
+
+ChatLoop = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+HttpRoutes = Callable[[web.Application], None]
+
+
 class Service:
-    """One running gexbot process: every loop, under one TaskGroup."""
+    """One running gexbot process: every loop, under one TaskGroup.
+
+    Every collaborator is handed in (`gexbot.app` builds them): the service only runs loops.
+    """
 
     def __init__(
         self,
@@ -82,53 +104,47 @@ class Service:
         client: BackQuantClient,
         watcher: RulesWatcher,
         notifiers: dict[str, Notifier],
-        clock: Callable[[], datetime] = utcnow,
-        rng: random.Random | None = None,
+        pipeline: Pipeline,
+        dispatcher: Dispatcher,
+        charts: ChartCache,
+        leadership: Leadership,
+        latest: LatestLevels,
+        metrics: Metrics,
+        rng: random.Random,
+        clock: Callable[[], datetime],
         quiet_cycles: bool = False,
-        leadership: Leadership | None = None,
-        metrics: Metrics | None = None,
+        chat_loops: Sequence[ChatLoop] = (),
+        http_routes: Sequence[HttpRoutes] = (),
     ) -> None:
         self.settings = settings
-        self.leadership: Leadership = leadership or SoleInstance(settings.instance)
+        self.leadership = leadership
         self._engine = engine
         self._client = client
         self.watcher = watcher
         self._notifiers = notifiers
         self._clock = clock
-        self._rng = rng or random.Random()
-        rules = watcher.rules
+        self._rng = rng
         # Alerts with `chart: true` and chat `/levels` share one chart per symbol and refresh.
-        self.charts = ChartCache(client, engine, ttl=settings.poll_interval / 2, clock=clock)
-        self.pipeline = Pipeline(engine, index_rules(rules.rules), fence=self.leadership.fence)
-        self.dispatcher = Dispatcher(
-            engine,
-            build_routes(rules, notifiers),
-            clock=clock,
-            warnings_to=rules.warnings_notify,
-            policy=DispatchPolicy(lease=settings.delivery_lease),
-            rng=self._rng,
-            notifiers=notifiers,
-            charts=self.charts,
-        )
-        self.metrics = metrics or Metrics()
+        self.charts = charts
+        self.pipeline = pipeline
+        self.dispatcher = dispatcher
+        self.metrics = metrics
+        self.latest = latest
         self.state = PollState(started_at=clock())
         self.model = RefreshModel(interval=settings.poll_interval)
         self.wake = asyncio.Event()
         self.reload_requested = asyncio.Event()
         self._quiet = quiet_cycles  # the demo logs only cycles where something happened
-        self.latest: BundleSnapshot | None = None  # the last good poll, for chat replies
-        self.http_routes: list[Callable[[web.Application], None]] = []
-        self.chat_loops: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = []
+        self.http_routes = list(http_routes)
+        self.chat_loops = list(chat_loops)
+
+    async def close_notifiers(self) -> None:
+        """Close every notifier's connections (best effort: the process is ending)."""
+        for notifier in self._notifiers.values():
+            with contextlib.suppress(Exception):
+                await notifier.close()
 
     # -- health -----------------------------------------------------------------------------
-
-    def chat_latest(self) -> BundleSnapshot | None:
-        """The newest levels for chat replies: this process's last poll when it leads, else
-        the leader's last stored snapshot (standbys do not poll)."""
-        if self.leadership.is_leader() and self.latest is not None:
-            return self.latest
-        with self._engine.connect() as conn:
-            return load_last_bundle(conn) or self.latest
 
     def health(self) -> tuple[bool, dict[str, object]]:
         """Leader: healthy while the last successful poll is younger than 3 intervals.
@@ -146,14 +162,15 @@ class Service:
 
     def status(self) -> dict[str, object]:
         """`/status`: the role, the leader, and this process's polling record."""
+        last = self.latest.bundle
         return {
             **self.leadership.describe(),
             "cycles": self.state.cycles,
             "last_success": self.state.last_success,
             "started_at": self.state.started_at,
             # our clock vs upstream's: a large gap between the two is clock skew, not lag
-            "last_received_at": self.latest.received_at if self.latest else None,
-            "last_upstream_at": self.latest.upstream_at if self.latest else None,
+            "last_received_at": last.received_at if last else None,
+            "last_upstream_at": last.upstream_at if last else None,
         }
 
     def _poll_health(self) -> tuple[bool, dict[str, object]]:
@@ -206,7 +223,7 @@ class Service:
             self.metrics.quota_remaining.set(rl.quota_remaining)
         fresh = False
         if bundle is not None:
-            self.latest = bundle
+            self.latest.record(bundle)
             fresh = self.model.observe(
                 [s.computed_at for s in bundle.symbols.values()],
                 asked_at=now,
@@ -472,6 +489,4 @@ class Service:
         finally:
             if server is not None:
                 await server.stop()
-            for notifier in self._notifiers.values():
-                with contextlib.suppress(Exception):
-                    await notifier.close()
+            await self.close_notifiers()
