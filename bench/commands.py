@@ -88,7 +88,6 @@ async def main(n: int) -> None:
                 times.append((telegram.messages[-1].at - t0) * 1000)
             stop.set()
             await task
-            await loop._bot.shutdown()
         engine.dispose()
     await sim.stop()
     await telegram.stop()

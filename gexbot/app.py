@@ -7,6 +7,7 @@ and benchmarks that assemble a service around fakes. Nothing else constructs col
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
@@ -263,26 +264,16 @@ async def compose(
     from gexbot.loops.leadership import SoleInstance
     from gexbot.loops.rules import RulesWatcher
     from gexbot.loops.service import LatestLevels
-    from gexbot.store.engine import make_engine, migrate, require_current_schema
-    from gexbot.store.outbox import release_orphans
+    from gexbot.store.engine import make_engine
     from gexbot.store.single import sqlite_lock
 
-    engine = make_engine(settings.database_url)
+    # Off the event loop: connecting and migrating block, and nothing else may stall meanwhile.
+    engine = await asyncio.to_thread(make_engine, settings.database_url)
     lock = sqlite_lock(engine)
     try:
         if lock is not None:
             lock.acquire()
-        if engine.dialect.name == "postgresql":
-            require_current_schema(engine)  # replicas share it: `gexbot db upgrade` migrates
-        else:
-            migrate(engine)
-            with engine.begin() as conn:
-                orphans = release_orphans(conn)
-            if orphans:
-                log.warning(
-                    "%d message(s) were being sent when the last run stopped; sending again",
-                    orphans,
-                )
+        await asyncio.to_thread(_prepare_database, engine)
         notifiers = build_notifiers(settings, console=console)
         async with backquant_client(settings) as client:
             watcher = RulesWatcher(settings.rules, ruleset, universe=settings.symbols)
@@ -332,3 +323,21 @@ async def compose(
         if lock is not None:
             lock.release()
         engine.dispose()
+
+
+def _prepare_database(engine: Engine) -> None:
+    """SQLite: migrate and release the deliveries a killed run left claimed. PostgreSQL:
+    refuse an old schema (replicas share it, so `gexbot db upgrade` migrates)."""
+    from gexbot.store.engine import migrate, require_current_schema
+    from gexbot.store.outbox import release_orphans
+
+    if engine.dialect.name == "postgresql":
+        require_current_schema(engine)
+        return
+    migrate(engine)
+    with engine.begin() as conn:
+        orphans = release_orphans(conn)
+    if orphans:
+        log.warning(
+            "%d message(s) were being sent when the last run stopped; sending again", orphans
+        )

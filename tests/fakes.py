@@ -413,16 +413,25 @@ class FakeTelegram(_Server):
 
 class TcpProxy:
     """A TCP relay to `target`, which can cut the network: `cut()` stops carrying bytes both
-    ways (nothing is closed, as when a cable is pulled; TCP on both sides keeps waiting), and
-    `restore()` delivers what was held back."""
+    ways (nothing is closed, as when a cable is pulled; TCP on both sides keeps waiting),
+    `sever()` closes every connection and refuses new ones (a database restarting), and
+    `restore()` carries bytes and accepts connections again."""
 
     def __init__(self, host: str, port: int) -> None:
         self.target = (host, port)
         self._open = asyncio.Event()
         self._open.set()
+        self._severed = False
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
         self.port = 0
+
+    def sever(self) -> None:
+        self._severed = True
+        for writer in list(self._writers):
+            writer.close()
+        self._writers.clear()
 
     async def start(self) -> int:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -433,6 +442,7 @@ class TcpProxy:
         self._open.clear()
 
     def restore(self) -> None:
+        self._severed = False
         self._open.set()
 
     async def stop(self) -> None:
@@ -445,11 +455,15 @@ class TcpProxy:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await self._open.wait()
+        if self._severed:
+            writer.close()
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
             writer.close()
             return
+        self._writers.update((writer, up_writer))
         for src, dst in ((reader, up_writer), (up_reader, writer)):
             task = asyncio.create_task(self._pump(src, dst))
             self._tasks.add(task)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -26,6 +26,7 @@ from gexbot.sim.market import Simulator
 from gexbot.sim.server import SimServer
 from gexbot.store.ops import active_mutes, list_subscriptions
 from tests.fakes import FakeSlack, FakeTelegram
+from tests.waiting import until
 
 RULE_IDS = ["hvl-regime", "near-call-resistance"]
 
@@ -164,15 +165,17 @@ def _loop(
     )
 
 
-async def _run_until(loop: TelegramCommands, done: object, timeout: float = 8) -> None:
+async def _run_until(
+    loop: TelegramCommands, done: Callable[[], object], timeout: float = 8
+) -> None:
+    """Run the command loop until `done()` (failing after `timeout` s), then stop it."""
     stop = asyncio.Event()
     task = asyncio.create_task(loop.run(stop))
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not done() and asyncio.get_running_loop().time() < deadline:  # type: ignore[operator]
-        await asyncio.sleep(0.05)
-    stop.set()
-    await task
-    await loop._bot.shutdown()
+    try:
+        await until(done, timeout=timeout, what="the Telegram command loop")
+    finally:
+        stop.set()
+        await task  # the loop shuts its Bot down as it ends
 
 
 async def test_allowed_users_get_answers_and_strangers_one_refusal(
@@ -270,20 +273,13 @@ async def test_the_levels_text_goes_out_before_the_chart_is_made(
     stop = asyncio.Event()
     task = asyncio.create_task(loop.run(stop))
     telegram.push_command("/levels btc", user=ALLOWED)
-    for _ in range(100):
-        if telegram.messages:
-            break
-        await asyncio.sleep(0.05)
+    await until(lambda: telegram.messages, timeout=5, what="the text reply")
     assert telegram.replies_to(ALLOWED)[0].startswith("<pre>BTCUSDT  spot ")
     assert telegram.photos == []  # the table did not wait for the chart
     release.set()
-    for _ in range(100):
-        if telegram.photos:
-            break
-        await asyncio.sleep(0.05)
+    await until(lambda: telegram.photos, timeout=5, what="the chart")
     stop.set()
     await task
-    await loop._bot.shutdown()
     assert telegram.photos == [(str(ALLOWED), b"\x89PNG slow chart")]
 
 
@@ -298,17 +294,14 @@ async def test_only_the_leader_polls_telegram_and_it_resumes_from_the_stored_off
     loop = _loop(db, telegram, client, leader=lambda: leading[0])
     stop = asyncio.Event()
     task = asyncio.create_task(loop.run(stop))
+    # An observation window: a standby's defect would show as a getUpdates call within it.
     await asyncio.sleep(0.6)
     assert telegram.offsets == []  # a standby never calls getUpdates
     telegram.push_command("/help", user=ALLOWED)
     leading[0] = True  # this replica takes over
-    for _ in range(100):
-        if len(telegram.messages) >= 2:
-            break
-        await asyncio.sleep(0.05)
+    await until(lambda: len(telegram.messages) >= 2, timeout=5, what="the new leader's answer")
     stop.set()
     await task
-    await loop._bot.shutdown()
     assert telegram.offsets[0] == 1001  # where the previous leader stopped
     assert len(telegram.messages) == 2  # the new command answered, the old one not again
 

@@ -16,6 +16,7 @@ from slack_sdk.signature import SignatureVerifier
 
 from tests.fakes import FakeSlack, FakeTelegram
 from tests.test_e2e import _start
+from tests.waiting import until
 
 TRADER, COLLEAGUE = 111, 222
 SCENARIO = """
@@ -36,13 +37,6 @@ rules:
     notify: [me]
     cooldown: 0s
 """
-
-
-async def _until(check: object, timeout: float) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():  # type: ignore[operator]
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.1)
 
 
 SECRET = "e2e-signing-secret"
@@ -116,16 +110,18 @@ async def test_mute_silences_unmute_restores_subscribe_adds_a_chat(tmp_path: Pat
     bot = await _start("run", env=env, cwd=tmp_path)
     try:
         telegram.push_command("/mute hvl-regime 1h", user=TRADER)
-        await _until(lambda: len(telegram.replies_to(TRADER)) >= 1, 10)
+        await until(lambda: telegram.replies_to(TRADER), timeout=10, what="the trader's reply")
         # The same desk on Slack, over the signed HTTP endpoint: it sees the mute.
         assert "rule hvl-regime for" in await _slack_http(port, "status")
         # The up-cross happens at step 9 while muted; afterwards unmute and subscribe.
         await asyncio.sleep(max(0.0, sim_started + 12 - asyncio.get_running_loop().time()))
         telegram.push_command("/unmute hvl-regime", user=TRADER)
         telegram.push_command("/subscribe BTC", user=COLLEAGUE)
-        await _until(lambda: len(telegram.replies_to(COLLEAGUE)) >= 1, 5)
+        await until(lambda: telegram.replies_to(COLLEAGUE), timeout=5, what="the refusal")
         # The down-cross at step 18 reaches both chats.
-        await _until(lambda: len(telegram.replies_to(COLLEAGUE)) >= 2, 15)
+        await until(
+            lambda: len(telegram.replies_to(COLLEAGUE)) >= 2, timeout=15, what="a second reply"
+        )
         await asyncio.sleep(1)
         bot.send_signal(signal.SIGTERM)
         _, err = await asyncio.wait_for(bot.communicate(), timeout=10)

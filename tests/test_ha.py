@@ -35,6 +35,7 @@ from gexbot.store.tables import outbox
 from tests.conftest import fresh_database
 from tests.fakes import FakeSlack, FakeTelegram, TcpProxy, TelegramMessage
 from tests.test_crash import RULES, crossing_scenario
+from tests.waiting import until
 
 PERIOD = 2.0  # the simulator's refresh and GEXBOT_POLL_INTERVAL
 LEASE = 1.0  # GEXBOT_LEADER_LEASE
@@ -124,15 +125,6 @@ def _lease(engine: Engine) -> Lease | None:
         return current(conn)
 
 
-async def _wait_for(check: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if callable(check) and check():
-            return
-        await asyncio.sleep(0.02)
-    pytest.fail(f"timed out waiting for {what}")
-
-
 @pytest.fixture
 def ha_db(tmp_path: Path, pg_unavailable: str | None) -> Iterator[tuple[Engine, str]]:
     with fresh_database("postgresql", tmp_path, pg_unavailable) as engine:
@@ -172,7 +164,7 @@ async def _inject(
         lease = _lease(engine)
         return lease if lease is not None and lease.live else None
 
-    await _wait_for(live, 20, "a first leader")
+    await until(live, timeout=20, what="a first leader")
     for n, kind in enumerate(FAULTS):
         await asyncio.sleep(rng.uniform(2.0, 3.5))  # a cycle or two under this leader
         lease = live()
@@ -190,7 +182,7 @@ async def _inject(
             new = live()
             return new is not None and new.term > old.term and new.holder != old.holder
 
-        await _wait_for(taken, 10, f"a takeover after fault {n} ({kind})")
+        await until(taken, timeout=10, what=f"a takeover after fault {n} ({kind})")
         fault.takeover = time.time() - fault.at
         successor = live()
         fault.successor = successor.holder if successor else "?"
@@ -345,11 +337,11 @@ async def test_three_replicas_survive_a_dozen_leader_failures(
             cluster, engine, slack, telegram, random.Random(20261125)
         )
 
-        await _wait_for(lambda: _drained(engine), 30, "the outbox to drain")
-        await _wait_for(
+        await until(lambda: _drained(engine), timeout=30, what="the outbox to drain")
+        await until(
             lambda: len(_status_replies(telegram)) >= len(commands),
-            15,
-            "every Telegram command answered",
+            timeout=15,
+            what="every Telegram command answered",
         )
         roles = await _roles(cluster)
     finally:
@@ -460,7 +452,7 @@ async def _fail_leader(cluster: Cluster, engine: Engine, kind: str) -> Term:
         new = live()
         return new is not None and new.term > old.term
 
-    await _wait_for(taken, 20, f"a takeover after a {kind}")
+    await until(taken, timeout=20, what=f"a takeover after a {kind}")
     successor = live()
     assert successor is not None
     return Term(kind, victim.name, successor.holder, at, time.time() - at)
@@ -473,7 +465,7 @@ async def _cadence_scenario(cluster: Cluster, engine: Engine, sim_log: Path) -> 
     run = CadenceRun()
     for _ in range(2):
         await cluster.spawn()
-    await _wait_for(lambda: _lease(engine) is not None, 20, "a first leader")
+    await until(lambda: _lease(engine) is not None, timeout=20, what="a first leader")
     await asyncio.sleep(4.0)
     for _ in range(3):
         term = await _fail_leader(cluster, engine, "kill")
@@ -499,7 +491,7 @@ async def _cadence_scenario(cluster: Cluster, engine: Engine, sim_log: Path) -> 
     await asyncio.sleep(6.0)
     run.restart_polls = _polls_by(sim_log, alone.name, restarted, time.time())
 
-    await _wait_for(lambda: _drained(engine), 30, "the outbox to drain")
+    await until(lambda: _drained(engine), timeout=30, what="the outbox to drain")
     for term in run.terms:
         term.polls = _polls_by(sim_log, term.successor, term.at, term.until)
     return run

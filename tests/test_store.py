@@ -277,3 +277,37 @@ def test_missing_and_stale_symbols_are_stored_without_touching_rules(db: Engine)
     assert statuses["hvl-cross"]["BTCUSDT"].baseline == -1.0
     with db.connect() as conn:
         assert conn.execute(select(func.count()).select_from(alert_state)).scalar() == 1
+
+
+def test_a_reload_waits_for_the_cycle_in_progress_and_then_forgets_the_changed_rule(
+    db: Engine,
+) -> None:
+    """The cycle and the reload run in two worker threads; the cycle is held inside its
+    transaction (in the fence, the last step before commit) while the reload is asked for."""
+    in_commit, release = threading.Event(), threading.Event()
+
+    def slow_fence(conn: object) -> None:
+        in_commit.set()
+        release.wait(10)
+
+    rule = make_rule("above", 1.0)
+    pipeline = Pipeline(db, index_rules([rule]), fence=slow_fence)
+    cycle = threading.Thread(target=lambda: pipeline.run(bundle(snapshot(2)), now=T0))
+    cycle.start()
+    assert in_commit.wait(10)
+    reloaded = threading.Event()
+
+    def reload() -> None:
+        pipeline.replace_rules(index_rules([make_rule("above", 3.0)]), frozenset({"r"}))
+        reloaded.set()
+
+    reloader = threading.Thread(target=reload)
+    reloader.start()
+    # An observation window: a reload that did not wait would finish within it.
+    assert not reloaded.wait(0.5), "the reload ran while a cycle was committing"
+    release.set()
+    cycle.join(10)
+    reloader.join(10)
+    assert reloaded.is_set()
+    with db.connect() as conn:
+        assert load_statuses(conn) == {}  # the cycle's state of the old rule did not survive

@@ -15,19 +15,21 @@ import os
 os.environ.setdefault("PTB_TIMEDELTA", "1")
 
 import asyncio
+import contextlib
 import html
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from telegram import Bot, BotCommand, LinkPreviewOptions, Update
 from telegram.constants import ParseMode
 from telegram.error import Conflict, Forbidden, InvalidToken, RetryAfter, TelegramError
 
 from gexbot.chat.service import REFUSAL, ChatService, Refusals, Reply
 from gexbot.core.commands import DESCRIPTIONS
-from gexbot.loops.waits import Background, sleep_or_stop
+from gexbot.loops.waits import Background, DatabaseOutage, sleep_or_stop
 from gexbot.store.ops import get_cursor, set_cursor
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,7 @@ class TelegramCommands:
         self._timeout = poll_timeout
         self._refusals = Refusals(monotonic)
         self._charts = Background(log, "a chart after a Telegram reply")
+        self._conflict_logged = False
 
     def _offset(self) -> int:
         with self._engine.connect() as conn:
@@ -90,48 +93,41 @@ class TelegramCommands:
         return True
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Long-poll until `stop`; never dies from a bad update or a network error."""
+        """Long-poll until `stop`; never dies from a bad update, a network or a database error."""
         if not await self._start():
             return
+        try:
+            await self._poll(stop)
+        finally:
+            await self._charts.drain()
+            with contextlib.suppress(TelegramError):
+                await self._bot.shutdown()
+
+    async def _poll(self, stop: asyncio.Event) -> None:
         offset = 0
         leading = False
-        conflict_logged = False
+        unsaved = False  # an offset the database did not take yet: saved again before polling
+        outage = DatabaseOutage(log, "Telegram commands")
         while not stop.is_set():
             if not self._leader():
                 leading = False
                 await sleep_or_stop(stop, STANDBY_CHECK_EVERY)
                 continue
-            if not leading:  # (again) the poller: the last leader may have moved the offset
-                offset = await asyncio.to_thread(self._offset)
-                leading = True
             try:
-                updates = await self._bot.get_updates(
-                    offset=offset,
-                    timeout=int(self._timeout),
-                    allowed_updates=[Update.MESSAGE],
-                    read_timeout=self._timeout + 10,
-                )
-                conflict_logged = False
-            except Conflict:
-                if not conflict_logged:
-                    log.error(
-                        "another process is polling this Telegram bot token (409 Conflict); "
-                        "commands pause here and retry every %gs",
-                        self._conflict_backoff,
-                    )
-                    conflict_logged = True
-                await sleep_or_stop(stop, self._conflict_backoff)
+                if not leading:  # (again) the poller: the last leader may have moved the offset
+                    # …and ours may be ahead of the store if a database error kept it unsaved
+                    offset = max(offset, await asyncio.to_thread(self._offset))
+                    leading = True
+                if unsaved:
+                    await asyncio.to_thread(self._save_offset, offset)
+                    unsaved = False
+                outage.over()
+            except SQLAlchemyError as exc:
+                # Polling on without the stored offset could answer a command twice after a
+                # restart; wait for the database instead (the updates keep at Telegram).
+                await sleep_or_stop(stop, outage.failed(exc))
                 continue
-            except RetryAfter as exc:
-                wait = exc.retry_after
-                await sleep_or_stop(
-                    stop, wait.total_seconds() if hasattr(wait, "total_seconds") else float(wait)
-                )
-                continue
-            except TelegramError as exc:
-                log.warning("getUpdates failed (%s); retrying", type(exc).__name__)
-                await sleep_or_stop(stop, 2.0)
-                continue
+            updates = await self._get_updates(offset, stop)
             if updates and not self._leader():
                 leading = False
                 continue  # not confirmed: the new leader fetches them again
@@ -143,8 +139,43 @@ class TelegramCommands:
                 except Exception:
                     log.exception("handling Telegram update %d failed", update.update_id)
                 offset = update.update_id + 1
-                await asyncio.to_thread(self._save_offset, offset)
-        await self._charts.drain()
+                try:
+                    await asyncio.to_thread(self._save_offset, offset)
+                except SQLAlchemyError as exc:
+                    unsaved = True  # this process will not replay it; the store catches up
+                    outage.failed(exc)
+
+    async def _get_updates(self, offset: int, stop: asyncio.Event) -> tuple[Update, ...]:
+        """One long poll; after an error, the wait it asks for and no updates."""
+        try:
+            updates = await self._bot.get_updates(
+                offset=offset,
+                timeout=int(self._timeout),
+                allowed_updates=[Update.MESSAGE],
+                read_timeout=self._timeout + 10,
+            )
+        except Conflict:
+            if not self._conflict_logged:
+                log.error(
+                    "another process is polling this Telegram bot token (409 Conflict); "
+                    "commands pause here and retry every %gs",
+                    self._conflict_backoff,
+                )
+                self._conflict_logged = True
+            await sleep_or_stop(stop, self._conflict_backoff)
+            return ()
+        except RetryAfter as exc:
+            wait = exc.retry_after
+            await sleep_or_stop(
+                stop, wait.total_seconds() if hasattr(wait, "total_seconds") else float(wait)
+            )
+            return ()
+        except TelegramError as exc:
+            log.warning("getUpdates failed (%s); retrying", type(exc).__name__)
+            await sleep_or_stop(stop, 2.0)
+            return ()
+        self._conflict_logged = False
+        return updates
 
     async def _handle(self, update: Update) -> None:
         message = update.message

@@ -10,6 +10,7 @@ commits nothing, and a new leader starts from the database (`invalidate`).
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -55,13 +56,20 @@ class Pipeline:
         self._fence = fence
         self._statuses: StatusBook | None = None
         self._previous: BundleSnapshot | None = None
+        # A cycle and a rules reload run in worker threads; this orders them, so a cycle never
+        # commits states of a rule under its old definition after the reload forgot them.
+        self._ordered = threading.Lock()
 
     def replace_rules(self, rules: RuleIndex, changed_ids: frozenset[str]) -> None:
-        """Swap in reloaded rules; rules that changed definition start from a fresh state."""
-        with self._engine.begin() as conn:
-            forget_rules(conn, [r for r in changed_ids if not is_warning(r)])
-        self.rules = rules
-        self.invalidate()  # reload: cheaper to re-read than to patch
+        """Swap in reloaded rules; rules that changed definition start from a fresh state.
+
+        Waits for a cycle in progress to commit first.
+        """
+        with self._ordered:
+            with self._engine.begin() as conn:
+                forget_rules(conn, [r for r in changed_ids if not is_warning(r)])
+            self.rules = rules
+            self.invalidate()  # reload: cheaper to re-read than to patch
 
     def invalidate(self) -> None:
         """Forget the cache: another process may have written since (a new leadership term)."""
@@ -101,6 +109,18 @@ class Pipeline:
     ) -> CycleReport:
         """Evaluate `bundle` (None: the poll failed) and the feed warnings; commit new statuses,
         the snapshot and the outbox rows together."""
+        with self._ordered:
+            return self._run(bundle, now=now, feed=feed, warnings_to=warnings_to, commit=commit)
+
+    def _run(
+        self,
+        bundle: BundleSnapshot | None,
+        *,
+        now: datetime,
+        feed: FeedContext | None,
+        warnings_to: tuple[str, ...],
+        commit: bool,
+    ) -> CycleReport:
         statuses, previous = self._load()
         audience = self._audience(now)
         result = CycleResult((), {})

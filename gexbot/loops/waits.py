@@ -44,3 +44,28 @@ class Background:
         """Wait for what is still running, at most DRAIN_SECONDS."""
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=DRAIN_SECONDS)
+
+
+class DatabaseOutage:
+    """How a loop lives through a database outage: one warning when it begins, waits that
+    grow from 1 s to 30 s while it lasts, one line when it is over."""
+
+    def __init__(self, log: logging.Logger, what: str) -> None:
+        self._log = log
+        self._what = what
+        self._failures = 0
+
+    def failed(self, exc: Exception) -> float:
+        """Record a failure; the seconds to wait before trying again."""
+        if self._failures == 0:
+            self._log.warning(
+                "%s: the database is unavailable (%s); retrying", self._what, type(exc).__name__
+            )
+        self._failures += 1
+        return float(min(30, 2 ** (self._failures - 1)))
+
+    def over(self) -> None:
+        """Record a success; logs the recovery once."""
+        if self._failures:
+            self._log.info("%s: the database is back", self._what)
+        self._failures = 0
