@@ -43,7 +43,7 @@ async def main(repeat: int, delay: float) -> None:
     await server.start()
     try:
         async with build_http_client(server.url, "bench") as http:
-            client = BackQuantClient(http, api_key="bench")
+            client = BackQuantClient(http, wall_clock=time.time, api_key="bench")
 
             async def bundle() -> object:
                 return await client.bundle(UNIVERSE, ["expected_move", "max_pain"])

@@ -25,7 +25,7 @@ async def main() -> None:
     server = SimServer(Simulator(clock=time.time), api_key="k")
     await server.start()
     async with build_http_client(server.url, "k") as http:
-        client = BackQuantClient(http, api_key="k")
+        client = BackQuantClient(http, wall_clock=time.time, api_key="k")
         snaps = [
             await client.levels(s, ["candles", "spot", "expected_move", "max_pain"])
             for s in SYMBOLS

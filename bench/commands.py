@@ -54,7 +54,7 @@ async def main(n: int) -> None:
         engine = make_engine(f"sqlite:///{Path(tmp) / 'c.db'}")
         migrate(engine)
         async with build_http_client(sim.url, "k") as http:
-            client = BackQuantClient(http, api_key="k")
+            client = BackQuantClient(http, wall_clock=time.time, api_key="k")
             latest = await client.bundle(["BTCUSDT", "ETHUSDT", "SOLUSDT", "HYPEUSDT"])
             charts = ChartCache(client, engine, ttl=15, clock=lambda: datetime.now(tz=UTC))
             service = ChatService(

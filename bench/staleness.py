@@ -127,7 +127,7 @@ async def latency_and_soak(tmp: Path) -> None:
     migrate(engine)
     ruleset = load_rules(rules_dir)
     async with build_http_client(server.url, "k") as http:
-        client = TimedClient(http, api_key="k")
+        client = TimedClient(http, api_key="k", wall_clock=time.time)
         client.arrivals = []
         bot = build_service(
             settings,
@@ -153,7 +153,7 @@ async def latency_and_soak(tmp: Path) -> None:
     # Soak: 1,000 real cycles (HTTP poll, evaluate, persist, deliver to the console).
     sim.config = SimConfig(seed=1, refresh=0.005, walk=True, speed=1000.0)
     async with build_http_client(server.url, "k") as http:
-        client = TimedClient(http, api_key="k")
+        client = TimedClient(http, api_key="k", wall_clock=time.time)
         client.arrivals = []
         quiet = load_settings(
             env_file=None,

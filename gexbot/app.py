@@ -42,6 +42,18 @@ if TYPE_CHECKING:
 log = logging.getLogger("gexbot")
 
 
+def utcnow() -> datetime:
+    """The wall clock, UTC: the one place gexbot reads it (handed to everything else)."""
+    from datetime import datetime
+
+    return datetime.now(tz=UTC)
+
+
+def epoch() -> float:
+    """The wall clock in epoch seconds (the simulator's and the HTTP client's unit)."""
+    return time.time()
+
+
 def build_notifiers(settings: Settings, *, console: Console | None = None) -> dict[str, Notifier]:
     """One notifier per platform that is configured (the console always is)."""
     import aiohttp
@@ -55,7 +67,7 @@ def build_notifiers(settings: Settings, *, console: Console | None = None) -> di
     from gexbot.adapters.telegram import TelegramNotifier
 
     pacer = Pacer()
-    out: dict[str, Notifier] = {"console": ConsoleNotifier(console)}
+    out: dict[str, Notifier] = {"console": ConsoleNotifier(console, clock=utcnow)}
     if settings.slack_bot_token is not None:
         client = AsyncWebClient(
             token=settings.slack_bot_token.get_secret_value(),
@@ -79,7 +91,7 @@ def build_notifiers(settings: Settings, *, console: Console | None = None) -> di
 async def backquant_client(
     settings: Settings,
     *,
-    wall_clock: Callable[[], float] = time.time,
+    wall_clock: Callable[[], float] = epoch,
     retry: RetryPolicy | None = None,
 ) -> AsyncIterator[BackQuantClient]:
     """A BackQuant client for `settings`, closed on exit. Needs `GEXBOT_API_KEY`.
@@ -183,13 +195,6 @@ def build_slack_commands(
         clock=utcnow,
         allowed_users=settings.slack_allowed_users,
     )
-
-
-def utcnow() -> datetime:
-    """The wall clock, UTC: the one place the running bot reads it (handed to everything)."""
-    from datetime import datetime
-
-    return datetime.now(tz=UTC)
 
 
 def build_service(

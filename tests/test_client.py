@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -269,7 +270,9 @@ async def test_monthly_quota_at_zero_is_reported_not_slept_on(
 async def test_connection_refused_is_transient(sleeps: Sleeps) -> None:
     transport = httpx.AsyncHTTPTransport(retries=0)
     async with build_http_client("http://127.0.0.1:9", "k", transport=transport) as http:
-        client = BackQuantClient(http, api_key="k", sleep=sleeps, retry=RetryPolicy(attempts=2))
+        client = BackQuantClient(
+            http, wall_clock=time.time, api_key="k", sleep=sleeps, retry=RetryPolicy(attempts=2)
+        )
         with pytest.raises(FetchError) as info:
             await client.bundle(["BTCUSDT"])
     assert info.value.kind is FetchErrorKind.TRANSIENT
@@ -280,7 +283,11 @@ async def test_timeouts_are_transient(server: SimServer, sim: Simulator, sleeps:
     sim.delay = 0.5
     async with build_http_client(server.url, server.api_key, timeout=0.1) as http:
         client = BackQuantClient(
-            http, api_key=server.api_key, sleep=sleeps, retry=RetryPolicy(attempts=1)
+            http,
+            wall_clock=time.time,
+            api_key=server.api_key,
+            sleep=sleeps,
+            retry=RetryPolicy(attempts=1),
         )
         with pytest.raises(FetchError) as info:
             await client.bundle(["BTCUSDT"])
@@ -319,7 +326,9 @@ async def test_requests_carry_key_header_and_user_agent(server: SimServer) -> No
 
     async with build_http_client(server.url, server.api_key) as http:
         http.event_hooks["request"].append(hook)
-        await BackQuantClient(http, api_key=server.api_key).bundle(["BTCUSDT"])
+        await BackQuantClient(http, wall_clock=time.time, api_key=server.api_key).bundle(
+            ["BTCUSDT"]
+        )
     assert seen[0].headers["X-API-Key"] == server.api_key
     assert seen[0].headers["User-Agent"].startswith("gexbot/")
     assert server.api_key not in str(seen[0].url)
@@ -331,7 +340,7 @@ async def test_wrong_key_names_the_setting_and_never_the_key(
     wrong = "bq_live_0123456789abcdef0123456789abcdef"
     caplog.set_level(logging.DEBUG)
     async with build_http_client(server.url, wrong) as http:
-        client = BackQuantClient(http, api_key=wrong, sleep=sleeps)
+        client = BackQuantClient(http, wall_clock=time.time, api_key=wrong, sleep=sleeps)
         with pytest.raises(FetchError) as info:
             await client.bundle(["BTCUSDT"])
     err = info.value
@@ -420,7 +429,12 @@ async def test_a_body_nested_too_deep_for_the_decoder_is_a_transient_fetch_error
     bodies.extend([b"[" * 100_000 + b"]" * 100_000] * 2)
     async with build_http_client(url, "k") as http:
         client = BackQuantClient(
-            http, api_key="k", rng=random.Random(1), sleep=sleeps, retry=RetryPolicy(attempts=2)
+            http,
+            wall_clock=time.time,
+            api_key="k",
+            rng=random.Random(1),
+            sleep=sleeps,
+            retry=RetryPolicy(attempts=2),
         )
         with pytest.raises(FetchError) as caught:
             await client.bundle(["BTCUSDT"])
@@ -436,7 +450,9 @@ async def test_an_error_without_meta_request_id_takes_the_x_request_id_header(
     body = b'{"success": false, "error": {"code": "NOT_FOUND", "message": "No data"}, "meta": {}}'
     bodies.append((404, body, {"X-Request-ID": "req_from_header"}))
     async with build_http_client(url, "k") as http:
-        client = BackQuantClient(http, api_key="k", rng=random.Random(1), sleep=sleeps)
+        client = BackQuantClient(
+            http, wall_clock=time.time, api_key="k", rng=random.Random(1), sleep=sleeps
+        )
         with pytest.raises(FetchError) as caught:
             await client.bundle(["BTCUSDT"])
     assert caught.value.request_id == "req_from_header"

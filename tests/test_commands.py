@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -98,14 +99,13 @@ RULES = build_ruleset(
 
 @pytest.fixture
 async def world(db: Engine) -> AsyncIterator[tuple[FakeTelegram, SimServer, BackQuantClient]]:
-    import time
 
     telegram = FakeTelegram()
     await telegram.start()
     sim = SimServer(Simulator(clock=time.time), api_key="k")
     await sim.start()
     async with build_http_client(sim.url, "k") as http:
-        yield telegram, sim, BackQuantClient(http, api_key="k")
+        yield telegram, sim, BackQuantClient(http, wall_clock=time.time, api_key="k")
     await sim.stop()
     await telegram.stop()
 
@@ -399,7 +399,6 @@ SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 
 
 def _signed(body: str, *, secret: str = SECRET, age: float = 0) -> dict[str, str]:
-    import time
 
     from slack_sdk.signature import SignatureVerifier
 

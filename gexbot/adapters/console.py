@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from datetime import datetime
 
 from rich.console import Console
 from rich.text import Text
@@ -19,8 +19,9 @@ class ConsoleNotifier:
 
     platform = "console"
 
-    def __init__(self, console: Console | None = None) -> None:
+    def __init__(self, console: Console | None, *, clock: Callable[[], datetime]) -> None:
         self._console = console or Console()
+        self._clock = clock  # each line is stamped with the time it is printed
         self._count = 0
 
     async def send_image(self, target: str, png: bytes, title: str) -> None:  # noqa: ARG002 - one console
@@ -34,7 +35,7 @@ class ConsoleNotifier:
 
     async def send(self, target: str, items: Sequence[Rendered]) -> str | None:  # noqa: ARG002 - one console
         """Print the alerts."""
-        stamp = datetime.now(tz=UTC).strftime("%H:%M:%S")
+        stamp = self._clock().strftime("%H:%M:%S")
         if len(items) > 1:
             self._console.print(Text(f"{stamp}  {len(items)} alerts", style="bold"))
         for r in items:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from rich.console import Console
 
+from gexbot.app import utcnow
 from gexbot.cli import EXIT_OK
 from gexbot.settings import load_settings
 from gexbot.store.engine import make_engine, masked, migrate
@@ -22,7 +21,7 @@ def db(action: str, console: Console) -> int:
             where = masked(settings.database_url)
             console.print(f"database at revision {head} ({where})", markup=False, highlight=False)
             return EXIT_OK
-        done = prune(engine, now=datetime.now(tz=UTC), retention_days=settings.retention_days)
+        done = prune(engine, now=utcnow(), retention_days=settings.retention_days)
     finally:
         engine.dispose()
     console.print(

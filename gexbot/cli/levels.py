@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
 
 from gexbot.adapters.backquant import MULTI_INCLUDES, FetchError
-from gexbot.app import backquant_client
+from gexbot.app import backquant_client, utcnow
 from gexbot.cli import EXIT_FAILED, EXIT_INVALID, EXIT_OK
 from gexbot.cli.tables import levels_table
 from gexbot.core.levels_view import levels_view
@@ -19,7 +18,7 @@ from gexbot.settings import Settings
 
 
 def print_bundle(console: Console, bundle: BundleSnapshot) -> None:
-    now = datetime.now(tz=UTC)
+    now = utcnow()
     for snap in bundle.symbols.values():
         console.print(levels_table(levels_view(snap, now)))
 

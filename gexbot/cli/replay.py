@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gexbot.adapters.backquant import FetchError
-from gexbot.app import backquant_client
+from gexbot.app import backquant_client, utcnow
 from gexbot.cli import EXIT_INVALID, EXIT_OK
 from gexbot.core.format import fmt_age
 from gexbot.core.replay import (
@@ -266,7 +266,7 @@ async def replay(args: argparse.Namespace, console: Console, err: Console) -> in
         return EXIT_INVALID
     req = ReplayRequest(args.days, symbols, args.source, args.fmt, args.timeline)
     try:
-        series = await load_series(settings, req, datetime.now(tz=UTC))
+        series = await load_series(settings, req, utcnow())
     except ReplayInputError as exc:
         err.print(f"gexbot replay: {exc}", markup=False, highlight=False)
         return EXIT_INVALID

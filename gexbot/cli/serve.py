@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import logging
 import tempfile
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from pydantic import SecretStr
 from rich.console import Console
 
 from gexbot.adapters.backquant import MULTI_INCLUDES
-from gexbot.app import backquant_client, compose
+from gexbot.app import backquant_client, compose, epoch
 from gexbot.cli import EXIT_FAILED, EXIT_OK, count
 from gexbot.cli.check import startup_problems
 from gexbot.cli.levels import print_bundle
@@ -103,7 +102,7 @@ async def _once(bot: Service, console: Console, *, dry_run: bool) -> int:
 
 async def demo(args: argparse.Namespace, console: Console, err: Console) -> int:
     seed = DEMO_CONFIG.seed if args.seed is None else args.seed
-    sim = Simulator(replace(DEMO_CONFIG, seed=seed), clock=time.time)
+    sim = Simulator(replace(DEMO_CONFIG, seed=seed), clock=epoch)
     server = SimServer(sim)
     url = await server.start()
     base = load_settings()

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import time
 
 from rich.console import Console
 
+from gexbot.app import epoch
 from gexbot.cli import EXIT_INVALID, EXIT_OK
 from gexbot.cli.signals import until_signal
 from gexbot.sim.market import SimConfig, Simulator
@@ -29,7 +29,7 @@ async def sim_server(args: argparse.Namespace, console: Console, err: Console) -
         walk=scenario.walk if scenario and scenario.walk is not None else True,
         api_version=args.api_version,
     )
-    sim = Simulator(config, clock=time.time)
+    sim = Simulator(config, clock=epoch)
     if scenario is not None:
         apply_scenario(sim, scenario)
     server = SimServer(
