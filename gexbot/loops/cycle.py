@@ -87,17 +87,6 @@ class Pipeline:
                 self._previous = load_last_bundle(conn)
         return self._statuses, self._previous
 
-    def preview(
-        self,
-        bundle: BundleSnapshot | None,
-        *,
-        now: datetime,
-        feed: FeedContext | None = None,
-        warnings_to: tuple[str, ...] = (),
-    ) -> CycleReport:
-        """What `run` would decide and send, without writing anything (`once --dry-run`)."""
-        return self.run(bundle, now=now, feed=feed, warnings_to=warnings_to, commit=False)
-
     def run(
         self,
         bundle: BundleSnapshot | None,
@@ -108,7 +97,8 @@ class Pipeline:
         commit: bool = True,
     ) -> CycleReport:
         """Evaluate `bundle` (None: the poll failed) and the feed warnings; commit new statuses,
-        the snapshot and the outbox rows together."""
+        the snapshot and the outbox rows together (`commit=False`: decide and write nothing,
+        for `once --dry-run`)."""
         with self._ordered:
             return self._run(bundle, now=now, feed=feed, warnings_to=warnings_to, commit=commit)
 

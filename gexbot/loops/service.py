@@ -258,8 +258,14 @@ class Service:
         )
         warnings_to = self.watcher.rules.warnings_notify
         t0 = time.perf_counter()
-        run = self.pipeline.preview if dry_run else self.pipeline.run
-        report = await asyncio.to_thread(run, bundle, now=now, feed=feed, warnings_to=warnings_to)
+        report = await asyncio.to_thread(
+            self.pipeline.run,
+            bundle,
+            now=now,
+            feed=feed,
+            warnings_to=warnings_to,
+            commit=not dry_run,
+        )
         self.state.cycles += 1
         self.metrics.cycle_seconds.observe(time.perf_counter() - t0)
         for decision in report.result.decisions:
