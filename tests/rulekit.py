@@ -10,13 +10,39 @@ from typing import Any
 from gexbot.core.alert import AlertStatus, NotifyReason, StatusBook
 from gexbot.core.audience import RULES_ONLY, Audience
 from gexbot.core.cycle import run_rules
+from gexbot.core.events import AlertEvent
 from gexbot.core.lifecycle import Decision
-from gexbot.core.rules import Band, Condition, ConditionKind, Direction, Rule
+from gexbot.core.rules import Band, Condition, ConditionKind, Direction, Rule, Severity
 from gexbot.core.snapshot import BundleSnapshot, Level, SymbolSnapshot, SymbolStatus
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 MISSING = "missing"
 STALE = "stale"
+
+
+def alert_event(**kw: Any) -> AlertEvent:
+    """The one alert-event factory of the tests: BTCUSDT crossing above HVL 67,000 by spot, as
+    the bot would send it; keyword arguments override any field."""
+    fields: dict[str, Any] = {
+        "key": "hvl-regime|BTCUSDT",
+        "seq": 1,
+        "rule_id": "hvl-regime",
+        "symbol": "BTCUSDT",
+        "reason": NotifyReason.FIRED,
+        "severity": Severity.CRITICAL,
+        "at": T0,
+        "kind": "crosses",
+        "level_name": "hvl",
+        "level": 67000.0,
+        "spot": 67213.5,
+        "distance_pct": -0.317,
+        "direction": "up",
+        "cause": "spot",
+        "computed_at": T0,
+        "hvl": 67000.0,
+    }
+    fields.update(kw)
+    return AlertEvent(**fields)
 
 
 def make_rule(kind: str, subject: Any = "hvl", rule_id: str = "r", **kw: Any) -> Rule:

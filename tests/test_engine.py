@@ -13,13 +13,12 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from gexbot.cli import main
-from gexbot.core.events import AlertEvent
 from gexbot.store.engine import DatabaseError, head_revision, make_engine, masked, migrate
 from gexbot.store.outbox import claim, enqueue, mark_sent
 from gexbot.store.prune import prune
 from gexbot.store.snapshots import save_snapshot
 from gexbot.store.tables import outbox, snapshot_history
-from tests.rulekit import T0, bundle, snapshot
+from tests.rulekit import T0, alert_event, bundle, snapshot
 
 
 @pytest.fixture(autouse=True)
@@ -86,18 +85,7 @@ def test_a_locked_sqlite_file_is_waited_on(tmp_path: Path) -> None:
 
 
 def test_prune_deletes_old_sent_rows_and_history_but_keeps_the_rest(db: Engine) -> None:
-    from gexbot.core.alert import NotifyReason
-    from gexbot.core.rules import Severity
-
-    event = AlertEvent(
-        key="k",
-        seq=1,
-        rule_id="r",
-        symbol="S",
-        reason=NotifyReason.FIRED,
-        severity=Severity.INFO,
-        at=T0,
-    )
+    event = alert_event(key="k", rule_id="r")
     with db.begin() as conn:
         enqueue(conn, [(event, ["a", "b"])], now=T0)
         row = claim(conn, now=T0, lease=30, limit=1)[0]

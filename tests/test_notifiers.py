@@ -15,37 +15,16 @@ from gexbot.adapters.notify import DeliveryError
 from gexbot.adapters.pacing import Pacer
 from gexbot.adapters.slack import SlackNotifier
 from gexbot.adapters.telegram import TelegramNotifier
-from gexbot.core.alert import NotifyReason
-from gexbot.core.events import AlertEvent
 from gexbot.core.render import Rendered, render
-from gexbot.core.rules import Severity
 from tests.fakes import FakeSlack, FakeTelegram
+from tests.rulekit import alert_event
 
 AT = datetime(2026, 11, 24, 12, 0, 3, tzinfo=UTC)
 HOSTILE = '<b>pwn</b> & "x" <script>alert(1)</script> &amp;'
 
 
 def alert(**kw: object) -> Rendered:
-    base: dict[str, object] = dict(
-        key="hvl-regime|BTCUSDT",
-        seq=1,
-        rule_id="hvl-regime",
-        symbol="BTCUSDT",
-        reason=NotifyReason.FIRED,
-        severity=Severity.CRITICAL,
-        at=AT,
-        kind="crosses",
-        level_name="hvl",
-        level=67000.0,
-        spot=67213.5,
-        distance_pct=-0.32,
-        direction="up",
-        cause="spot",
-        computed_at=AT,
-        hvl=67000.0,
-    )
-    base.update(kw)
-    return render(AlertEvent(**base))  # type: ignore[arg-type]
+    return render(alert_event(**{"at": AT, "computed_at": AT, "distance_pct": -0.32, **kw}))
 
 
 class NoWait(Pacer):

@@ -15,31 +15,21 @@ from gexbot.core.alert import NotifyReason
 from gexbot.core.events import AlertEvent
 from gexbot.core.render import plain_text, render, slack_message, telegram_html
 from gexbot.core.rules import Severity
+from tests.rulekit import alert_event
 
 AT = datetime(2026, 11, 24, 12, 0, 3, tzinfo=UTC)
 
 
 def event(**kw: Any) -> AlertEvent:
-    base: dict[str, Any] = dict(
-        key="k",
-        seq=1,
-        rule_id="r",
-        symbol="BTCUSDT",
-        reason=NotifyReason.FIRED,
-        severity=Severity.WARNING,
-        at=AT,
-        kind="crosses",
-        level_name="hvl",
-        level=67000.0,
-        spot=67213.5,
-        distance_pct=-0.317,
-        direction="up",
-        cause="spot",
-        computed_at=AT,
-        hvl=67000.0,
-    )
-    base.update(kw)
-    return AlertEvent(**base)
+    """The tests' alert event, as these rendering cases were written against."""
+    base: dict[str, Any] = {
+        "key": "k",
+        "rule_id": "r",
+        "severity": Severity.WARNING,
+        "at": AT,
+        "computed_at": AT,
+    }
+    return alert_event(**{**base, **kw})
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,6 @@ from sqlalchemy import Engine, event, func, select
 from gexbot.core.alert import AlertState, AlertStatus, NotifyReason
 from gexbot.core.evaluate import index_rules
 from gexbot.core.events import AlertEvent
-from gexbot.core.rules import Severity
 from gexbot.core.snapshot import Level, SymbolStatus
 from gexbot.loops.cycle import Pipeline
 from gexbot.store.outbox import (
@@ -27,25 +26,12 @@ from gexbot.store.outbox import (
 from gexbot.store.snapshots import load_history, load_last_bundle, prune_history, save_snapshot
 from gexbot.store.states import forget_rules, load_statuses, save_statuses
 from gexbot.store.tables import alert_state, outbox
-from tests.rulekit import T0, bundle, make_rule, snapshot
+from tests.rulekit import T0, alert_event, bundle, make_rule, snapshot
 
 
 def _event(key: str = "r|BTCUSDT", seq: int = 1) -> AlertEvent:
-    return AlertEvent(
-        key=key,
-        seq=seq,
-        rule_id="r",
-        symbol="BTCUSDT",
-        reason=NotifyReason.FIRED,
-        severity=Severity.CRITICAL,
-        at=T0,
-        level_name="hvl",
-        level=100.0,
-        spot=101.0,
-        distance_pct=-0.99,
-        direction="up",
-        cause="spot",
-        computed_at=T0,
+    return alert_event(
+        key=key, seq=seq, rule_id="r", level=100.0, spot=101.0, distance_pct=-0.99, hvl=None
     )
 
 
