@@ -154,7 +154,6 @@ class BackQuantClient:
         self._stale_after = stale_after  # GEXBOT_STALE_AFTER: parsing yields final statuses
         self._rate = RateLimitState()
         self._lock = asyncio.Lock()
-        self.requests_sent = 0
 
     @property
     def rate_limit(self) -> RateLimitState:
@@ -265,7 +264,6 @@ class BackQuantClient:
         )
 
     async def _get_once(self, path: str, params: Mapping[str, str]) -> Envelope:
-        self.requests_sent += 1
         try:
             resp = await self._http.get(path, params=params)
         except httpx.TimeoutException as exc:

@@ -86,14 +86,6 @@ def _views(previous: BundleSnapshot | None, snapshot: BundleSnapshot) -> dict[st
     return views
 
 
-def _side(rel: float, buffer: float, keep: float | None) -> float | None:
-    if rel > buffer:
-        return 1.0
-    if rel < -buffer:
-        return -1.0
-    return keep
-
-
 def _cause(prev_spot: float | None, prev_level: float | None, spot: float, level: float) -> Cause:
     if prev_spot is None or prev_level is None:
         return Cause.SPOT

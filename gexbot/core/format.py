@@ -34,15 +34,3 @@ def fmt_age(seconds: float | None) -> str:
     if s < 3600:
         return f"{s // 60}m{s % 60:02d}s"
     return f"{s // 3600}h{(s % 3600) // 60:02d}m"
-
-
-def fmt_usd_compact(value: float | None) -> str:
-    """Large USD amounts: `$132.4M`, `-$8.1M`, `$950K`."""
-    if value is None:
-        return "—"
-    sign = "-" if value < 0 else ""
-    mag = abs(value)
-    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if mag >= size:
-            return f"{sign}${mag / size:.1f}{unit}"
-    return f"{sign}${mag:.0f}"

@@ -366,11 +366,6 @@ def parse_rule_file(
 M = TypeVar("M", bound=BaseModel)
 
 
-def _list_paths(raw: Any, path: Path, n: int) -> list[Path]:
-    """Paths of the n items of a field written as a list, or n times the field (a scalar)."""
-    return [(*path, j) for j in range(n)] if isinstance(raw, list) else [path] * n
-
-
 def _section(ctx: _Ctx, path: Path, raw: Any, model: type[M]) -> M | None:
     try:
         return model.model_validate(raw)

@@ -38,28 +38,6 @@ class Level(StrEnum):
     EM_LOWER_2SD = "expected_move.lower_2sd"
 
 
-ALL_EXPIRY_LEVELS: tuple[Level, ...] = (
-    Level.HVL,
-    Level.CALL_RESISTANCE,
-    Level.CALL_WALL_2,
-    Level.CALL_WALL_3,
-    Level.PUT_SUPPORT,
-    Level.PUT_WALL_2,
-    Level.PUT_WALL_3,
-)
-ODTE_LEVELS: tuple[Level, ...] = (
-    Level.ODTE_HVL,
-    Level.ODTE_CALL_RESISTANCE,
-    Level.ODTE_PUT_SUPPORT,
-)
-EXPECTED_MOVE_LEVELS: tuple[Level, ...] = (
-    Level.EM_UPPER_1SD,
-    Level.EM_LOWER_1SD,
-    Level.EM_UPPER_2SD,
-    Level.EM_LOWER_2SD,
-)
-
-
 @dataclass(frozen=True, slots=True)
 class RankedStrike:
     """One row of a top-10 list: strike and signed net GEX (USD per 1% move)."""

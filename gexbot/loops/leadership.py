@@ -94,7 +94,6 @@ class SoleInstance:
 
     def __init__(self, instance: str) -> None:
         self.instance = instance
-        self._taken = False
 
     def is_leader(self) -> bool:
         """Always."""
