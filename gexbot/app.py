@@ -84,7 +84,32 @@ def build_notifiers(settings: Settings, *, console: Console | None = None) -> di
             request=HTTPXRequest(connection_pool_size=16),
         )
         out["telegram"] = TelegramNotifier(bot, pacer=pacer)
+    if settings.webhooks:
+        out["webhook"] = build_webhook_notifier(settings)
     return out
+
+
+def build_webhook_notifier(settings: Settings) -> Notifier:
+    """One notifier for every webhook NAME configured; a name with a bad setting stays known,
+    so its deliveries fail once, naming the variable."""
+    import httpx
+
+    from gexbot.adapters.webhook import WebhookNotifier, WebhookTarget
+    from gexbot.settings import WEBHOOK_TIMEOUT, webhook_problems
+
+    targets, problems = {}, {}
+    for name, hook in settings.webhooks.items():
+        found = webhook_problems(name, hook)
+        if found:
+            problems[name] = "; ".join(found)
+            continue
+        assert hook.url is not None  # noqa: S101 - webhook_problems requires it
+        secret = hook.secret.get_secret_value().encode() if hook.secret else None
+        timeout = float(hook.timeout) if hook.timeout else WEBHOOK_TIMEOUT
+        targets[name] = WebhookTarget(hook.url.get_secret_value().strip(), secret, timeout)
+    # No client-wide timeout: each request carries its webhook's own.
+    http = httpx.AsyncClient(follow_redirects=False, timeout=WEBHOOK_TIMEOUT)
+    return WebhookNotifier(http, targets, wall_clock=epoch, problems=problems)
 
 
 @asynccontextmanager

@@ -37,5 +37,8 @@ def configure(fmt: str = "text", *, verbose: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    for noisy in ("httpx", "httpcore", "aiohttp", "telegram", "slack_sdk", "alembic", "asyncio"):
+    for noisy in ("aiohttp", "telegram", "slack_sdk", "alembic", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    # Even with --verbose: httpx logs every request's URL, and a webhook's URL is a secret.
+    for leaky in ("httpx", "httpcore"):
+        logging.getLogger(leaky).setLevel(logging.WARNING)

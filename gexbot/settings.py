@@ -6,16 +6,87 @@ Problems are reported by the variable's name, and a secret's value never appears
 from __future__ import annotations
 
 import os
+import re
 import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
+from gexbot.core.rules import webhook_env, webhook_key
 from gexbot.core.symbols import SUPPORTED_SYMBOLS, normalize_symbol, suggest_symbol
 
 ENV_PREFIX = "GEXBOT_"
+# GEXBOT_WEBHOOK_<NAME>_URL / _SECRET / _TIMEOUT: names are the users', so no fixed field.
+_WEBHOOK_VAR = re.compile(r"^gexbot_webhook_([a-z0-9_]+?)_(url|secret|timeout)$")
+
+
+class WebhookSettings(BaseModel):
+    """One webhook's variables, as given: `gexbot check` and the notifier judge them, so a
+    bad URL is reported by its variable's name, never by its value."""
+
+    url: SecretStr | None = None  # a URL often embeds a token: a secret
+    secret: SecretStr | None = None
+    timeout: str | None = None
+
+
+WEBHOOK_TIMEOUT = 10.0  # seconds a receiver may take, unless GEXBOT_WEBHOOK_<NAME>_TIMEOUT
+MAX_WEBHOOK_TIMEOUT = 60.0
+
+
+def webhook_problems(name: str, hook: WebhookSettings | None) -> list[str]:
+    """What keeps webhook `name` from delivering, each line naming its variable (never a
+    value: the URL and the secret are secrets)."""
+    url = hook.url.get_secret_value().strip() if hook and hook.url else ""
+    if not url:
+        return [f"{webhook_env(name, 'url')}: required by the webhook `{name}`; set it"]
+    problems = []
+    if not re.match(r"^https?://[^/\s]+", url, re.IGNORECASE):
+        problems.append(f"{webhook_env(name, 'url')}: must be an http:// or https:// URL")
+    if hook is not None and hook.timeout is not None:
+        try:
+            seconds = float(hook.timeout)
+        except ValueError:
+            seconds = -1.0
+        if not 0 < seconds <= MAX_WEBHOOK_TIMEOUT:
+            problems.append(
+                f"{webhook_env(name, 'timeout')}: seconds, more than 0 and at most "
+                f"{MAX_WEBHOOK_TIMEOUT:g} (got {hook.timeout!r})"
+            )
+    if hook is not None and hook.secret is not None and not hook.secret.get_secret_value():
+        problems.append(f"{webhook_env(name, 'secret')}: is empty; unset it or set a secret")
+    return problems
+
+
+class _WebhookSource(PydanticBaseSettingsSource):
+    """Collects GEXBOT_WEBHOOK_* from the environment and `.env` (the environment wins)."""
+
+    def __init__(
+        self,
+        settings_cls: type[BaseSettings],
+        *layers: PydanticBaseSettingsSource,
+    ) -> None:
+        super().__init__(settings_cls)
+        self._layers = layers  # highest priority first
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # noqa: ARG002 - the interface's signature
+        """Unused: `__call__` builds the one field this source feeds."""
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        hooks: dict[str, dict[str, str]] = {}
+        for layer in reversed(self._layers):
+            for key, value in getattr(layer, "env_vars", {}).items():
+                match = _WEBHOOK_VAR.match(key.lower())
+                if match and value is not None:
+                    hooks.setdefault(match[1].upper(), {})[match[2]] = value
+        return {"webhooks": hooks} if hooks else {}
 
 
 def _csv(value: Any) -> Any:
@@ -66,6 +137,20 @@ class Settings(BaseSettings):
     instance: str = Field(default_factory=_default_instance)
     leader_lease: float = Field(10.0, ge=0.5, le=300)
     delivery_lease: float = Field(60.0, ge=1, le=3600)
+    webhooks: dict[str, WebhookSettings] = Field(default_factory=dict)  # by NAME, upper-cased
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The usual sources, plus the webhooks' variables gathered under `webhooks`."""
+        webhooks = _WebhookSource(settings_cls, env_settings, dotenv_settings)
+        return init_settings, env_settings, dotenv_settings, webhooks, file_secret_settings
 
     @field_validator("instance", mode="before")
     @classmethod
@@ -127,6 +212,10 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value
+
+    def webhook(self, name: str) -> WebhookSettings | None:
+        """The variables of webhook `name` (as the rules write it: `desk-ops`)."""
+        return self.webhooks.get(webhook_key(name))
 
     def unsupported_symbols(self) -> list[str]:
         """Configured symbols outside BackQuant's documented universe, with a hint each."""

@@ -480,3 +480,51 @@ class TcpProxy:
         finally:
             with contextlib.suppress(Exception):
                 dst.close()
+
+
+@dataclass
+class WebhookCall:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    status: int  # what the receiver answered
+    at: float  # time.monotonic() on arrival
+
+
+@dataclass
+class FakeReceiver(_Server):
+    """A webhook receiver: records every POST (raw body, headers) and answers from a script.
+
+    `script[path]` holds answers to play in order, each a status or (status, headers, delay s);
+    once empty, 204. Paths let one receiver stand in for several webhooks.
+    """
+
+    calls: list[WebhookCall] = field(default_factory=list)
+    script: dict[str, deque[Any]] = field(default_factory=lambda: defaultdict(deque))
+
+    def __post_init__(self) -> None:
+        _Server.__init__(self)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/{path:.*}", self._post)
+        return app
+
+    def delivered(self, path: str = "") -> list[WebhookCall]:
+        """Calls to `path` (all paths when empty) answered 2xx."""
+        return [c for c in self.calls if (not path or c.path == path) and c.status < 300]
+
+    async def _post(self, request: web.Request) -> web.Response:
+        path = "/" + request.match_info["path"]
+        body = await request.read()
+        queue = self.script[path]
+        answer = queue.popleft() if queue else 204
+        status, headers, delay = (
+            (answer, {}, 0.0) if isinstance(answer, int) else (*answer, 0.0)[:3]
+        )
+        if delay:
+            await asyncio.sleep(delay)
+        self.calls.append(WebhookCall(path, dict(request.headers), body, status, time.monotonic()))
+        if 300 <= status < 400:
+            return web.Response(status=status, headers=headers)
+        return web.json_response({"status": status}, status=status, headers=headers)

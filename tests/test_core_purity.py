@@ -29,6 +29,7 @@ ALLOWED_IMPORTS = frozenset(
         "email.utils",  # HTTP-date parsing (Retry-After), no I/O
         "enum",
         "functools",
+        "hashlib",  # the webhook delivery id: a digest, no I/O
         "heapq",
         "html",
         "itertools",

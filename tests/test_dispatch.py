@@ -25,6 +25,7 @@ class Recorder:
     """A notifier that records what it sent and can be told to fail."""
 
     platform = "console"
+    groups = True
 
     def __init__(self, errors: list[DeliveryError | Exception] | None = None) -> None:
         self.sent: list[tuple[str, int]] = []

@@ -18,6 +18,7 @@ class ConsoleNotifier:
     """Prints alerts, one block each, with a local sequence number as the message id."""
 
     platform = "console"
+    groups = True
 
     def __init__(self, console: Console | None, *, clock: Callable[[], datetime]) -> None:
         self._console = console or Console()

@@ -23,6 +23,9 @@ class Notifier(Protocol):
     """Sends rendered alerts to one platform."""
 
     platform: str
+    # True: the alerts of one cycle for one destination go out as one message. False: one
+    # request per alert (webhooks, whose receivers key on one event per body).
+    groups: bool
 
     async def send(self, target: str, items: Sequence[Rendered]) -> str | None:
         """Send one message carrying `items` to `target`; the provider's message id."""

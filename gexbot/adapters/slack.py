@@ -41,6 +41,7 @@ class SlackNotifier:
     """Posts to Slack channels, paced at about one message per second per channel."""
 
     platform = "slack"
+    groups = True
 
     def __init__(self, client: AsyncWebClient, *, pacer: Pacer | None = None) -> None:
         self._client = client

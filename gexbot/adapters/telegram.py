@@ -46,6 +46,7 @@ class TelegramNotifier:
     """Sends HTML messages to Telegram chats inside the Bot API's flood limits."""
 
     platform = "telegram"
+    groups = True
 
     def __init__(
         self,

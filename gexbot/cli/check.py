@@ -8,7 +8,7 @@ from gexbot.cli import EXIT_INVALID, EXIT_OK, count
 from gexbot.core.rulefile import RulesError
 from gexbot.core.rules import ChannelKind, RuleSet
 from gexbot.loops.rules import load_rules
-from gexbot.settings import Settings, SettingsError, env_name, load_settings
+from gexbot.settings import Settings, SettingsError, env_name, load_settings, webhook_problems
 
 #: The setting that enables each platform.
 TOKEN_SETTING = {ChannelKind.SLACK: "slack_bot_token", ChannelKind.TELEGRAM: "telegram_bot_token"}
@@ -61,11 +61,18 @@ def startup_problems(settings: Settings, *, need_key: bool) -> tuple[list[str], 
 
 
 def channel_problems(settings: Settings, rules: RuleSet) -> list[str]:
-    """Channels the rules use on a platform whose token is not set."""
+    """Channels the rules use on a platform whose token is not set, and webhooks whose
+    variables are missing or wrong."""
     used = set(rules.warnings_notify) | {c for r in rules.rules for c in r.notify}
-    problems = []
+    problems: list[str] = []
     for name in sorted(used):
         channel = rules.channels.get(name)
+        if channel is not None and channel.kind is ChannelKind.WEBHOOK:
+            problems.extend(
+                f"{line} (channel `{name}`)"
+                for line in webhook_problems(channel.target, settings.webhook(channel.target))
+            )
+            continue
         if channel is None or channel.kind not in TOKEN_SETTING:
             continue
         field = TOKEN_SETTING[channel.kind]

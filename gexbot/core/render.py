@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gexbot.core.alert import NotifyReason
 from gexbot.core.events import AlertEvent, is_warning
@@ -59,6 +59,8 @@ class Rendered:
     headline: str
     details: tuple[str, ...]
     severity: Severity
+    # The event rendered, for notifiers that send data rather than text (webhooks).
+    event: AlertEvent | None = field(default=None, compare=False)
 
 
 def _what(e: AlertEvent) -> str:
@@ -102,7 +104,7 @@ def _fields(e: AlertEvent) -> dict[str, str]:
 def render(e: AlertEvent) -> Rendered:
     """The text parts of one alert or warning."""
     if is_warning(e.rule_id):
-        return Rendered(MARKERS[e.severity], e.message or e.kind, (), e.severity)
+        return Rendered(MARKERS[e.severity], e.message or e.kind, (), e.severity, e)
     headline = render_template(e.message, _fields(e)) if e.message else f"{e.symbol} {_what(e)}"
     if e.after_gap:
         headline += " (across a data gap)"
@@ -120,7 +122,7 @@ def render(e: AlertEvent) -> Rendered:
         parts.append(regime)
     data_time = e.computed_at.strftime("%H:%M:%S UTC") if e.computed_at else "unknown"
     details = (" · ".join(parts), f"data {data_time} · rule {e.rule_id}")
-    return Rendered(marker, headline, details, e.severity)
+    return Rendered(marker, headline, details, e.severity, e)
 
 
 def _title(items: Sequence[Rendered]) -> str | None:

@@ -79,17 +79,23 @@ class _Spec(BaseModel):
 
 
 class ChannelSpec(_Spec):
-    """A destination: exactly one of slack, telegram or console."""
+    """A destination: exactly one of slack, telegram, console or webhook."""
 
     slack: str | None = Field(None, description="Slack channel name (#gex-alerts) or id.")
     telegram: int | str | None = Field(None, description="Telegram chat id (a DM or a group).")
     console: bool | None = Field(None, description="Print to the bot's console.")
+    webhook: str | None = Field(
+        None,
+        description="A webhook NAME: signed JSON POSTs to GEXBOT_WEBHOOK_<NAME>_URL.",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$",
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ChannelSpec:
-        chosen = [k for k in ("slack", "telegram", "console") if getattr(self, k) is not None]
+        kinds = ("slack", "telegram", "console", "webhook")
+        chosen = [k for k in kinds if getattr(self, k) is not None]
         if len(chosen) != 1:
-            raise ValueError("a channel needs exactly one of slack, telegram or console")
+            raise ValueError("a channel needs exactly one of slack, telegram, console or webhook")
         return self
 
 
@@ -227,6 +233,8 @@ def _pydantic_problems(ctx: _Ctx, base: Path, exc: ValidationError, model: type[
             msg = str(err["msg"]).removeprefix("Value error, ")
             if kind == "string_pattern_mismatch" and loc and loc[-1] == "id":
                 msg = "rule ids use lowercase letters, digits and dashes (e.g. hvl-regime)"
+            elif kind == "string_pattern_mismatch" and loc and loc[-1] == "webhook":
+                msg = "a webhook name uses letters, digits, dashes and underscores (e.g. desk-ops)"
             elif kind == "string_pattern_mismatch":
                 msg = "bad duration: write a number and a unit s, m, h or d (0s, 30s, 15m, 4h, 1d)"
             where = ".".join(str(p) for p in loc)
@@ -398,6 +406,8 @@ def _channels(ctx: _Ctx, raw: Any) -> dict[str, tuple[Channel, Location]]:
                 ctx.at(("channels", name, "telegram"), "a Telegram chat id is a number")
                 continue
             channel = Channel(str(name), ChannelKind.TELEGRAM, str(spec.telegram))
+        elif spec.webhook is not None:
+            channel = Channel(str(name), ChannelKind.WEBHOOK, spec.webhook)
         else:
             channel = Channel(str(name), ChannelKind.CONSOLE, "console")
         out[str(name)] = (channel, ctx.loc(("channels", name), key=True))

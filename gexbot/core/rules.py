@@ -121,6 +121,7 @@ class ChannelKind(StrEnum):
     SLACK = "slack"
     TELEGRAM = "telegram"
     CONSOLE = "console"
+    WEBHOOK = "webhook"  # a signed JSON POST to GEXBOT_WEBHOOK_<NAME>_URL
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +130,7 @@ class Channel:
 
     name: str
     kind: ChannelKind
-    target: str  # Slack channel name or id, Telegram chat id, or "console"
+    target: str  # Slack channel name or id, Telegram chat id, "console", or a webhook's NAME
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,3 +144,14 @@ class RuleSet:
     def symbols_covered(self, universe: list[str]) -> list[str]:
         """Symbols of `universe` watched by at least one rule."""
         return [s for s in universe if any(r.applies_to(s) for r in self.rules)]
+
+
+def webhook_env(name: str, part: str) -> str:
+    """The variable that configures webhook `name`: `GEXBOT_WEBHOOK_<NAME>_<PART>`, with the
+    name upper-cased and dashes as underscores (`desk-ops`, URL → GEXBOT_WEBHOOK_DESK_OPS_URL)."""
+    return f"GEXBOT_WEBHOOK_{webhook_key(name)}_{part.upper()}"
+
+
+def webhook_key(name: str) -> str:
+    """A webhook's name as it appears in its variables (`desk-ops` → `DESK_OPS`)."""
+    return name.upper().replace("-", "_")

@@ -23,7 +23,7 @@ from gexbot.core.alert import NotifyReason
 from gexbot.core.backoff import backoff_delay
 from gexbot.core.events import WarningKind, warning_event
 from gexbot.core.render import render
-from gexbot.core.rules import Channel, ChannelKind, RuleSet
+from gexbot.core.rules import Channel, ChannelKind, RuleSet, webhook_env
 from gexbot.store.outbox import OutboxRow, claim, enqueue, mark_dead, mark_retry, mark_sent
 
 log = logging.getLogger(__name__)
@@ -110,8 +110,9 @@ class Dispatcher:
                 tasks.create_task(self._deliver_channel(channel, mine, stats, deadline))
         return stats
 
-    def _messages(self, rows: list[OutboxRow]) -> list[list[OutboxRow]]:
-        if not self._policy.group:
+    def _messages(self, route: Route | None, rows: list[OutboxRow]) -> list[list[OutboxRow]]:
+        notifier = route.notifier if route is not None else None
+        if not self._policy.group or (notifier is not None and not notifier.groups):
             return [[r] for r in rows]
         # One message per cycle: rows created at the same instant came from the same cycle.
         groups: dict[object, list[OutboxRow]] = {}
@@ -139,7 +140,7 @@ class Dispatcher:
         self, channel: str, rows: list[OutboxRow], stats: DispatchStats, deadline: float
     ) -> None:
         route = self.route_for(channel)
-        for message in self._messages(rows):
+        for message in self._messages(route, rows):
             if self._monotonic() >= deadline:
                 log.info(
                     "claim on %d message(s) to %s lapsed before sending; they will be claimed "
@@ -179,7 +180,12 @@ class Dispatcher:
                 f"unknown channel `{channel}` (not in the rule files)", permanent=True
             )
         if route.notifier is None:
-            var = f"GEXBOT_{route.channel.kind.value.upper()}_BOT_TOKEN"
+            kind, target = route.channel.kind, route.channel.target
+            var = (
+                webhook_env(target, "url")
+                if kind is ChannelKind.WEBHOOK
+                else f"GEXBOT_{kind.value.upper()}_BOT_TOKEN"
+            )
             return DeliveryError(f"{var} is not set", permanent=True)
         if any(r.attempts > self._policy.max_attempts for r in rows):
             return DeliveryError(
