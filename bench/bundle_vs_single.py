@@ -11,9 +11,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.profiling import profile_if_asked
 from gexbot.adapters.backquant import BackQuantClient, build_http_client
 from gexbot.core.symbols import SUPPORTED_SYMBOLS
 from gexbot.sim.market import SimConfig, Simulator
@@ -71,8 +76,9 @@ async def main(repeat: int, delay: float) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeat", type=int, default=20)
-    parser.add_argument("--delay", type=float, default=0.05)
-    args = parser.parse_args()
-    asyncio.run(main(args.repeat, args.delay))
+    with profile_if_asked():
+        parser = argparse.ArgumentParser(description=__doc__)
+        parser.add_argument("--repeat", type=int, default=20)
+        parser.add_argument("--delay", type=float, default=0.05)
+        args = parser.parse_args()
+        asyncio.run(main(args.repeat, args.delay))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.profiling import profile_if_asked
 from gexbot.adapters.backquant import BackQuantClient, build_http_client
 from gexbot.charts.render import render_chart
 from gexbot.sim.market import Simulator
@@ -46,4 +47,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    with profile_if_asked():
+        asyncio.run(main())

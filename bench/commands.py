@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from telegram import Bot
 
+from bench.profiling import profile_if_asked
 from gexbot.adapters.backquant import BackQuantClient, build_http_client
 from gexbot.charts.cache import ChartCache
 from gexbot.chat.service import ChatService
@@ -104,6 +105,7 @@ def _fresh(bundle: BundleSnapshot) -> BundleSnapshot:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--n", type=int, default=100)
-    asyncio.run(main(parser.parse_args().n))
+    with profile_if_asked():
+        parser = argparse.ArgumentParser(description=__doc__)
+        parser.add_argument("--n", type=int, default=100)
+        asyncio.run(main(parser.parse_args().n))

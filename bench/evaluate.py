@@ -12,10 +12,15 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
+import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from types import MappingProxyType
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.profiling import profile_if_asked
 from gexbot.core.alert import StatusBook
 from gexbot.core.cycle import run_rules
 from gexbot.core.evaluate import index_rules
@@ -129,6 +134,7 @@ def main(cycles: int) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--cycles", type=int, default=60)
-    main(parser.parse_args().cycles)
+    with profile_if_asked():
+        parser = argparse.ArgumentParser(description=__doc__)
+        parser.add_argument("--cycles", type=int, default=60)
+        main(parser.parse_args().cycles)

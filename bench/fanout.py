@@ -20,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.profiling import profile_if_asked
 from gexbot.app import build_notifiers
 from gexbot.core.alert import NotifyReason
 from gexbot.core.events import AlertEvent
@@ -125,9 +126,10 @@ def _event(key: str, at: datetime) -> AlertEvent:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--telegram", type=int, default=1000)
-    parser.add_argument("--slack", type=int, default=200)
-    parser.add_argument("--channels", type=int, default=4)
-    args = parser.parse_args()
-    asyncio.run(main(args.telegram, args.slack, args.channels))
+    with profile_if_asked():
+        parser = argparse.ArgumentParser(description=__doc__)
+        parser.add_argument("--telegram", type=int, default=1000)
+        parser.add_argument("--slack", type=int, default=200)
+        parser.add_argument("--channels", type=int, default=4)
+        args = parser.parse_args()
+        asyncio.run(main(args.telegram, args.slack, args.channels))

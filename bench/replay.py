@@ -15,6 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.profiling import profile_if_asked
 from gexbot.cli.replay import run_replay
 from gexbot.core.replay import history_to_snapshots
 from gexbot.core.rules import Condition, ConditionKind, Direction, Rule
@@ -96,4 +97,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with profile_if_asked():
+        main()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.profiling import profile_if_asked
 from gexbot.sim.market import DEMO_CONFIG, SimConfig, Simulator
 
 START = 1_795_000_000.0
@@ -74,4 +75,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with profile_if_asked():
+        main()

@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rich.console import Console
 
+from bench.profiling import profile_if_asked
 from gexbot.adapters.backquant import BackQuantClient, build_http_client
 from gexbot.app import build_notifiers, build_service
 from gexbot.core.schedule import RefreshModel, next_poll
@@ -213,4 +214,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with profile_if_asked():
+        main()

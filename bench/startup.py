@@ -16,6 +16,10 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.profiling import profile_if_asked
+
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("sqlalchemy", "telegram", "slack_sdk", "matplotlib", "aiohttp", "alembic", "numpy")
 PROBE = (
@@ -91,4 +95,5 @@ def _timed(cmd: list[str], env: dict[str, str]) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    with profile_if_asked():
+        main()

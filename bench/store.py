@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
+import sys
 import tempfile
 import time
 import uuid
@@ -22,8 +23,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from sqlalchemy import Engine, event
 
+from bench.profiling import profile_if_asked
 from gexbot.core.evaluate import index_rules
 from gexbot.core.rules import Condition, ConditionKind, Rule
 from gexbot.core.snapshot import BundleSnapshot, SymbolSnapshot, SymbolStatus
@@ -126,8 +130,9 @@ def main(cycles: int, pg_url: str) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--cycles", type=int, default=50)
-    parser.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
-    args = parser.parse_args()
-    main(args.cycles, args.pg)
+    with profile_if_asked():
+        parser = argparse.ArgumentParser(description=__doc__)
+        parser.add_argument("--cycles", type=int, default=50)
+        parser.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+        args = parser.parse_args()
+        main(args.cycles, args.pg)
