@@ -1,10 +1,13 @@
-"""`/levels` reply time over Telegram: 100 commands through the real command loop.
+"""`/levels` text reply time over Telegram and Slack while charts render.
 
-A fake Telegram Bot API (getUpdates long poll, sendMessage) on 127.0.0.1 and the simulator;
-the loop answers from the latest snapshot (fresh). Prints p50 and p99 from the moment a
-command is queued at the fake to the moment the fake receives the reply.
+Fake Telegram (getUpdates long poll, sendMessage, sendPhoto) and fake Slack (Socket Mode,
+file uploads) on 127.0.0.1, and the simulator in its own process. Each `/levels SYMBOL` asks
+for a chart and the chart cache keeps none (ttl 0), so the renderer is drawing the whole
+time the replies are timed: a reply is timed from the moment the command is handed to the
+fake platform to the moment the fake has the text. Prints p50 and p99 per platform, the
+charts delivered, and the renderer process's peak memory.
 
-    .venv/bin/python bench/commands.py [--n 100]
+    .venv/bin/python bench/commands.py [--n 100] [--profile]
 """
 
 from __future__ import annotations
@@ -20,92 +23,156 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from telegram import Bot
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy import Engine
 
 from bench.profiling import profile_if_asked
+from bench.upstream import API_KEY, sim_process
 from gexbot.adapters.backquant import BackQuantClient, build_http_client
+from gexbot.adapters.slack import SlackNotifier
+from gexbot.app import telegram_command_bot
 from gexbot.charts.cache import ChartCache
+from gexbot.charts.renderer import ChartRenderer
 from gexbot.chat.service import ChatService
+from gexbot.chat.slack import SlackCommands
 from gexbot.chat.telegram import TelegramCommands
 from gexbot.core.rulefile import build_ruleset, parse_rule_file
 from gexbot.core.snapshot import BundleSnapshot
-from gexbot.sim.market import Simulator
-from gexbot.sim.server import SimServer
 from gexbot.store.engine import make_engine, migrate
-from tests.fakes import FakeTelegram
+from tests.fakes import FakeSlack, FakeTelegram
 
 USER = 111
+SYMBOLS = ["btc", "eth", "sol", "hype"]
+RULES = build_ruleset(
+    [
+        parse_rule_file(
+            "channels: {tty: {console: true}}\n"
+            "rules: [{id: r, when: {crosses: hvl}, notify: tty}]\n",
+            "r.yaml",
+        )
+    ]
+)
 
 
-async def main(n: int) -> None:
-    telegram = FakeTelegram()
-    await telegram.start()
-    sim = SimServer(Simulator(clock=time.time), api_key="k")
-    await sim.start()
-    rules = build_ruleset(
-        [
-            parse_rule_file(
-                "channels: {tty: {console: true}}\n"
-                "rules: [{id: r, when: {crosses: hvl}, notify: tty}]\n",
-                "r.yaml",
-            )
-        ]
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        engine = make_engine(f"sqlite:///{Path(tmp) / 'c.db'}")
-        migrate(engine)
-        async with build_http_client(sim.url, "k") as http:
-            client = BackQuantClient(http, wall_clock=time.time, api_key="k")
-            latest = await client.bundle(["BTCUSDT", "ETHUSDT", "SOLUSDT", "HYPEUSDT"])
-            charts = ChartCache(client, engine, ttl=15, clock=lambda: datetime.now(tz=UTC))
-            service = ChatService(
-                engine=engine,
-                client=client,
-                rules=lambda: rules,
-                latest=lambda: _fresh(latest),
-                universe=list(latest.symbols),
-                fresh_for=30,
-                clock=lambda: datetime.now(tz=UTC),
-                # As `gexbot run` wires it: one chart per symbol and refresh, after the text.
-                charts=charts,
-            )
-            loop = TelegramCommands(
-                Bot(telegram.token, base_url=telegram.api_url),
-                service,
-                engine=engine,
-                allowed_users=[USER],
-                poll_timeout=5,
-            )
-            await charts.warm_up()  # `gexbot run` does this at start, off the loop
-            stop = asyncio.Event()
-            task = asyncio.create_task(loop.run(stop))
-            times = []
-            for i in range(n):
-                sent = len(telegram.messages)
-                t0 = time.monotonic()
-                telegram.push_command(f"/levels {['btc', 'eth', 'sol', 'hype'][i % 4]}", user=USER)
-                while len(telegram.messages) == sent:  # noqa: ASYNC110 - the fake has no hook
-                    await asyncio.sleep(0.001)
-                times.append((telegram.messages[-1].at - t0) * 1000)
-            stop.set()
-            await task
-        engine.dispose()
-    await sim.stop()
-    await telegram.stop()
-    times.sort()
-    p99 = times[min(len(times) - 1, int(0.99 * len(times)))]
-    print(
-        f"/levels over Telegram, {n} commands, fresh snapshot: "
-        f"p50 {times[len(times) // 2]:.1f} ms, p99 {p99:.1f} ms"
-    )
+def _now() -> datetime:
+    return datetime.now(tz=UTC)
 
 
 def _fresh(bundle: BundleSnapshot) -> BundleSnapshot:
-    return replace(bundle, received_at=datetime.now(tz=UTC))
+    return replace(bundle, received_at=_now())
+
+
+def _percentiles(times: list[float]) -> str:
+    times = sorted(times)
+    p99 = times[min(len(times) - 1, int(0.99 * len(times)))]
+    return f"p50 {times[len(times) // 2]:.1f} ms, p99 {p99:.1f} ms, max {times[-1]:.1f} ms"
+
+
+async def _telegram(n: int, service: ChatService, engine: Engine) -> tuple[list[float], int]:
+    telegram = FakeTelegram()
+    await telegram.start()
+    loop = TelegramCommands(
+        telegram_command_bot(telegram.token, telegram.api_url),
+        service,
+        engine=engine,
+        allowed_users=[USER],
+        poll_timeout=5,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(loop.run(stop))
+    times = []
+    for i in range(n):
+        sent = len(telegram.messages)
+        t0 = time.monotonic()
+        telegram.push_command(f"/levels {SYMBOLS[i % 4]}", user=USER)
+        while len(telegram.messages) == sent:  # noqa: ASYNC110 - the fake has no hook
+            await asyncio.sleep(0.001)
+        times.append((telegram.messages[-1].at - t0) * 1000)
+    deadline = time.monotonic() + 60
+    while len(telegram.photos) < n and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    stop.set()
+    await task  # waits for the charts still being drawn
+    await telegram.stop()
+    return times, len(telegram.photos)
+
+
+async def _slack(n: int, service: ChatService, engine: Engine) -> tuple[list[float], int]:
+    slack = FakeSlack()
+    await slack.start()
+    web = AsyncWebClient(token=slack.token, base_url=slack.api_url)
+    commands = SlackCommands(
+        slack.app_token,
+        web,
+        service,
+        files=SlackNotifier(web),
+        engine=engine,
+        instance="bench",
+        clock=_now,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(commands.run(stop))
+    times = []
+    for i in range(n):
+        payload = {
+            "command": "/gex",
+            "text": f"levels {SYMBOLS[i % 4]}",
+            "user_id": "U1",
+            "channel_id": "C1",
+            "trigger_id": f"T{i}",
+        }
+        t0 = time.monotonic()
+        ack = await slack.envelope("slash_commands", payload)  # the reply rides on the ack
+        times.append((time.monotonic() - t0) * 1000)
+        assert ack["payload"]["text"].startswith("```"), ack
+    deadline = time.monotonic() + 60
+    while len(slack.uploads) < n and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    stop.set()
+    await task
+    if web.session is not None:
+        await web.session.close()
+    await slack.stop()
+    return times, len(slack.uploads)
+
+
+async def main(n: int, url: str) -> None:
+    renderer = ChartRenderer()
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = make_engine(f"sqlite:///{Path(tmp) / 'c.db'}")
+        migrate(engine)
+        async with build_http_client(url, API_KEY) as http:
+            client = BackQuantClient(http, wall_clock=time.time, api_key=API_KEY)
+            latest = await client.bundle([s.upper() + "USDT" for s in SYMBOLS])
+            charts = ChartCache(client, engine, renderer, ttl=0, clock=_now)
+            service = ChatService(
+                engine=engine,
+                client=client,
+                rules=lambda: RULES,
+                latest=lambda: _fresh(latest),
+                universe=list(latest.symbols),
+                fresh_for=30,
+                clock=_now,
+                charts=charts,
+            )
+            await charts.warm_up()  # `gexbot run` does this at start
+            for name, run in (("Telegram", _telegram), ("Slack", _slack)):
+                times, delivered = await run(n, service, engine)
+                print(
+                    f"/levels over {name}, {n} commands, a chart drawn for each: "
+                    f"text reply {_percentiles(times)}; {delivered} charts delivered"
+                )
+            await charts.close()
+        engine.dispose()
+    print(
+        f"renderer process: peak RSS {renderer.peak_rss_mb or 0:.1f} MB, "
+        f"{renderer.restarts} restart(s)"
+    )
 
 
 if __name__ == "__main__":
     with profile_if_asked():
         parser = argparse.ArgumentParser(description=__doc__)
         parser.add_argument("--n", type=int, default=100)
-        asyncio.run(main(parser.parse_args().n))
+        with sim_process() as upstream:
+            asyncio.run(main(parser.parse_args().n, upstream))

@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rich.console import Console
 
 from bench.profiling import profile_if_asked
+from bench.upstream import API_KEY, sim_process
 from gexbot.adapters.backquant import BackQuantClient, build_http_client
 from gexbot.app import build_notifiers, build_service
 from gexbot.core.schedule import RefreshModel, next_poll
@@ -43,6 +44,7 @@ REFRESH = 30.0
 RUNS = 10
 RULES_DIR = Path(__file__).resolve().parents[1] / "rules"
 HOURS = 6.0
+CHART_EVERY = 10  # soak cycles between two chart requests
 
 
 def pct(values: list[float], q: float) -> float:
@@ -94,7 +96,7 @@ class TimedClient(BackQuantClient):
         return result
 
 
-async def latency_and_soak(tmp: Path) -> None:
+async def latency(tmp: Path) -> None:
     rules_dir = tmp / "rules"
     rules_dir.mkdir()
     channels = "\n".join(f"  c{i}: {{slack: '#c{i}'}}" for i in range(10))
@@ -150,44 +152,60 @@ async def latency_and_soak(tmp: Path) -> None:
         f"p99 {pct(latencies, 0.99):.1f} ms"
     )
     await slack.stop()
+    await server.stop()
+    engine.dispose()
 
-    # Soak: 1,000 real cycles (HTTP poll, evaluate, persist, deliver to the console).
-    sim.config = SimConfig(seed=1, refresh=0.005, walk=True, speed=1000.0)
-    async with build_http_client(server.url, "k") as http:
-        client = TimedClient(http, api_key="k", wall_clock=time.time)
-        client.arrivals = []
+
+async def soak(tmp: Path, upstream: str) -> None:
+    """1,000 real cycles (HTTP poll, evaluate, persist, deliver to the console, a chart for
+    the `chart: true` rules, a chart asked for every 10 cycles) against the simulator in its
+    own process, so the RSS is the bot's alone; the chart renderer's is reported beside it."""
+    async with build_http_client(upstream, API_KEY) as http:
+        client = BackQuantClient(http, api_key=API_KEY, wall_clock=time.time)
         quiet = load_settings(
             env_file=None,
-            api_url=server.url,
-            api_key="k",
+            api_url=upstream,
+            api_key=API_KEY,
             rules=RULES_DIR,
             database_url=f"sqlite:///{tmp / 'soak.db'}",
             poll_interval=0.01,
         )
         migrate(soak_engine := make_engine(quiet.database_url))
+        printed = io.StringIO()
         watcher = RulesWatcher(quiet.rules, load_rules(quiet.rules), universe=quiet.symbols)
         bot = build_service(
             quiet,
             engine=soak_engine,
             client=client,
             watcher=watcher,
-            notifiers=build_notifiers(quiet, console=Console(file=io.StringIO())),
+            notifiers=build_notifiers(quiet, console=Console(file=printed, width=120)),
         )
         rss = {}
+        charts = 0
         t0 = time.perf_counter()
         for cycle in range(1, 1001):
             await asyncio.sleep(0.006)  # let the simulator refresh
             await bot.poll_once()
             await bot.dispatcher.run_once()
+            if cycle % CHART_EVERY == 0:  # as `/levels SYMBOL` in a chat would
+                await bot.charts(quiet.symbols[(cycle // CHART_EVERY) % len(quiet.symbols)])
+                charts += 1
             if cycle in (200, 1000):
                 rss[cycle] = _rss_mb()
         elapsed = time.perf_counter() - t0
+        renderer = bot.charts.renderer
+        text = printed.getvalue()
+        await bot.charts.close()
     print(
-        f"  1,000 cycles in {elapsed:.1f} s; RSS {rss[200]:.1f} MB at cycle 200, "
-        f"{rss[1000]:.1f} MB at cycle 1,000 (growth {rss[1000] - rss[200]:+.1f} MB)"
+        f"  1,000 cycles in {elapsed:.1f} s; bot RSS {rss[200]:.1f} MB at cycle 200, "
+        f"{rss[1000]:.1f} MB at cycle 1,000 (growth {rss[1000] - rss[200]:+.1f} MB); "
+        f"matplotlib in the bot's process: {'matplotlib' in sys.modules}"
     )
-    await server.stop()
-    engine.dispose()
+    print(
+        f"  chart renderer process: peak RSS {renderer.peak_rss_mb or 0:.1f} MB, "
+        f"{renderer.restarts} restart(s); {charts} chart(s) asked for, "
+        f"{text.count('[chart:')} sent with alerts ({len(text.splitlines())} console lines)"
+    )
     soak_engine.dispose()
 
 
@@ -210,7 +228,10 @@ def main() -> None:
     age_study()
     print("2. detection to delivery (response arrival → fake Slack receives the post)")
     with tempfile.TemporaryDirectory() as tmp:
-        asyncio.run(latency_and_soak(Path(tmp)))
+        asyncio.run(latency(Path(tmp)))
+    print("3. soak: 1,000 cycles on the repository's rules/ (charts on)")
+    with tempfile.TemporaryDirectory() as tmp, sim_process(refresh=0.005, speed=1000) as url:
+        asyncio.run(soak(Path(tmp), url))
 
 
 if __name__ == "__main__":

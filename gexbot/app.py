@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from rich.console import Console
     from sqlalchemy import Engine
+    from telegram import Bot
 
     from gexbot.adapters.notify import Notifier
     from gexbot.charts.cache import ChartCache
@@ -151,18 +152,13 @@ def build_telegram_commands(
     """
     if settings.telegram_bot_token is None:
         return None
-    from telegram import Bot
-    from telegram.request import HTTPXRequest
-
     from gexbot.chat.telegram import CONFLICT_BACKOFF, TelegramCommands
     from gexbot.loops.leadership import SoleInstance
 
     if not settings.telegram_allowed_users:
         log.warning("GEXBOT_TELEGRAM_ALLOWED_USERS is empty: every Telegram command is refused")
-    bot = Bot(
-        settings.telegram_bot_token.get_secret_value(),
-        base_url=settings.telegram_api_url,
-        get_updates_request=HTTPXRequest(read_timeout=40.0),
+    bot = telegram_command_bot(
+        settings.telegram_bot_token.get_secret_value(), settings.telegram_api_url
     )
     sole = isinstance(leadership, SoleInstance)
     bound = settings.telegram_poll_timeout if sole else max(1.0, settings.leader_lease)
@@ -174,6 +170,20 @@ def build_telegram_commands(
         poll_timeout=min(settings.telegram_poll_timeout, bound),
         leader=leadership.is_leader,
         conflict_backoff=min(CONFLICT_BACKOFF, 2 * bound),
+    )
+
+
+def telegram_command_bot(token: str, base_url: str) -> Bot:
+    """The Bot the command loop answers with. Its own pool of connections: PTB's default is
+    one, so a text reply would queue behind a chart upload still on the wire."""
+    from telegram import Bot
+    from telegram.request import HTTPXRequest
+
+    return Bot(
+        token,
+        base_url=base_url,
+        request=HTTPXRequest(connection_pool_size=8),
+        get_updates_request=HTTPXRequest(read_timeout=40.0),
     )
 
 
@@ -222,6 +232,20 @@ def build_slack_commands(
     )
 
 
+def build_charts(
+    settings: Settings,
+    client: BackQuantClient,
+    engine: Engine,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+) -> ChartCache:
+    """The shared chart cache over its renderer process (started on first use)."""
+    from gexbot.charts.cache import ChartCache
+    from gexbot.charts.renderer import ChartRenderer
+
+    return ChartCache(client, engine, ChartRenderer(), ttl=settings.poll_interval / 2, clock=clock)
+
+
 def build_service(
     settings: Settings,
     *,
@@ -240,7 +264,6 @@ def build_service(
     http_routes: Sequence[HttpRoutes] = (),
 ) -> Service:
     """The service and its parts: cycle pipeline, dispatcher, chart cache, latest levels."""
-    from gexbot.charts.cache import ChartCache
     from gexbot.core.evaluate import index_rules
     from gexbot.loops.cycle import Pipeline
     from gexbot.loops.deliver import Dispatcher, DispatchPolicy, build_routes
@@ -251,7 +274,7 @@ def build_service(
     leadership = leadership or SoleInstance(settings.instance)
     rng = rng or random.Random()
     rules = watcher.rules
-    charts = charts or ChartCache(client, engine, ttl=settings.poll_interval / 2, clock=clock)
+    charts = charts or build_charts(settings, client, engine, clock=clock)
     return Service(
         settings,
         engine=engine,
@@ -288,7 +311,6 @@ async def compose(
     """The whole running process for `settings`: database (locked on SQLite, migrated or
     checked), BackQuant client, notifiers, leadership, chat commands and their HTTP
     endpoints, and the service over them. Everything is closed on exit."""
-    from gexbot.charts.cache import ChartCache
     from gexbot.chat.service import ChatService
     from gexbot.loops.health import Metrics
     from gexbot.loops.leadership import SoleInstance
@@ -309,7 +331,7 @@ async def compose(
             watcher = RulesWatcher(settings.rules, ruleset, universe=settings.symbols)
             metrics = Metrics()
             leadership = build_leadership(settings, engine, metrics)
-            charts = ChartCache(client, engine, ttl=settings.poll_interval / 2, clock=utcnow)
+            charts = build_charts(settings, client, engine, clock=utcnow)
             latest = LatestLevels(engine, leadership)
             chat = ChatService(
                 engine=engine,

@@ -107,7 +107,7 @@ def test_no_price_history_still_draws_the_levels() -> None:
 def test_without_candles_the_chart_uses_the_bots_stored_spot_history(db: object) -> None:
     from sqlalchemy import Engine
 
-    from gexbot.charts.render import stored_prices
+    from gexbot.charts.cache import stored_prices
     from gexbot.store.snapshots import save_snapshot
     from tests.rulekit import bundle, snapshot
 
@@ -126,9 +126,3 @@ def test_without_candles_the_chart_uses_the_bots_stored_spot_history(db: object)
         levels=MappingProxyType({Level.HVL: 101.0}),
     )
     assert png_size(render_chart(snap, prices=prices)) == (1200, 675)
-
-
-def test_warm_up_renders_a_bare_snapshot() -> None:
-    from gexbot.charts.render import warm_up
-
-    warm_up()  # no levels, no candles: drawn without error (it runs at start-up)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -17,6 +17,7 @@ from gexbot.adapters.backquant import BackQuantClient, build_http_client
 from gexbot.adapters.slack import SlackNotifier
 from gexbot.app import utcnow
 from gexbot.charts.cache import ChartCache
+from gexbot.charts.renderer import ChartRenderer
 from gexbot.chat.service import ChatService
 from gexbot.chat.slack import SlackCommands
 from gexbot.chat.telegram import TelegramCommands
@@ -110,7 +111,24 @@ async def world(db: Engine) -> AsyncIterator[tuple[FakeTelegram, SimServer, Back
     await telegram.stop()
 
 
-def _service(db: Engine, client: BackQuantClient) -> ChatService:
+_RENDERERS: list[ChartRenderer] = []  # the chart processes this test started
+
+
+@pytest.fixture(autouse=True)
+async def _stop_renderers() -> AsyncIterator[None]:
+    yield
+    while _RENDERERS:
+        await _RENDERERS.pop().close()
+
+
+def _service(
+    db: Engine,
+    client: BackQuantClient,
+    charts: Callable[[str], Awaitable[bytes]] | None = None,
+) -> ChatService:
+    if charts is None:
+        _RENDERERS.append(ChartRenderer())
+        charts = ChartCache(client, db, _RENDERERS[-1], ttl=0, clock=utcnow)
     return ChatService(
         engine=db,
         client=client,
@@ -119,7 +137,7 @@ def _service(db: Engine, client: BackQuantClient) -> ChatService:
         universe=["BTCUSDT", "ETHUSDT", "SOLUSDT", "HYPEUSDT"],
         fresh_for=30,
         clock=utcnow,
-        charts=ChartCache(client, db, ttl=0, clock=utcnow),
+        charts=charts,
     )
 
 
@@ -158,7 +176,7 @@ async def _slack(
 def _loop(
     db: Engine, telegram: FakeTelegram, client: BackQuantClient, **kw: Any
 ) -> TelegramCommands:
-    service = _service(db, client)
+    service = _service(db, client, kw.pop("charts", None))
     bot = Bot(telegram.token, base_url=telegram.api_url)
     return TelegramCommands(
         bot, service, engine=db, allowed_users=[ALLOWED, SECOND], poll_timeout=1, **kw
@@ -257,10 +275,7 @@ async def test_levels_of_one_symbol_takes_its_chart_from_the_shared_source(
 async def test_the_levels_text_goes_out_before_the_chart_is_made(
     db: Engine,
     world: tuple[FakeTelegram, SimServer, BackQuantClient],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import gexbot.charts.render
-
     telegram, _, client = world
     release = asyncio.Event()
 
@@ -268,8 +283,7 @@ async def test_the_levels_text_goes_out_before_the_chart_is_made(
         await release.wait()  # a slow upstream call or render
         return b"\x89PNG slow chart"
 
-    monkeypatch.setattr(gexbot.charts.render, "chart_for", slow_chart)
-    loop = _loop(db, telegram, client)
+    loop = _loop(db, telegram, client, charts=slow_chart)
     stop = asyncio.Event()
     task = asyncio.create_task(loop.run(stop))
     telegram.push_command("/levels btc", user=ALLOWED)

@@ -2,21 +2,26 @@
 
 Upstream refreshes about every poll interval, so within half of one a chart is still current:
 one single-symbol request and one render then serve every destination of an alert and every
-chat asking for `/levels`. matplotlib is imported on first use (off the event loop), not at
-start-up.
+chat asking for `/levels`. The render itself happens in the renderer process (renderer.py):
+this module, and so the bot, never imports matplotlib.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 
 from gexbot.adapters.backquant import BackQuantClient
+from gexbot.charts.renderer import ChartRenderer
+from gexbot.core.snapshot import SymbolSnapshot, SymbolStatus
+from gexbot.store.snapshots import load_history
+
+#: What a chart shows beyond the bundle's levels.
+CHART_FIELDS = ["candles", "spot", "expected_move", "max_pain"]
 
 
 class ChartCache:
@@ -26,6 +31,7 @@ class ChartCache:
         self,
         client: BackQuantClient,
         engine: Engine,
+        renderer: ChartRenderer,
         *,
         ttl: float,
         clock: Callable[[], datetime],
@@ -33,31 +39,45 @@ class ChartCache:
     ) -> None:
         self._client = client
         self._engine = engine
+        self.renderer = renderer  # public: its process's memory is reported beside the bot's
         self._ttl = ttl
         self._clock = clock
         self._monotonic = monotonic
         self._kept: dict[str, tuple[float, bytes]] = {}  # symbol → (expires, png)
-        self._one_at_a_time = asyncio.Lock()
+        self._per_symbol: dict[str, asyncio.Lock] = {}
 
     async def warm_up(self) -> None:
-        """Import matplotlib and draw once, in a thread: the first draw loads fonts and holds
-        the GIL for about half a second, which must happen at start, not under a reply."""
-        charts = await asyncio.to_thread(importlib.import_module, "gexbot.charts.render")
-        await asyncio.to_thread(charts.warm_up)
+        """Start the renderer and draw once (matplotlib loads its fonts on the first draw),
+        so the first real chart is not the slow one."""
+        await self.renderer.warm_up()
+        await self.renderer.render(SymbolSnapshot(symbol="BTCUSDT", status=SymbolStatus.OK))
+
+    async def close(self) -> None:
+        """Stop the renderer process."""
+        await self.renderer.close()
 
     async def __call__(self, symbol: str) -> bytes:
-        """The chart of `symbol` (raises what fetching or rendering raises)."""
-        # The first import of matplotlib takes about half a second: not on the event loop.
-        charts = await asyncio.to_thread(importlib.import_module, "gexbot.charts.render")
-        # One render at a time: a render holds the GIL most of its ~170 ms, and several at
-        # once starve the event loop that sends the text replies. Waiting here also lets a
-        # second ask for the same symbol take the first one's chart.
-        async with self._one_at_a_time:
+        """The chart of `symbol` (raises what fetching raises, or ChartError)."""
+        # One fetch and render per symbol at a time: a second ask for the same symbol waits
+        # for and takes the first one's chart.
+        async with self._per_symbol.setdefault(symbol, asyncio.Lock()):
             kept = self._kept.get(symbol)
             if kept is not None and self._monotonic() < kept[0]:
                 return kept[1]
-            png: bytes = await charts.chart_for(
-                self._client, self._engine, symbol, now=self._clock()
-            )
+            snap = await self._client.levels(symbol, CHART_FIELDS)
+            prices: list[tuple[datetime, float]] = []
+            if not snap.candles:
+                prices = await asyncio.to_thread(
+                    stored_prices, self._engine, symbol, now=self._clock()
+                )
+            png = await self.renderer.render(snap, prices)
             self._kept[symbol] = (self._monotonic() + self._ttl, png)
             return png
+
+
+def stored_prices(engine: Engine, symbol: str, *, now: datetime) -> list[tuple[datetime, float]]:
+    """The bot's own spot history of the last day: the chart's fallback when there are no
+    candles."""
+    with engine.connect() as conn:
+        history = load_history(conn, symbol, since=now - timedelta(days=1))
+    return [(s.computed_at, s.spot) for s in history if s.computed_at and s.spot is not None]

@@ -6,23 +6,19 @@ bundled DejaVu Sans), sized for a phone screen in Telegram and Slack.
 
 from __future__ import annotations
 
-import asyncio
 import io
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.dates import DateFormatter, date2num
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
-from sqlalchemy import Engine
 
-from gexbot.adapters.backquant import BackQuantClient
 from gexbot.core.format import fmt_pct, fmt_price
 from gexbot.core.levels_view import Regime, distance_pct, regime
-from gexbot.core.snapshot import Level, SymbolSnapshot, SymbolStatus
-from gexbot.store.snapshots import load_history
+from gexbot.core.snapshot import Level, SymbolSnapshot
 
 WIDTH_IN, HEIGHT_IN, DPI = 8.0, 4.5, 150  # 1200 x 675 px
 WINDOW = 0.08  # levels further than 8% from spot are listed, not drawn
@@ -172,27 +168,3 @@ def _label_right(fig: Figure, ax: Axes, labels: list[tuple[float, str, str]]) ->
             y = placed[-1] - min_gap
         placed.append(y)
         fig.text(box.x1 + 0.01, y, text, fontsize=8, color=colour, va="center")
-
-
-def warm_up() -> None:
-    """One throw-away render: loads fonts and the Agg backend before the first real chart."""
-    render_chart(SymbolSnapshot(symbol="BTCUSDT", status=SymbolStatus.OK, spot=1.0))
-
-
-def stored_prices(engine: Engine, symbol: str, *, now: datetime) -> list[tuple[datetime, float]]:
-    """The bot's own spot history of the last day: the chart's fallback when there are no
-    candles."""
-    with engine.connect() as conn:
-        history = load_history(conn, symbol, since=now - timedelta(days=1))
-    return [(s.computed_at, s.spot) for s in history if s.computed_at and s.spot is not None]
-
-
-async def chart_for(
-    client: BackQuantClient, engine: Engine, symbol: str, *, now: datetime
-) -> bytes:
-    """Fetch a symbol's levels with candles (one single-symbol call) and render its chart."""
-    snap = await client.levels(symbol, ["candles", "spot", "expected_move", "max_pain"])
-    prices: list[tuple[datetime, float]] = []
-    if not snap.candles:
-        prices = await asyncio.to_thread(stored_prices, engine, symbol, now=now)
-    return await asyncio.to_thread(render_chart, snap, prices=prices)

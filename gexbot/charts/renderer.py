@@ -3,7 +3,7 @@ crashes or hangs, so a render never stalls the bot's event loop (matplotlib hold
 most of a render) and matplotlib's memory never lands in the bot's process.
 
 One long-lived process, one render at a time: charts are made once per symbol and refresh
-(the cache), so a second worker would mostly sit idle holding 80 MB.
+(the cache), so a second worker would mostly sit idle holding its own 100 MB.
 """
 
 from __future__ import annotations
@@ -11,22 +11,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import multiprocessing
+import os
+import pickle
+import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
-from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
 from typing import Any
 
-from gexbot.charts.worker import serve
+from gexbot.charts.worker import HEADER, frame
 from gexbot.core.snapshot import SymbolSnapshot
 
 log = logging.getLogger(__name__)
 
 RENDER = "gexbot.charts.render:render_chart"
 RENDER_TIMEOUT = 20.0  # a render takes ~0.2 s; past this the renderer is hung: restart it
-START_TIMEOUT = 60.0  # a cold start imports matplotlib and builds its font cache
+START_TIMEOUT = 60.0  # a cold start imports matplotlib and may build its font cache
 
 
 class ChartError(Exception):
@@ -39,8 +39,7 @@ class ChartRenderer:
     def __init__(self, *, target: str = RENDER, timeout: float = RENDER_TIMEOUT) -> None:
         self._target = target
         self._timeout = timeout
-        self._process: BaseProcess | None = None
-        self._conn: Connection | None = None
+        self._process: asyncio.subprocess.Process | None = None
         self._lock = asyncio.Lock()
         self.restarts = 0
         self.peak_rss_mb: float | None = None  # the renderer's, as it last reported
@@ -55,15 +54,19 @@ class ChartRenderer:
     ) -> bytes:
         """The chart of `snap`; raises ChartError when the renderer cannot make it."""
         # A mapping proxy does not pickle: the renderer gets a plain dict of the same levels.
-        request = (replace(snap, levels=dict(snap.levels)), list(prices))
+        request = frame((replace(snap, levels=dict(snap.levels)), list(prices)))
         async with self._lock:
-            conn = await self._ensure()
+            process = await self._ensure()
             try:
-                await asyncio.to_thread(conn.send, request)
-                status, value = await self._answer(conn, self._timeout)
-            except ChartError:
+                stdin, _ = _pipes(process)
+                stdin.write(request)
+                await stdin.drain()
+                status, value = await self._answer(process, self._timeout)
+            except (ConnectionError, ChartError) as exc:
                 await self._stop(kill=True)
-                raise
+                if isinstance(exc, ChartError):
+                    raise
+                raise ChartError("the renderer crashed; restarted") from None
         if status != "ok":
             raise ChartError(f"the renderer could not draw {snap.symbol}: {value}")
         png: bytes = value
@@ -74,53 +77,70 @@ class ChartRenderer:
         async with self._lock:
             await self._stop(kill=False)
 
-    async def _ensure(self) -> Connection:
-        if self._process is not None and self._process.is_alive() and self._conn is not None:
-            return self._conn
+    async def _ensure(self) -> asyncio.subprocess.Process:
+        if self._process is not None and self._process.returncode is None:
+            return self._process
         if self._process is not None:
             log.warning(
                 "the chart renderer had stopped (exit code %s); restarting it",
-                self._process.exitcode,
+                self._process.returncode,
             )
             await self._stop(kill=True)
             self.restarts += 1
-        # spawn, not fork: the bot has threads (database pools, asyncio) a fork would copy.
-        context = multiprocessing.get_context("spawn")
-        parent, child = context.Pipe()
-        process = context.Process(
-            target=serve, args=(child, self._target), name="gexbot-charts", daemon=True
+        # The bot's own import path, so the renderer loads the same code the bot runs.
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        process = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "gexbot.charts.worker", self._target),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env=env,
         )
-        await asyncio.to_thread(process.start)
-        child.close()
-        self._process, self._conn = process, parent
-        status, value = await self._answer(parent, START_TIMEOUT)
+        self._process = process
+        try:
+            status, value = await self._answer(process, START_TIMEOUT)
+        except ChartError:
+            await self._stop(kill=True)
+            raise
         if status != "ready":
             raise ChartError(f"the renderer did not start: {value}")
-        return parent
+        return process
 
-    async def _answer(self, conn: Connection, within: float) -> tuple[str, Any]:
-        # conn.poll waits in a worker thread: the event loop stays free meanwhile.
-        ready = await asyncio.to_thread(conn.poll, within)
-        if not ready:
-            raise ChartError(f"the renderer did not answer within {within:g}s; restarted")
+    async def _answer(self, process: asyncio.subprocess.Process, within: float) -> tuple[str, Any]:
+        _, stdout = _pipes(process)
         try:
-            status, value, rss = await asyncio.to_thread(conn.recv)
-        except (EOFError, OSError):
+            async with asyncio.timeout(within):
+                header = await stdout.readexactly(HEADER.size)
+                body = await stdout.readexactly(HEADER.unpack(header)[0])
+        except TimeoutError:
+            raise ChartError(f"the renderer did not answer within {within:g}s; restarted") from None
+        except (asyncio.IncompleteReadError, ConnectionError):
             raise ChartError("the renderer crashed; restarted") from None
+        status, value, rss = pickle.loads(body)  # noqa: S301 - our own child process
         self.peak_rss_mb = rss
         return status, value
 
     async def _stop(self, *, kill: bool) -> None:
-        process, conn = self._process, self._conn
-        self._process, self._conn = None, None
-        if conn is not None:
-            if not kill:
-                with contextlib.suppress(OSError, ValueError):
-                    conn.send(None)
-            conn.close()
-        if process is not None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.returncode is None:
             if kill:
                 process.kill()
-            await asyncio.to_thread(process.join, 5)
-            if process.is_alive():
-                process.kill()
+            elif process.stdin is not None:
+                process.stdin.close()  # end of input: the renderer exits
+        try:
+            await asyncio.wait_for(process.wait(), timeout=5)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+        with contextlib.suppress(Exception):
+            if process.stdin is not None:
+                process.stdin.close()
+
+
+def _pipes(
+    process: asyncio.subprocess.Process,
+) -> tuple[asyncio.StreamWriter, asyncio.StreamReader]:
+    if process.stdin is None or process.stdout is None:  # started without pipes: a bug here
+        raise RuntimeError("the renderer process has no pipes")
+    return process.stdin, process.stdout

@@ -1,16 +1,29 @@
-"""The chart renderer's process: receives snapshots over a pipe, answers PNG bytes.
+"""The chart renderer's process: `python -m gexbot.charts.worker module:function`.
 
-It imports the render function by name (`module:function`), so matplotlib is loaded here and
-never in the bot's own process, where its ~170 ms renders would hold the GIL under replies.
+It reads `(snapshot, prices)` requests from stdin and answers PNG bytes on stdout, one
+length-prefixed pickle per message. It imports the render function by name, so matplotlib
+is loaded here and never in the bot's process, where its ~170 ms renders would hold the GIL
+under replies. A program of its own (not a multiprocessing child) so it never re-imports the
+parent's `__main__`, whatever script started the bot.
 """
 
 from __future__ import annotations
 
 import importlib
+import pickle
 import resource
+import struct
+import sys
 from collections.abc import Callable
-from multiprocessing.connection import Connection
-from typing import Any
+from typing import IO, Any
+
+HEADER = struct.Struct(">I")  # the length of the pickle that follows
+
+
+def frame(message: object) -> bytes:
+    """One message as it travels on the pipe."""
+    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return HEADER.pack(len(body)) + body
 
 
 def resolve(target: str) -> Callable[..., bytes]:
@@ -25,19 +38,30 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def serve(conn: Connection, target: str) -> None:
-    """Render each `(snapshot, prices)` received until the pipe closes or `None` arrives."""
+def _read(stream: IO[bytes]) -> Any:
+    header = stream.read(HEADER.size)
+    if len(header) < HEADER.size:
+        return None  # the bot closed the pipe: stop
+    return pickle.loads(stream.read(HEADER.unpack(header)[0]))  # noqa: S301 - our own parent
+
+
+def serve(target: str, requests: IO[bytes], answers: IO[bytes]) -> None:
+    """Render each request until the pipe closes or `None` arrives."""
     render = resolve(target)
-    conn.send(("ready", None, peak_rss_mb()))
-    while True:
-        try:
-            request: Any = conn.recv()
-        except (EOFError, OSError):
-            return
-        if request is None:
-            return
+    answers.write(frame(("ready", None, peak_rss_mb())))
+    answers.flush()
+    while (request := _read(requests)) is not None:
         snap, prices = request
+        answer: tuple[str, object, float]
         try:
-            conn.send(("ok", render(snap, prices=prices), peak_rss_mb()))
+            answer = ("ok", render(snap, prices=prices), peak_rss_mb())
         except Exception as exc:  # noqa: BLE001 - a bad snapshot fails one chart, not the worker
-            conn.send(("error", f"{type(exc).__name__}: {exc}", peak_rss_mb()))
+            answer = ("error", f"{type(exc).__name__}: {exc}", peak_rss_mb())
+        answers.write(frame(answer))
+        answers.flush()
+
+
+if __name__ == "__main__":
+    answers = sys.stdout.buffer
+    sys.stdout = sys.stderr  # a stray print in a library must not corrupt the answers
+    serve(sys.argv[1], sys.stdin.buffer, answers)

@@ -496,3 +496,4 @@ class Service:
             if server is not None:
                 await server.stop()
             await self.close_notifiers()
+            await self.charts.close()
