@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import signal
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -53,6 +54,19 @@ async def test_a_crashed_renderer_is_restarted(renderer: ChartRenderer) -> None:
     with pytest.raises(ChartError, match="crashed"):
         await renderer.render(snapshot(1.0, symbol="SOLUSDT"), [])
     assert (await renderer.render(snapshot(1.0), [])).startswith(b"PNG BTCUSDT")
+
+
+async def test_ctrl_c_in_the_terminal_leaves_the_renderer_to_the_bot(
+    renderer: ChartRenderer,
+) -> None:
+    # A terminal's Ctrl-C goes to the whole process group; the bot decides when to stop.
+    await renderer.warm_up()
+    pid = renderer.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGINT)
+    png = await renderer.render(snapshot(1.0), [])
+    assert png.decode().split()[-1] == str(pid)
+    assert renderer.restarts == 0
 
 
 @pytest.mark.parametrize("renderer", ["tests.render_faults:fail_on_hype"], indirect=True)

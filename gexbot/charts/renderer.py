@@ -44,6 +44,12 @@ class ChartRenderer:
         self.restarts = 0
         self.peak_rss_mb: float | None = None  # the renderer's, as it last reported
 
+    @property
+    def pid(self) -> int | None:
+        """The renderer process's id while it runs."""
+        running = self._process is not None and self._process.returncode is None
+        return self._process.pid if running and self._process is not None else None
+
     async def warm_up(self) -> None:
         """Start the renderer now (it loads matplotlib), not under the first reply."""
         async with self._lock:

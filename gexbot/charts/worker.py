@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import pickle
 import resource
+import signal
 import struct
 import sys
 from collections.abc import Callable
@@ -62,6 +63,9 @@ def serve(target: str, requests: IO[bytes], answers: IO[bytes]) -> None:
 
 
 if __name__ == "__main__":
+    # Ctrl-C in a terminal reaches the whole process group: the bot stops this process itself
+    # (closing its stdin), and a KeyboardInterrupt traceback here would only be noise.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     answers = sys.stdout.buffer
     sys.stdout = sys.stderr  # a stray print in a library must not corrupt the answers
     serve(sys.argv[1], sys.stdin.buffer, answers)
