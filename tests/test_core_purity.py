@@ -36,6 +36,8 @@ ALLOWED_IMPORTS = frozenset(
         "json",
         "math",
         "numbers",
+        "numpy",  # the replay's columns: arithmetic on arrays, no I/O
+        "numpy.typing",
         "operator",
         "random",  # for the `random.Random` type of injected generators; calls are refused
         "re",

@@ -22,13 +22,10 @@ from gexbot.core.replay import (
     STRESS_HISTORY_LEVELS,
     PairStats,
     ReplayResult,
-    frames,
     history_to_snapshots,
     not_replayable,
 )
-from gexbot.core.replay import (
-    replay as replay_core,
-)
+from gexbot.core.replay_columns import replay_columns
 from gexbot.core.rulefile import RulesError
 from gexbot.core.rules import Rule
 from gexbot.core.snapshot import Level, SymbolSnapshot
@@ -108,12 +105,11 @@ def run_replay(
     available = STRESS_HISTORY_LEVELS if source == "api" else frozenset(Level)
     skipped = not_replayable(rules, available)
     kept = [r for r in rules if r.id not in skipped]
-    history = frames(series)
     # Hundreds of thousands of live snapshots make every cyclic-GC pass slow, and a replay
     # creates no cycles worth collecting: pause the collector for the run (about 15% faster).
     gc.disable()
     try:
-        return replay_core(kept, history), skipped, kept
+        return replay_columns(kept, series), skipped, kept
     finally:
         gc.enable()
 

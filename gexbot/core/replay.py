@@ -70,27 +70,33 @@ def history_to_snapshots(symbol: str, points: Sequence[HistoryPoint]) -> list[Sy
     ]
 
 
+def with_gaps(snaps: Sequence[SymbolSnapshot]) -> list[tuple[datetime, SymbolSnapshot]]:
+    """One symbol's history as (time, snapshot), oldest first: a skip of more than two of its
+    usual steps gets a missing snapshot one step after the last row (as live would see it)."""
+    times = [s.computed_at for s in snaps if s.computed_at is not None]
+    steps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
+    # The resolution: the lower quartile of steps (a median would count the gaps in).
+    usual = sorted(steps)[len(steps) // 4] if steps else 0.0
+    out: list[tuple[datetime, SymbolSnapshot]] = []
+    previous: datetime | None = None
+    for snap in snaps:
+        at = snap.computed_at
+        if at is None:
+            continue
+        if previous is not None and usual > 0 and (at - previous).total_seconds() > 2 * usual:
+            gap = SymbolSnapshot(symbol=snap.symbol, status=SymbolStatus.MISSING)
+            out.append((previous + timedelta(seconds=usual), gap))
+        out.append((at, snap))
+        previous = at
+    return out
+
+
 def frames(series: Mapping[str, Sequence[SymbolSnapshot]]) -> list[BundleSnapshot]:
-    """One bundle per timestamp, every symbol's snapshot at that time; a symbol whose history
-    skips more than two of its usual steps reads as missing in between (as live would)."""
+    """One bundle per timestamp, every symbol's snapshot at that time (gaps as missing)."""
     by_time: dict[datetime, dict[str, SymbolSnapshot]] = {}
     for sym, snaps in series.items():
-        times = [s.computed_at for s in snaps if s.computed_at is not None]
-        steps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
-        # The resolution: the lower quartile of steps (a median would count the gaps in).
-        usual = sorted(steps)[len(steps) // 4] if steps else 0.0
-        previous: datetime | None = None
-        for snap in snaps:
-            at = snap.computed_at
-            if at is None:
-                continue
-            if previous is not None and usual > 0 and (at - previous).total_seconds() > 2 * usual:
-                gap_at = previous + timedelta(seconds=usual)
-                by_time.setdefault(gap_at, {})[sym] = SymbolSnapshot(
-                    symbol=sym, status=SymbolStatus.MISSING
-                )
+        for at, snap in with_gaps(snaps):
             by_time.setdefault(at, {})[sym] = snap
-            previous = at
     return [
         BundleSnapshot(received_at=at, symbols=MappingProxyType(by_time[at]))
         for at in sorted(by_time)
