@@ -27,7 +27,6 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import Engine
 
 from bench.profiling import profile_if_asked
-from bench.upstream import API_KEY, sim_process
 from gexbot.adapters.backquant import BackQuantClient, build_http_client
 from gexbot.adapters.slack import SlackNotifier
 from gexbot.app import telegram_command_bot
@@ -40,8 +39,10 @@ from gexbot.core.rulefile import build_ruleset, parse_rule_file
 from gexbot.core.snapshot import BundleSnapshot
 from gexbot.store.engine import make_engine, migrate
 from tests.fakes import FakeSlack, FakeTelegram
+from tests.processes import sim_server
 
 USER = 111
+API_KEY = "bench"
 SYMBOLS = ["btc", "eth", "sol", "hype"]
 RULES = build_ruleset(
     [
@@ -174,5 +175,5 @@ if __name__ == "__main__":
     with profile_if_asked():
         parser = argparse.ArgumentParser(description=__doc__)
         parser.add_argument("--n", type=int, default=100)
-        with sim_process() as upstream:
+        with sim_server("--api-key", API_KEY, "--rate-limit", "100000") as upstream:
             asyncio.run(main(parser.parse_args().n, upstream))

@@ -28,7 +28,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rich.console import Console
 
 from bench.profiling import profile_if_asked
-from bench.upstream import API_KEY, sim_process
 from gexbot.adapters.backquant import BackQuantClient, build_http_client
 from gexbot.app import build_notifiers, build_service
 from gexbot.core.schedule import RefreshModel, next_poll
@@ -39,11 +38,24 @@ from gexbot.sim.market import SimConfig, Simulator
 from gexbot.sim.server import SimServer
 from gexbot.store.engine import make_engine, migrate
 from tests.fakes import FakeSlack
+from tests.processes import sim_server
 
 REFRESH = 30.0
 RUNS = 10
 RULES_DIR = Path(__file__).resolve().parents[1] / "rules"
 HOURS = 6.0
+API_KEY = "bench"
+# The soak's upstream: a fast market, refreshed every 5 ms, and no rate limit to speak of.
+UPSTREAM = (
+    "--api-key",
+    API_KEY,
+    "--refresh",
+    "0.005",
+    "--speed",
+    "1000",
+    "--rate-limit",
+    "1000000",
+)
 CHART_EVERY = 10  # soak cycles between two chart requests
 
 
@@ -230,7 +242,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         asyncio.run(latency(Path(tmp)))
     print("3. soak: 1,000 cycles on the repository's rules/ (charts on)")
-    with tempfile.TemporaryDirectory() as tmp, sim_process(refresh=0.005, speed=1000) as url:
+    with tempfile.TemporaryDirectory() as tmp, sim_server(*UPSTREAM) as url:
         asyncio.run(soak(Path(tmp), url))
 
 

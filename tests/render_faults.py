@@ -17,6 +17,8 @@ def png_of_symbol(snap: SymbolSnapshot, *, prices: Any = ()) -> bytes:
 def hang_on_eth(snap: SymbolSnapshot, *, prices: Any = ()) -> bytes:
     """Hangs (a stuck render) for ETHUSDT; draws the others."""
     if snap.symbol == "ETHUSDT":
+        # Not a wait in a test: the render itself never returns; the test waits on the
+        # renderer's timeout, and the process is killed long before this ends.
         time.sleep(3600)
     return png_of_symbol(snap, prices=prices)
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import sim_server
+
 ROOT = Path(__file__).resolve().parents[1]
 WRONG_KEY = "bq_live_ffffffffffffffffffffffffffffffff"
 
@@ -50,23 +52,8 @@ def _start_run(env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
 
 @pytest.fixture
 def sim_url(tmp_path: Path) -> Iterator[str]:
-    with subprocess.Popen(
-        [sys.executable, "-m", "gexbot", "sim-server", "--port", "0", "--seed", "5"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=_env(tmp_path),
-        cwd=tmp_path,
-    ) as proc:
-        try:
-            assert proc.stdout is not None
-            line = proc.stdout.readline()
-            match = re.search(r"(http://127\.0\.0\.1:\d+)", line)
-            assert match, f"no URL in {line!r}"
-            yield match.group(1)
-        finally:
-            proc.terminate()
-            assert proc.wait(timeout=10) == 0  # SIGTERM is a clean stop
+    with sim_server("--seed", "5", env=_env(tmp_path), cwd=tmp_path) as url:
+        yield url
 
 
 def test_levels_prints_a_table_per_symbol_and_flags_invalid_ones(

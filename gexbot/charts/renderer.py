@@ -9,7 +9,6 @@ One long-lived process, one render at a time: charts are made once per symbol an
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import pickle
@@ -47,8 +46,8 @@ class ChartRenderer:
     @property
     def pid(self) -> int | None:
         """The renderer process's id while it runs."""
-        running = self._process is not None and self._process.returncode is None
-        return self._process.pid if running and self._process is not None else None
+        process = self._process
+        return process.pid if process is not None and process.returncode is None else None
 
     async def warm_up(self) -> None:
         """Start the renderer now (it loads matplotlib), not under the first reply."""
@@ -68,10 +67,11 @@ class ChartRenderer:
                 stdin.write(request)
                 await stdin.drain()
                 status, value = await self._answer(process, self._timeout)
-            except (ConnectionError, ChartError) as exc:
+            except ChartError:
                 await self._stop(kill=True)
-                if isinstance(exc, ChartError):
-                    raise
+                raise
+            except ConnectionError:  # the pipe broke under the request: it died
+                await self._stop(kill=True)
                 raise ChartError("the renderer crashed; restarted") from None
         if status != "ok":
             raise ChartError(f"the renderer could not draw {snap.symbol}: {value}")
@@ -129,19 +129,15 @@ class ChartRenderer:
         process, self._process = self._process, None
         if process is None:
             return
-        if process.returncode is None:
-            if kill:
-                process.kill()
-            elif process.stdin is not None:
-                process.stdin.close()  # end of input: the renderer exits
+        if kill and process.returncode is None:
+            process.kill()
+        if process.stdin is not None:
+            process.stdin.close()  # end of input: a live renderer exits
         try:
             await asyncio.wait_for(process.wait(), timeout=5)
         except TimeoutError:
             process.kill()
             await process.wait()
-        with contextlib.suppress(Exception):
-            if process.stdin is not None:
-                process.stdin.close()
 
 
 def _pipes(

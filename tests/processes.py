@@ -1,0 +1,36 @@
+"""`gexbot sim-server` as a process of its own, as a real upstream is (tests and benches)."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def sim_server(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> Iterator[str]:
+    """Start `gexbot sim-server --port 0 ARGS…`; yields its base URL. SIGTERM must stop it
+    cleanly (exit 0)."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "gexbot", "sim-server", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        cwd=cwd,
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            match = re.search(r"(http://127\.0\.0\.1:\d+)", line)
+            assert match, f"no URL in {line!r}"
+            yield match.group(1)
+        finally:
+            proc.terminate()
+            code = proc.wait(timeout=10)
+    assert code == 0, f"the simulator exited {code} on SIGTERM (a clean stop is 0)"
