@@ -240,6 +240,7 @@ class FakeTelegram(_Server):
     commands: list[list[dict[str, Any]]] = field(default_factory=list)  # setMyCommands payloads
     photos: list[tuple[str, bytes]] = field(default_factory=list)  # (chat id, PNG bytes)
     conflicts: int = 0  # answer this many getUpdates calls with 409 Conflict
+    photo_gate: asyncio.Event | None = None  # when given, sendPhoto answers once it is set
     overlaps: int = 0  # getUpdates calls that arrived while another was still open
     _open_polls: int = 0
     _recent: deque[float] = field(default_factory=deque)
@@ -300,6 +301,8 @@ class FakeTelegram(_Server):
             return self._error(401, "Unauthorized")
         form = await request.post()
         if method == "sendPhoto":
+            if self.photo_gate is not None:
+                await self.photo_gate.wait()  # an upload still on the wire
             photo = form.get("photo")
             body = photo.file.read() if isinstance(photo, web.FileField) else b""
             self.photos.append((str(form.get("chat_id", "")), body))

@@ -15,7 +15,7 @@ from telegram import Bot
 
 from gexbot.adapters.backquant import BackQuantClient, build_http_client
 from gexbot.adapters.slack import SlackNotifier
-from gexbot.app import utcnow
+from gexbot.app import telegram_command_bot, utcnow
 from gexbot.charts.cache import ChartCache
 from gexbot.charts.renderer import ChartRenderer
 from gexbot.chat.service import ChatService
@@ -295,6 +295,32 @@ async def test_the_levels_text_goes_out_before_the_chart_is_made(
     stop.set()
     await task
     assert telegram.photos == [(str(ALLOWED), b"\x89PNG slow chart")]
+
+
+async def test_a_text_reply_does_not_queue_behind_a_chart_upload(
+    db: Engine, world: tuple[FakeTelegram, SimServer, BackQuantClient]
+) -> None:
+    telegram, _, client = world
+    telegram.photo_gate = asyncio.Event()  # the chart upload hangs until released
+
+    async def chart(_symbol: str) -> bytes:
+        return b"\x89PNG quick"
+
+    bot = telegram_command_bot(telegram.token, telegram.api_url)  # as `gexbot run` builds it
+    loop = TelegramCommands(
+        bot, _service(db, client, chart), engine=db, allowed_users=[ALLOWED], poll_timeout=1
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(loop.run(stop))
+    telegram.push_command("/levels btc", user=ALLOWED)
+    await until(lambda: "sendPhoto" in telegram.calls, timeout=5, what="the chart upload")
+    telegram.push_command("/help", user=ALLOWED)
+    await until(lambda: len(telegram.messages) >= 2, timeout=5, what="the /help reply")
+    assert telegram.photos == []  # the upload is still held
+    telegram.photo_gate.set()
+    await until(lambda: telegram.photos, timeout=5, what="the chart")
+    stop.set()
+    await task
 
 
 async def test_only_the_leader_polls_telegram_and_it_resumes_from_the_stored_offset(
