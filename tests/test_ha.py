@@ -238,7 +238,8 @@ def _deliveries(
     received = {"desk": [p.ts for p in slack.posts], "me": alert_messages}
     duplicates = 0
     for channel in ("desk", "me"):
-        marked = {row.provider_message_id for row in rows if row.channel == channel}
+        sent = [row for row in rows if row.channel == channel and row.state == "sent"]
+        marked = {row.provider_message_id for row in sent}
         assert marked <= set(received[channel])  # what the store calls sent, the platform has
         duplicates += len([m for m in received[channel] if m not in marked])
     return alerts, duplicates
@@ -277,10 +278,32 @@ def _outbox_rows(engine: Engine) -> list[Any]:
         return list(conn.execute(select(outbox)))
 
 
-def _drained(engine: Engine) -> bool:
-    """Nothing left to deliver: every outbox row is sent or dead."""
+def _drained(engine: Engine) -> int | None:
+    """The last outbox id when nothing is left to deliver (every row sent or dead), else None."""
     with engine.connect() as conn:
-        return {r.state for r in conn.execute(select(outbox.c.state))} <= {"sent", "dead"}
+        rows = list(conn.execute(select(outbox.c.id, outbox.c.state)))
+    if {r.state for r in rows} <= {"sent", "dead"}:
+        return max((r.id for r in rows), default=0)
+    return None
+
+
+async def _wait_drained(engine: Engine) -> int:
+    """The last outbox id once the outbox is seen drained. Replicas still running go on
+    alerting, so later rows may still wait when they are stopped."""
+    last: list[int] = []
+
+    def drained() -> bool:
+        seen = _drained(engine)
+        if seen is not None:
+            last.append(seen)
+        return seen is not None
+
+    await until(drained, timeout=30, what="the outbox to drain")
+    return last[-1]
+
+
+def _states_until(rows: list[Any], last_id: int) -> set[str]:
+    return {row.state for row in rows if row.id <= last_id}
 
 
 def _replica_env(
@@ -337,7 +360,7 @@ async def test_three_replicas_survive_a_dozen_leader_failures(
             cluster, engine, slack, telegram, random.Random(20261125)
         )
 
-        await until(lambda: _drained(engine), timeout=30, what="the outbox to drain")
+        drained = await _wait_drained(engine)
         await until(
             lambda: len(_status_replies(telegram)) >= len(commands),
             timeout=15,
@@ -378,7 +401,7 @@ async def test_three_replicas_survive_a_dozen_leader_failures(
     assert len(leaders) == 1, roles
     assert {leader for _, leader in roles.values()} == leaders, roles
     assert len(alerts) >= len(FAULTS) // 2, "too few alerts to prove anything"
-    assert {row.state for row in rows} == {"sent"}
+    assert _states_until(rows, drained) == {"sent"}
     assert all(channels == {"desk", "me"} for channels in alerts.values())
     assert shared == [], f"two replicas polled refresh windows {shared}"
     assert max(f.takeover for f in faults) <= 2 * PERIOD
@@ -435,6 +458,7 @@ class CadenceRun:
     terms: list[Term] = field(default_factory=list)
     frozen_polls: list[float] = field(default_factory=list)  # the frozen leader's, after waking
     restart_polls: list[float] = field(default_factory=list)  # a lone replica's, after downtime
+    drained: int = 0  # the last outbox id when the outbox was seen drained
 
 
 async def _fail_leader(cluster: Cluster, engine: Engine, kind: str) -> Term:
@@ -491,7 +515,7 @@ async def _cadence_scenario(cluster: Cluster, engine: Engine, sim_log: Path) -> 
     await asyncio.sleep(6.0)
     run.restart_polls = _polls_by(sim_log, alone.name, restarted, time.time())
 
-    await until(lambda: _drained(engine), timeout=30, what="the outbox to drain")
+    run.drained = await _wait_drained(engine)
     for term in run.terms:
         term.polls = _polls_by(sim_log, term.successor, term.at, term.until)
     return run
@@ -550,6 +574,6 @@ async def test_a_successor_keeps_the_poll_cadence_after_kills_a_freeze_and_a_res
     assert run.frozen_polls == [], "the frozen leader polled after waking"
     assert len(run.restart_polls) >= 4, run.restart_polls
     assert max(restart_gaps) <= 1.6 * CADENCE, restart_gaps
-    assert {row.state for row in rows} == {"sent"}
+    assert _states_until(rows, run.drained) == {"sent"}
     assert all(channels == {"desk", "me"} for channels in alerts.values())
     assert duplicates <= 3  # at most one per SIGKILL: sent, then killed before the mark
