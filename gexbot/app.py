@@ -311,6 +311,7 @@ async def compose(
     """The whole running process for `settings`: database (locked on SQLite, migrated or
     checked), BackQuant client, notifiers, leadership, chat commands and their HTTP
     endpoints, and the service over them. Everything is closed on exit."""
+    from gexbot.chat.preview import AlertPreview
     from gexbot.chat.service import ChatService
     from gexbot.loops.health import Metrics
     from gexbot.loops.leadership import SoleInstance
@@ -343,6 +344,8 @@ async def compose(
                 universe=settings.symbols,
                 fresh_for=settings.poll_interval,
                 clock=utcnow,
+                preview=AlertPreview(engine, client, clock=utcnow),
+                alerts_per_chat=settings.chat_alerts_per_chat,
             )
             chat_loops: list[ChatLoop] = []
             http_routes: list[HttpRoutes] = []

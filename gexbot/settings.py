@@ -131,6 +131,7 @@ class Settings(BaseSettings):
     telegram_api_url: str = "https://api.telegram.org/bot"
     telegram_allowed_users: Annotated[list[int], NoDecode] = Field(default_factory=list)
     telegram_poll_timeout: float = Field(25.0, gt=0, le=50)
+    chat_alerts_per_chat: int = Field(25, ge=0, le=10_000)
     http_port: int = Field(0, ge=0, le=65535)
     http_host: str = "127.0.0.1"
     log_format: Literal["text", "json"] = "text"

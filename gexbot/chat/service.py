@@ -22,6 +22,7 @@ from gexbot.core.commands import (
     Command,
     CommandError,
     CommandName,
+    alerts_reply,
     describe_scope,
     help_text,
     levels_reply,
@@ -29,11 +30,20 @@ from gexbot.core.commands import (
     parse_command,
 )
 from gexbot.core.format import fmt_age
+from gexbot.core.personal import AlertRequest, PersonalAlert, rule_id_of
 from gexbot.core.render import level_label
-from gexbot.core.rules import RuleSet
+from gexbot.core.rules import Rule, RuleSet
 from gexbot.core.snapshot import BundleSnapshot, SymbolSnapshot
 from gexbot.store.ops import active_mutes, add_mute, remove_mute, subscribe, unsubscribe
 from gexbot.store.outbox import OutboxState, counts
+from gexbot.store.personal import (
+    Created,
+    chat_alert_ids,
+    counts_by_platform,
+    create_alert,
+    delete_alerts,
+    list_alerts,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +92,11 @@ class ChatService:
         clock: Callable[[], datetime],
         charts: Callable[[str], Awaitable[bytes]],
         describe: Callable[[], dict[str, object]] | None = None,
+        preview: Callable[[Rule], Awaitable[str]] | None = None,
+        alerts_per_chat: int = 25,
     ) -> None:
+        self._preview = preview  # how often a new personal alert would have fired
+        self._alerts_per_chat = alerts_per_chat
         self._describe = describe  # replicas: who leads (None: a single process)
         self._charts = charts  # where `/levels SYMBOL` gets its chart: the shared ChartCache
         self._engine = engine
@@ -96,6 +110,9 @@ class ChatService:
     async def answer(self, text: str, *, platform: str, chat_id: str, user: str) -> Reply:
         """The reply to one command line; never raises for bad input."""
         rule_ids = [r.id for r in self._rules().rules]
+        if "#" in text:  # `mute #12 1h`: this chat's own alerts are targets too
+            own = await asyncio.to_thread(self._own_ids, platform, chat_id)
+            rule_ids += [rule_id_of(i) for i in own]
         try:
             command = parse_command(text, rule_ids=rule_ids, universe=self._universe)
         except CommandError as exc:
@@ -115,6 +132,14 @@ class ChatService:
             return Reply(self._rules_text())
         if c.name is CommandName.STATUS:
             return Reply(await asyncio.to_thread(self._status_text), monospace=True)
+        if c.name is CommandName.ALERT:
+            assert c.alert is not None  # noqa: S101 - the parser sets it
+            return await self._create(c.alert, platform=platform, chat_id=chat_id, user=user)
+        if c.name is CommandName.ALERTS:
+            mine = await asyncio.to_thread(self._list, platform, chat_id)
+            return Reply(alerts_reply(mine, self._clock()))
+        if c.name is CommandName.UNALERT:
+            return await self._unalert(c, platform=platform, chat_id=chat_id)
         now = self._clock()
         assert c.scope is not None  # noqa: S101 - the parser sets it for these commands
         if c.name is CommandName.MUTE:
@@ -141,6 +166,68 @@ class ChatService:
         return Reply(
             f"Unsubscribed from {what}." if gone else f"This chat was not subscribed to {what}."
         )
+
+    def _own_ids(self, platform: str, chat_id: str) -> list[int]:
+        with self._engine.connect() as conn:
+            return chat_alert_ids(conn, platform, chat_id)
+
+    def _list(self, platform: str, chat_id: str) -> list[PersonalAlert]:
+        with self._engine.connect() as conn:
+            return list_alerts(conn, platform=platform, chat_id=chat_id)
+
+    async def _create(
+        self, request: AlertRequest, *, platform: str, chat_id: str, user: str
+    ) -> Reply:
+        now = self._clock()
+        limit = self._alerts_per_chat
+
+        def create() -> PersonalAlert | Created:
+            with self._engine.begin() as conn:
+                return create_alert(
+                    conn,
+                    platform=platform,
+                    chat_id=chat_id,
+                    owner=user,
+                    request=request,
+                    now=now,
+                    limit=limit,
+                )
+
+        made = await asyncio.to_thread(create)
+        if isinstance(made, Created):
+            return Reply(
+                f"This chat already has {limit} alerts, the most it may have "
+                "(GEXBOT_CHAT_ALERTS_PER_CHAT). Delete one with /unalert ID first; see /alerts."
+            )
+        log.info("%s:%s created alert %s: %s", platform, user, made.rule_id, request.canonical())
+        lines = [f"Alert {made.rule_id} set: {request.describe()}."]
+        if self._preview is not None:
+            try:
+                lines.append(await self._preview(made.rule()))
+            except Exception:  # the alert is stored: a failed preview must not hide that
+                log.exception("preview of %s failed", made.rule_id)
+                lines.append("(No preview: replaying the history failed; it is logged.)")
+        lines.append(
+            f"Delete it with /unalert {made.rule_id}; mute it with /mute {made.rule_id} 1h."
+        )
+        return Reply("\n".join(lines))
+
+    async def _unalert(self, c: Command, *, platform: str, chat_id: str) -> Reply:
+        now = self._clock()
+
+        def delete() -> list[int]:
+            with self._engine.begin() as conn:
+                ids = (
+                    chat_alert_ids(conn, platform, chat_id) if c.alert_id is None else [c.alert_id]
+                )
+                return delete_alerts(conn, ids, now=now, platform=platform, chat_id=chat_id)
+
+        gone = await asyncio.to_thread(delete)
+        if c.alert_id is None:
+            return Reply(f"Deleted {len(gone)} alerts." if gone else "This chat has no alerts.")
+        if not gone:
+            return Reply(f"This chat has no alert #{c.alert_id}. See /alerts.")
+        return Reply(f"Deleted alert #{c.alert_id}.")
 
     async def _write(self, fn: Callable[..., bool | None]) -> bool | None:
         def run() -> bool | None:
@@ -228,6 +315,7 @@ class ChatService:
         with self._engine.connect() as conn:
             mutes = active_mutes(conn, now=now)
             queue = counts(conn)
+            personal = counts_by_platform(conn)
         if mutes:
             lines.append("Mutes:")
             for m in mutes:
@@ -237,4 +325,9 @@ class ChatService:
             lines.append("No mutes.")
         waiting = queue[OutboxState.PENDING] + queue[OutboxState.SENDING]
         lines.append(f"Outbox: {waiting} waiting, {queue[OutboxState.DEAD]} dead")
+        if personal:
+            per = ", ".join(f"{n} {p}" for p, n in sorted(personal.items()))
+            lines.append(f"Personal alerts: {sum(personal.values())} ({per})")
+        else:
+            lines.append("Personal alerts: none")
         return "\n".join(lines)

@@ -17,6 +17,13 @@ from gexbot.core.audience import Scope
 from gexbot.core.durations import format_duration, parse_duration
 from gexbot.core.format import fmt_age, fmt_pct, fmt_price
 from gexbot.core.levels_view import Regime, distance_pct, regime
+from gexbot.core.personal import (
+    AlertRequest,
+    AlertSyntaxError,
+    PersonalAlert,
+    alert_id_of,
+    parse_alert,
+)
 from gexbot.core.snapshot import Level, SymbolSnapshot, SymbolStatus
 from gexbot.core.symbols import MAX_SYMBOLS_PER_REQUEST, SUPPORTED_SYMBOLS, normalize_symbol
 
@@ -34,6 +41,9 @@ class CommandName(StrEnum):
     UNMUTE = "unmute"
     SUBSCRIBE = "subscribe"
     UNSUBSCRIBE = "unsubscribe"
+    ALERT = "alert"
+    ALERTS = "alerts"
+    UNALERT = "unalert"
     HELP = "help"
 
 
@@ -45,6 +55,9 @@ DESCRIPTIONS: dict[CommandName, str] = {
     CommandName.UNMUTE: "unmute RULE|SYMBOL|all — end a mute",
     CommandName.SUBSCRIBE: "subscribe RULE|SYMBOL — get those alerts in this chat",
     CommandName.UNSUBSCRIBE: "unsubscribe RULE|SYMBOL — stop them",
+    CommandName.ALERT: "alert SYMBOL CONDITION — your own alert, e.g. alert btc crosses hvl",
+    CommandName.ALERTS: "alerts — this chat's own alerts",
+    CommandName.UNALERT: "unalert ID|all — delete this chat's alert #ID, or all of them",
     CommandName.HELP: "help — this list",
 }
 
@@ -58,6 +71,8 @@ class Command:
     scope: Scope | None = None
     target: str = ""
     duration: float | None = None
+    alert: AlertRequest | None = None  # alert
+    alert_id: int | None = None  # unalert ID (None with target "all")
 
 
 class CommandError(ValueError):
@@ -80,6 +95,8 @@ def _target(
         return Scope.SYMBOL, symbol
     if token.lower() in ids:
         return Scope.RULE, token.lower()
+    if token.startswith("#"):
+        raise CommandError(f"This chat has no alert {token[:20]}. See /alerts.")
     known = [*sorted(ids), *universe]
     hint = difflib.get_close_matches(token.lower(), [k.lower() for k in known], n=1)
     tail = f" Did you mean {hint[0]}?" if hint else ""
@@ -108,8 +125,31 @@ def parse_command(
         if len(args) > MAX_SYMBOLS_PER_REQUEST:
             raise CommandError(f"At most {MAX_SYMBOLS_PER_REQUEST} symbols at a time.")
         return Command(name, symbols=tuple(dict.fromkeys(normalize_symbol(a) for a in args)))
-    if name in (CommandName.STATUS, CommandName.RULES, CommandName.HELP):
+    if name in (CommandName.STATUS, CommandName.RULES, CommandName.HELP, CommandName.ALERTS):
         return Command(name)
+    if name is CommandName.ALERT:
+        if not args:
+            raise CommandError(
+                "Usage: alert SYMBOL CONDITION [for DURATION] [cooldown DURATION] [once], e.g. "
+                "alert btc crosses hvl, alert eth near cr 0.5%, alert sol below 150 once"
+            )
+        try:
+            request = parse_alert(" ".join(args), universe=universe)
+        except AlertSyntaxError as exc:
+            raise CommandError(str(exc)) from None
+        return Command(name, alert=request)
+    if name is CommandName.UNALERT:
+        if len(args) != 1:
+            raise CommandError(usage(name))
+        if args[0].lower() == "all":
+            return Command(name, target="all")
+        alert_id = alert_id_of(args[0])
+        if alert_id is None:
+            raise CommandError(
+                f"“{args[0][:20]}” is not an alert id: "
+                "write unalert #12 (see /alerts) or unalert all."
+            )
+        return Command(name, target=f"#{alert_id}", alert_id=alert_id)
     if name is CommandName.MUTE:
         if len(args) != 2:
             raise CommandError(usage(name))
@@ -194,3 +234,19 @@ def mute_reply(scope: Scope, target: str, seconds: float) -> str:
         f"Muted {describe_scope(scope, target)} for {format_duration(seconds)}. "
         "Alerts are recorded, not sent."
     )
+
+
+def alerts_reply(alerts: Sequence[PersonalAlert], now: datetime) -> str:
+    """This chat's personal alerts, one per line, with when each last fired."""
+    if not alerts:
+        return "This chat has no alerts. Make one: /alert btc crosses hvl"
+    lines = [f"{len(alerts)} alert{'s' if len(alerts) != 1 else ''} in this chat:"]
+    for a in alerts:
+        fired = (
+            f"last fired {fmt_age((now - a.last_fired).total_seconds())} ago"
+            if a.last_fired is not None
+            else "not fired yet"
+        )
+        paused = f" · PAUSED: {a.paused}" if a.paused else ""
+        lines.append(f"• {a.rule_id} {a.request.describe()} · {fired}{paused}")
+    return "\n".join(lines)

@@ -44,6 +44,7 @@ class AlertEvent:
     after_gap: bool = False  # decided on the first data after a gap in the feed
     chart: bool = False  # the rule asks for the levels chart with the alert
     message: str | None = None  # the rule's template, or a warning's full text
+    once: bool = False  # a personal alert that is deleted by this alert
 
     def to_payload(self) -> dict[str, Any]:
         """A JSON-safe dict (datetimes as ISO 8601)."""
@@ -170,6 +171,7 @@ def events_for(
             after_gap=obs.after_gap,
             chart=rule.chart,
             message=rule.message,
+            once=rule.once and d.reason is NotifyReason.FIRED,
         )
         out.append((event, (*rule.notify, *audience.subscribers(obs.rule_id, obs.symbol))))
     return out

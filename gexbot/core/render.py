@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from gexbot.core.alert import NotifyReason
 from gexbot.core.events import AlertEvent, is_warning
 from gexbot.core.format import fmt_pct, fmt_price
-from gexbot.core.rules import Severity
+from gexbot.core.rules import Severity, is_personal
 from gexbot.core.templates import render_template
 
 TELEGRAM_LIMIT = 4096  # telegram.constants.MessageLimit.MAX_TEXT_LENGTH
@@ -121,7 +121,10 @@ def render(e: AlertEvent) -> Rendered:
         regime = "above HVL: dealers damp moves" if e.spot > e.hvl else "below HVL: moves amplified"
         parts.append(regime)
     data_time = e.computed_at.strftime("%H:%M:%S UTC") if e.computed_at else "unknown"
-    details = (" · ".join(parts), f"data {data_time} · rule {e.rule_id}")
+    source = f"alert {e.rule_id}" if is_personal(e.rule_id) else f"rule {e.rule_id}"
+    details: tuple[str, ...] = (" · ".join(parts), f"data {data_time} · {source}")
+    if e.once:
+        details += (f"alert {e.rule_id} was set to fire once and is now deleted",)
     return Rendered(marker, headline, details, e.severity, e)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -414,64 +414,68 @@ def _channels(ctx: _Ctx, raw: Any) -> dict[str, tuple[Channel, Location]]:
     return out
 
 
-def _level(ctx: _Ctx, path: Path, name: Any) -> Level | None:
+Report = Callable[[str | None, str], None]  # (the option at fault, or None: the condition; message)
+
+
+def _level(report: Report, name: Any) -> Level | None:
     if isinstance(name, str) and name in LEVEL_NAMES:
         return Level(name)
-    ctx.at(
-        path,
+    report(
+        None,
         f"unknown level `{name}`{_hint(str(name), LEVEL_NAMES)}; levels: " + ", ".join(LEVEL_NAMES),
     )
     return None
 
 
-def _condition(ctx: _Ctx, base: Path, when: WhenSpec) -> Condition | None:
+def build_condition(when: WhenSpec, report: Report) -> Condition | None:
+    """The condition of a `when`, checked; each problem goes to `report` (None when any).
+
+    Rule files and personal alerts both build their conditions here, so they cannot disagree.
+    """
     kinds = [k for k in ConditionKind if getattr(when, k.value) is not None]
     if len(kinds) != 1:
         names = ", ".join(k.value for k in ConditionKind)
         msg = "`when` needs one condition" if not kinds else "`when` has more than one condition"
-        ctx.at(base, f"{msg}: one of {names}")
+        report("", f"{msg}: one of {names}")
         return None
     kind = kinds[0]
     set_options = {k for k in _ALL_OPTIONS if getattr(when, k) is not None}
     bad = sorted(set_options - _OPTIONS[kind])
     for opt in bad:
         belongs = [k.value for k, opts in _OPTIONS.items() if opt in opts]
-        ctx.at(
-            (*base, opt),
-            f"`{opt}` does not apply to `{kind.value}` (it belongs to {' / '.join(belongs)})",
-            key=True,
+        report(
+            opt, f"`{opt}` does not apply to `{kind.value}` (it belongs to {' / '.join(belongs)})"
         )
     if bad:
         return None
     value = getattr(when, kind.value)
-    vpath = (*base, kind.value)
     if kind is ConditionKind.OUTSIDE:
         return Condition(kind, band=Band(value))
     if kind in (ConditionKind.ABOVE, ConditionKind.BELOW) and isinstance(value, int | float):
         return Condition(kind, threshold=float(value))
-    level = _level(ctx, vpath, value)
+    level = _level(report, value)
     if level is None:
         return None
     if kind is ConditionKind.NEAR:
         if (when.within_pct is None) == (when.within_abs is None):
-            ctx.at(vpath, "`near` needs exactly one of within_pct or within_abs")
+            report(None, "`near` needs exactly one of within_pct or within_abs")
             return None
         if (
             when.rearm_pct is not None
             and when.within_pct is not None
             and (when.rearm_pct < when.within_pct)
         ):
-            ctx.at((*base, "rearm_pct"), "rearm_pct must be at least within_pct", key=True)
+            report("rearm_pct", "rearm_pct must be at least within_pct")
             return None
         if (
             when.rearm_abs is not None
             and when.within_abs is not None
             and (when.rearm_abs < when.within_abs)
         ):
-            ctx.at((*base, "rearm_abs"), "rearm_abs must be at least within_abs", key=True)
+            report("rearm_abs", "rearm_abs must be at least within_abs")
             return None
     if kind is ConditionKind.MOVED and (when.by_pct is None) == (when.by_abs is None):
-        ctx.at(vpath, "`moved` needs exactly one of by_pct or by_abs")
+        report(None, "`moved` needs exactly one of by_pct or by_abs")
         return None
     return Condition(
         kind,
@@ -485,6 +489,20 @@ def _condition(ctx: _Ctx, base: Path, when: WhenSpec) -> Condition | None:
         by_pct=when.by_pct,
         by_abs=when.by_abs,
     )
+
+
+def _condition(ctx: _Ctx, base: Path, when: WhenSpec) -> Condition | None:
+    kind = next((k.value for k in ConditionKind if getattr(when, k.value) is not None), None)
+
+    def report(option: str | None, message: str) -> None:
+        if option == "":
+            ctx.at(base, message)
+        elif option is None:
+            ctx.at((*base, kind or ""), message)
+        else:
+            ctx.at((*base, option), message, key=True)
+
+    return build_condition(when, report)
 
 
 def _rule(

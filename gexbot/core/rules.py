@@ -7,6 +7,13 @@ from enum import StrEnum
 
 from gexbot.core.snapshot import Level
 
+PERSONAL_PREFIX = "#"  # personal alerts' rule ids are `#12`; YAML rule ids cannot start with it
+
+
+def is_personal(rule_id: str) -> bool:
+    """True for a personal alert's rule id (`#12`), as opposed to a YAML rule's."""
+    return rule_id.startswith(PERSONAL_PREFIX)
+
 
 class ConditionKind(StrEnum):
     """What a rule watches. Events fire once per occurrence; states fire on becoming true."""
@@ -108,6 +115,7 @@ class Rule:
     severity: Severity = Severity.WARNING
     message: str | None = None
     chart: bool = False  # attach the levels chart to this rule's alerts
+    once: bool = False  # a personal alert deleted after its first alert
     location: Location | None = field(default=None, compare=False)
 
     def applies_to(self, symbol: str) -> bool:

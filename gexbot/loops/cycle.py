@@ -20,12 +20,15 @@ from sqlalchemy import Connection, Engine
 from gexbot.core.alert import NotifyReason, StatusBook
 from gexbot.core.audience import Audience
 from gexbot.core.cycle import CycleResult, run_rules
-from gexbot.core.evaluate import RuleIndex
+from gexbot.core.evaluate import RuleIndex, index_rules
 from gexbot.core.events import AlertEvent, events_for, is_warning
 from gexbot.core.feed_warnings import FeedContext, WarningResult, feed_warnings
+from gexbot.core.personal import PersonalAlert, alert_id_of, rule_id_of
+from gexbot.core.rules import is_personal
 from gexbot.core.snapshot import BundleSnapshot
 from gexbot.store.ops import load_audience
 from gexbot.store.outbox import enqueue
+from gexbot.store.personal import changes_since, delete_alerts, mark_fired
 from gexbot.store.snapshots import load_last_bundle, save_snapshot
 from gexbot.store.states import forget_rules, load_statuses, save_statuses
 
@@ -52,8 +55,12 @@ class Pipeline:
         fence: Callable[[Connection], None] | None = None,
     ) -> None:
         self._engine = engine
-        self.rules = rules
+        self.rules = rules  # the rule files'
         self._fence = fence
+        # Personal alerts, loaded by what changed since `_revision`, evaluated with the rules.
+        self.personal: dict[int, PersonalAlert] = {}
+        self._revision = 0
+        self._index: RuleIndex | None = None  # rules + personal alerts
         self._statuses: StatusBook | None = None
         self._previous: BundleSnapshot | None = None
         # A cycle and a rules reload run in worker threads; this orders them, so a cycle never
@@ -74,18 +81,32 @@ class Pipeline:
     def invalidate(self) -> None:
         """Forget the cache: another process may have written since (a new leadership term)."""
         self._statuses, self._previous = None, None
+        self.personal, self._revision, self._index = {}, 0, None
 
-    def _audience(self, now: datetime) -> Audience:
-        """Active mutes and chat subscriptions (two small reads per cycle)."""
+    def _rules(self, conn: Connection) -> RuleIndex:
+        """The rule files' rules and the personal alerts, with what changed since last time."""
+        changes = changes_since(conn, self._revision)
+        if changes is not None:
+            for gone in changes.gone:
+                self.personal.pop(gone, None)
+                if self._statuses is not None:  # deleted in the store with the alert
+                    self._statuses.pop(rule_id_of(gone), None)
+            self.personal.update((a.id, a) for a in changes.live)
+            self._revision = changes.revision
+            self._index = None
+        if self._index is None:
+            personal = [a.rule() for a in self.personal.values()]
+            self._index = index_rules([*self.rules.rules, *personal]) if personal else self.rules
+        return self._index
+
+    def _load(self, now: datetime) -> tuple[StatusBook, BundleSnapshot | None, Audience, RuleIndex]:
+        """The cached state (read once per term), and this cycle's mutes, subscriptions and
+        personal alerts (small reads)."""
         with self._engine.connect() as conn:
-            return load_audience(conn, now=now)
-
-    def _load(self) -> tuple[StatusBook, BundleSnapshot | None]:
-        if self._statuses is None:
-            with self._engine.connect() as conn:
+            if self._statuses is None:
                 self._statuses = load_statuses(conn)
                 self._previous = load_last_bundle(conn)
-        return self._statuses, self._previous
+            return self._statuses, self._previous, load_audience(conn, now=now), self._rules(conn)
 
     def run(
         self,
@@ -111,19 +132,19 @@ class Pipeline:
         warnings_to: tuple[str, ...],
         commit: bool,
     ) -> CycleReport:
-        statuses, previous = self._load()
-        audience = self._audience(now)
+        statuses, previous, audience, rules = self._load(now)
         result = CycleResult((), {})
         if bundle is not None:
-            result = run_rules(self.rules, statuses, previous, bundle, now=now, audience=audience)
+            result = run_rules(rules, statuses, previous, bundle, now=now, audience=audience)
         for d in result.decisions:
             if d.reason is NotifyReason.SILENCED:
                 log.info(
                     "%s for %s silenced by a mute", d.observation.rule_id, d.observation.symbol
                 )
         events = events_for(
-            result.decisions, self.rules.by_id, now=now, bundle=bundle, audience=audience
+            result.decisions, rules.by_id, now=now, bundle=bundle, audience=audience
         )
+        fired, spent = _personal_outcomes(result, rules)
         changed = dict(result.statuses)
         warnings = WarningResult()
         if feed is not None:
@@ -149,12 +170,29 @@ class Pipeline:
                 if bundle is not None:
                     save_snapshot(conn, bundle)
                 ids = enqueue(conn, events, now=now)
+                mark_fired(conn, fired, now=now)
+                delete_alerts(conn, spent, now=now)  # `once`: deleted by the alert it sent
                 if self._fence is not None:
                     self._fence(conn)  # last: it locks the lease row until the commit
         except Exception:
             self.invalidate()
             raise
         statuses.apply(changed)
+        for alert_id in spent:
+            statuses.pop(rule_id_of(alert_id), None)
         if bundle is not None:
             self._previous = bundle
         return CycleReport(result, tuple(ids), tuple(e for e, _ in events))
+
+
+def _personal_outcomes(result: CycleResult, rules: RuleIndex) -> tuple[list[int], list[int]]:
+    """Personal alerts that sent a message this cycle, and those of them set to fire `once`."""
+    fired, spent = [], []
+    for d in result.alerts:
+        rule_id = d.observation.rule_id
+        alert_id = alert_id_of(rule_id) if is_personal(rule_id) else None
+        if alert_id is not None:
+            fired.append(alert_id)
+            if rules.by_id[rule_id].once and d.reason is NotifyReason.FIRED:
+                spent.append(alert_id)
+    return fired, spent

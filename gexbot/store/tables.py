@@ -168,3 +168,36 @@ chat_handled = Table(
     Column("handled_at", UTC_TS, nullable=False),
     Column("handled_by", String(128), nullable=False),
 )
+
+# Rows are never deleted, only marked: an id is never reused, and `revision` (the value of the
+# `personal_alerts` counter in `revisions` at the row's last change) lets the leader load only
+# what changed since its last cycle.
+personal_alerts = Table(
+    "personal_alerts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("platform", String(16), nullable=False),  # telegram | slack | discord
+    Column("chat_id", String(64), nullable=False),
+    Column("owner", String(128), nullable=False),  # the user id that created it
+    Column("symbol", String(32), nullable=False),
+    Column("condition", String(200), nullable=False),  # canonical words: `crosses hvl band 0.1%`
+    Column("options", JSON, nullable=False),  # {"for": s, "cooldown": s, "once": bool}
+    Column("created_at", UTC_TS, nullable=False),
+    Column("last_fired", UTC_TS),
+    Column("paused", String(200)),  # why delivery stopped (blocked, chat gone); NULL: active
+    Column("deleted_at", UTC_TS),
+    Column("revision", BigInteger, nullable=False),
+    Index("ix_personal_alerts_revision", "revision"),
+    Index("ix_personal_alerts_chat", "platform", "chat_id"),
+    sqlite_autoincrement=True,  # SQLite would otherwise reuse the highest id once deleted
+)
+
+# Counters that only grow, one row each (today `personal_alerts`). Each change increments its
+# counter in its own transaction; the row lock orders concurrent writers, so the counter and
+# the changed rows' revisions follow commit order and a reader misses nothing.
+revisions = Table(
+    "revisions",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
