@@ -9,14 +9,21 @@ from gexbot.core.render import Rendered
 
 
 class DeliveryError(Exception):
-    """Sending failed. `permanent`: retrying cannot help. The message never holds a secret."""
+    """Sending failed. `permanent`: retrying cannot help; `unreachable`: the destination itself
+    is gone or refuses the bot (blocked, removed, archived). The message never holds a secret."""
 
     def __init__(
-        self, message: str, *, permanent: bool = False, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        permanent: bool = False,
+        retry_after: float | None = None,
+        unreachable: bool = False,
     ) -> None:
         super().__init__(message)
-        self.permanent = permanent
+        self.permanent = permanent or unreachable
         self.retry_after = retry_after
+        self.unreachable = unreachable
 
 
 class Notifier(Protocol):

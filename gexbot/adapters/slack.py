@@ -16,6 +16,7 @@ from gexbot.core.render import Rendered, slack_message
 log = logging.getLogger(__name__)
 
 #: Errors that no retry fixes (api.slack.com/methods/chat.postMessage#errors).
+UNREACHABLE = frozenset({"channel_not_found", "not_in_channel", "is_archived"})  # this channel only
 PERMANENT = frozenset(
     {
         "channel_not_found",
@@ -118,5 +119,5 @@ class SlackNotifier:
             self._pacer.push_back(key, wait)
             return DeliveryError(f"slack: rate limited ({code})", retry_after=wait)
         if code in PERMANENT:
-            return DeliveryError(f"slack: {code}", permanent=True)
+            return DeliveryError(f"slack: {code}", permanent=True, unreachable=code in UNREACHABLE)
         return DeliveryError(f"slack: {code} (HTTP {status})")

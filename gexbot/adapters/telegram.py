@@ -123,13 +123,16 @@ class TelegramNotifier:
             )
         if isinstance(exc, Forbidden):
             return DeliveryError(
-                f"telegram: forbidden for chat {chat} (bot blocked or removed)", permanent=True
+                f"telegram: forbidden for chat {chat} (bot blocked or removed)", unreachable=True
             )
         if isinstance(exc, InvalidToken):
             return DeliveryError(
                 "telegram: the bot token was rejected (GEXBOT_TELEGRAM_BOT_TOKEN)", permanent=True
             )
         if isinstance(exc, BadRequest):
-            reason = "chat not found" if "chat not found" in exc.message.lower() else "bad request"
-            return DeliveryError(f"telegram: {reason} for chat {chat}", permanent=True)
+            gone = "chat not found" in exc.message.lower()
+            reason = "chat not found" if gone else "bad request"
+            return DeliveryError(
+                f"telegram: {reason} for chat {chat}", permanent=True, unreachable=gone
+            )
         return DeliveryError(f"telegram: {type(exc).__name__}")

@@ -65,10 +65,15 @@ class AlertPreview:
         stress_ok = levels_used(rule) <= STRESS_HISTORY_LEVELS
         history = await self._history(symbol, stress_ok=stress_ok)
         if not history.snapshots:
-            return "No history to preview it on yet."
+            if stress_ok:
+                return "No preview: there is no history to replay yet."
+            return (
+                "No preview: the store holds no history yet, and BackQuant's stress history has "
+                "only HVL, call resistance and put support."
+            )
         result = await asyncio.to_thread(replay_columns, [rule], {symbol: history.snapshots})
         start, end = result.start or self._clock(), result.end or self._clock()
-        span = fmt_age((end - start).total_seconds())
+        span = _span((end - start).total_seconds())
         period = f"{start:%b %d %H:%M} – {end:%b %d %H:%M} UTC, {span} of {history.source}"
         fired = [a for a in result.alerts if a.reason.sends]
         if not fired:
@@ -111,3 +116,11 @@ class AlertPreview:
         return History(
             "BackQuant stress history", history_to_snapshots(symbol, points), self._monotonic()
         )
+
+
+def _span(seconds: float) -> str:
+    """`7 days`, `2.5 days`, or shorter spans as an age (`5h10m`)."""
+    days = seconds / 86400.0
+    if days < 1:
+        return fmt_age(seconds)
+    return f"{round(days)} days" if abs(days - round(days)) < 0.05 else f"{days:.1f} days"

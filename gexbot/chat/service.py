@@ -43,6 +43,7 @@ from gexbot.store.personal import (
     create_alert,
     delete_alerts,
     list_alerts,
+    resume_chat,
 )
 
 log = logging.getLogger(__name__)
@@ -172,7 +173,10 @@ class ChatService:
             return chat_alert_ids(conn, platform, chat_id)
 
     def _list(self, platform: str, chat_id: str) -> list[PersonalAlert]:
-        with self._engine.connect() as conn:
+        # A paused chat (it blocked the bot, or vanished) that asks again is reachable again.
+        with self._engine.begin() as conn:
+            if resumed := resume_chat(conn, platform, chat_id):
+                log.info("resumed %d paused alert(s) of %s:%s", resumed, platform, chat_id)
             return list_alerts(conn, platform=platform, chat_id=chat_id)
 
     async def _create(

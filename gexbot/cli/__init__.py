@@ -58,6 +58,11 @@ def _parser() -> argparse.ArgumentParser:
         help="upgrade: apply migrations; prune: delete what is older than GEXBOT_RETENTION_DAYS",
     )
 
+    al = sub.add_parser("alerts", help="list or remove the personal alerts created from chat")
+    al.add_argument("action", nargs="?", choices=["list", "rm"], default="list")
+    al.add_argument("id", nargs="?", default=None, help="rm: the alert's id (12 or #12)")
+    al.add_argument("--chat", default=None, help="list: one chat only (telegram:42, slack:C0123)")
+
     demo = sub.add_parser("demo", help="the whole bot on the built-in simulator, no key needed")
     demo.add_argument("--seed", type=int, default=None, help="default: the demo market's own")
     demo.add_argument(
@@ -138,6 +143,10 @@ def _dispatch(args: argparse.Namespace, console: Console, err: Console) -> int:
         from gexbot.cli.db import db
 
         return db(args.action, console)
+    if command == "alerts":
+        from gexbot.cli.alerts import alerts
+
+        return alerts(args.action, args.id, args.chat, console, err)
     if command in ("levels", "chart"):
         from gexbot.cli.levels import chart, levels
 

@@ -34,6 +34,8 @@ from gexbot.store.states import forget_rules, load_statuses, save_statuses
 
 log = logging.getLogger(__name__)
 
+PLATFORMS = ("telegram", "slack")  # where personal alerts can be made
+
 
 @dataclass(frozen=True, slots=True)
 class CycleReport:
@@ -61,6 +63,7 @@ class Pipeline:
         self.personal: dict[int, PersonalAlert] = {}
         self._revision = 0
         self._index: RuleIndex | None = None  # rules + personal alerts
+        self._counts: dict[str, int] = dict.fromkeys(PLATFORMS, 0)
         self._statuses: StatusBook | None = None
         self._previous: BundleSnapshot | None = None
         # A cycle and a rules reload run in worker threads; this orders them, so a cycle never
@@ -83,6 +86,10 @@ class Pipeline:
         self._statuses, self._previous = None, None
         self.personal, self._revision, self._index = {}, 0, None
 
+    def personal_counts(self) -> dict[str, int]:
+        """The personal alerts evaluated, per platform (every platform named, even at 0)."""
+        return dict(self._counts)
+
     def _rules(self, conn: Connection) -> RuleIndex:
         """The rule files' rules and the personal alerts, with what changed since last time."""
         changes = changes_since(conn, self._revision)
@@ -95,6 +102,10 @@ class Pipeline:
             self._revision = changes.revision
             self._index = None
         if self._index is None:
+            counts = dict.fromkeys(PLATFORMS, 0)
+            for alert in self.personal.values():
+                counts[alert.platform] = counts.get(alert.platform, 0) + 1
+            self._counts = counts
             personal = [a.rule() for a in self.personal.values()]
             self._index = index_rules([*self.rules.rules, *personal]) if personal else self.rules
         return self._index

@@ -25,6 +25,7 @@ from gexbot.core.events import WarningKind, warning_event
 from gexbot.core.render import render
 from gexbot.core.rules import Channel, ChannelKind, RuleSet, webhook_env
 from gexbot.store.outbox import OutboxRow, claim, enqueue, mark_dead, mark_retry, mark_sent
+from gexbot.store.personal import pause_chat
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +159,8 @@ class Dispatcher:
             if outcome.permanent or attempts >= self._policy.max_attempts:
                 log.error("delivery to %s failed for good: %s", channel, outcome)
                 await self._finish(message, mark_dead, stats.dead, error=str(outcome))
+                if outcome.unreachable and ":" in channel:
+                    await self._pause_chat(channel, str(outcome))
                 await self._warn_dead(channel, route, str(outcome))
                 continue
             delay = outcome.retry_after
@@ -236,6 +239,18 @@ class Dispatcher:
 
         await asyncio.to_thread(_do)
         into.extend(r.id for r in rows)
+
+    async def _pause_chat(self, channel: str, error: str) -> None:
+        """Pause the personal alerts of a chat that blocked the bot or is gone: they are listed
+        as paused, not evaluated, and not retried forever."""
+        platform, _, chat = channel.partition(":")
+
+        def _do() -> int:
+            with self._engine.begin() as conn:
+                return pause_chat(conn, platform, chat, error)
+
+        if paused := await asyncio.to_thread(_do):
+            log.warning("paused %d personal alert(s) of %s: %s", paused, channel, error)
 
     async def _warn_dead(self, channel: str, route: Route | None, error: str) -> None:
         """Tell the warnings route once per channel per day, never the failing channel itself."""

@@ -49,6 +49,12 @@ class Metrics:
         self.cycle_errors = Counter(
             "gexbot_cycle_errors", "Cycles that raised an exception", registry=r
         )
+        self.personal_alerts = Gauge(
+            "gexbot_personal_alerts",
+            "Personal alerts the leader evaluates (not paused), by platform",
+            ["platform"],
+            registry=r,
+        )
         self.leadership_changes = Counter(
             "gexbot_leadership_changes",
             "Times this process became or stopped being the leader",

@@ -31,6 +31,7 @@ from gexbot.core.events import ALL_SYMBOLS, WarningKind, is_warning, warning_eve
 from gexbot.core.feed_warnings import FeedContext
 from gexbot.core.includes import required_includes
 from gexbot.core.poll_failure import delay_after_failure
+from gexbot.core.rules import is_personal
 from gexbot.core.schedule import RefreshModel, first_poll_after_takeover, next_poll
 from gexbot.core.snapshot import BundleSnapshot, SymbolStatus
 from gexbot.loops.cycle import CycleReport, Pipeline
@@ -158,7 +159,7 @@ class Service:
                 reason = f"standby cannot reach the database ({role['database_error']})"
             return ok, {"status": "ok" if ok else "down", "reason": reason, **role}
         ok, body = self._poll_health()
-        return ok, {**body, **role}
+        return ok, {**body, **role, "personal_alerts": self.pipeline.personal_counts()}
 
     def status(self) -> dict[str, object]:
         """`/status`: the role, the leader, and this process's polling record."""
@@ -269,9 +270,14 @@ class Service:
         self.state.cycles += 1
         self.metrics.cycle_seconds.observe(time.perf_counter() - t0)
         for decision in report.result.decisions:
+            rule_id = decision.observation.rule_id
             self.metrics.alerts.labels(
-                rule=decision.observation.rule_id, reason=decision.reason.value
+                # one series for every personal alert: their ids would be unbounded labels
+                rule="personal" if is_personal(rule_id) else rule_id,
+                reason=decision.reason.value,
             ).inc()
+        for platform, n in self.pipeline.personal_counts().items():
+            self.metrics.personal_alerts.labels(platform=platform).set(n)
         served = 0 if bundle is None else len(bundle.by_status(SymbolStatus.OK))
         total = len(self.settings.symbols)
         alerts = sum(1 for e in report.events if not is_warning(e.rule_id))

@@ -195,6 +195,24 @@ def pause_chat(conn: Connection, platform: str, chat_id: str, reason: str) -> in
     return len(ids)
 
 
+def resume_chat(conn: Connection, platform: str, chat_id: str) -> int:
+    """Resume a paused chat's alerts (it reached the bot again); how many."""
+    paused = personal_alerts.c.paused.is_not(None)
+    mine = (
+        personal_alerts.c.platform == platform,
+        personal_alerts.c.chat_id == chat_id,
+        personal_alerts.c.deleted_at.is_(None),
+    )
+    found = conn.execute(select(func.count()).where(*mine, paused)).scalar_one()
+    if not found:
+        return 0
+    revision = _bump(conn)
+    conn.execute(
+        update(personal_alerts).where(*mine, paused).values(paused=None, revision=revision)
+    )
+    return int(found)
+
+
 def mark_fired(conn: Connection, ids: Sequence[int], *, now: datetime) -> None:
     """Record when alerts last fired (no revision: it changes nothing the leader evaluates)."""
     if ids:

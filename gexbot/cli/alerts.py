@@ -1,0 +1,76 @@
+"""`gexbot alerts`: the operator's view of the personal alerts created from chat."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from gexbot.app import utcnow
+from gexbot.cli import EXIT_INVALID, EXIT_OK
+from gexbot.core.format import fmt_age
+from gexbot.core.personal import alert_id_of
+from gexbot.settings import load_settings
+from gexbot.store.engine import make_engine, migrate
+from gexbot.store.personal import delete_alerts, list_alerts
+
+
+def alerts(
+    action: str, target: str | None, chat: str | None, console: Console, err: Console
+) -> int:
+    """`gexbot alerts [list] [--chat CHAT]` and `gexbot alerts rm ID`."""
+    settings = load_settings()
+    engine = make_engine(settings.database_url)
+    now = utcnow()
+    try:
+        migrate(engine)
+        if action == "rm":
+            alert_id = alert_id_of(target or "")
+            if alert_id is None:
+                err.print(
+                    f"gexbot alerts rm: “{target or ''}” is not an alert id (e.g. 12 or #12)",
+                    markup=False,
+                )
+                return EXIT_INVALID
+            with engine.begin() as conn:
+                gone = delete_alerts(conn, [alert_id], now=now)
+            if not gone:
+                err.print(f"no personal alert #{alert_id}", markup=False)
+                return EXIT_INVALID
+            console.print(f"deleted alert #{alert_id}", markup=False, highlight=False)
+            return EXIT_OK
+        platform, chat_id = _chat(chat)
+        with engine.connect() as conn:
+            found = list_alerts(conn, platform=platform, chat_id=chat_id)
+    finally:
+        engine.dispose()
+    if not found:
+        console.print("no personal alerts" + (f" in {chat}" if chat else ""), markup=False)
+        return EXIT_OK
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("id", "chat", "owner", "alert", "last fired", "state"):
+        table.add_column(column)
+    for a in found:
+        fired = (
+            "never"
+            if a.last_fired is None
+            else f"{fmt_age((now - a.last_fired).total_seconds())} ago"
+        )
+        table.add_row(
+            a.rule_id,
+            a.channel,
+            a.owner,
+            a.request.canonical(),
+            fired,
+            f"paused: {a.paused}" if a.paused else "active",
+        )
+    console.print(table)
+    console.print(f"{len(found)} personal alert{'s' if len(found) != 1 else ''}", markup=False)
+    return EXIT_OK
+
+
+def _chat(chat: str | None) -> tuple[str | None, str | None]:
+    """`telegram:42` → (telegram, 42); a bare id matches it on any platform."""
+    if not chat:
+        return None, None
+    platform, sep, chat_id = chat.partition(":")
+    return (platform, chat_id) if sep else (None, chat)

@@ -1,0 +1,215 @@
+"""Personal alerts from chat: `alert`, `alerts`, `unalert` over the real Telegram and Slack
+clients against the local fakes, with the preview replayed on the simulator's history."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy import Engine
+from telegram import Bot
+
+from gexbot.adapters.backquant import BackQuantClient, build_http_client
+from gexbot.adapters.slack import SlackNotifier
+from gexbot.app import utcnow
+from gexbot.chat.preview import AlertPreview
+from gexbot.chat.service import ChatService
+from gexbot.chat.slack import SlackCommands
+from gexbot.chat.telegram import TelegramCommands
+from gexbot.core.rulefile import build_ruleset, parse_rule_file
+from gexbot.sim.market import Simulator
+from gexbot.sim.server import SimServer
+from gexbot.store.ops import active_mutes
+from gexbot.store.personal import list_alerts
+from tests.fakes import FakeSlack, FakeTelegram
+from tests.waiting import until
+
+TRADER, OTHER, STRANGER = 111, 222, 999
+RULES = build_ruleset(
+    [
+        parse_rule_file(
+            "channels: {tty: {console: true}}\n"
+            "rules: [{id: hvl-regime, when: {crosses: hvl}, notify: tty}]\n",
+            "r.yaml",
+        )
+    ]
+)
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[BackQuantClient]:
+    sim = SimServer(Simulator(clock=time.time), api_key="k")
+    await sim.start()
+    async with build_http_client(sim.url, "k") as http:
+        yield BackQuantClient(http, wall_clock=time.time, api_key="k")
+    await sim.stop()
+
+
+def _service(db: Engine, client: BackQuantClient, *, per_chat: int = 25) -> ChatService:
+    async def no_chart(_symbol: str) -> bytes:
+        raise AssertionError("no chart is asked for here")
+
+    return ChatService(
+        engine=db,
+        client=client,
+        rules=lambda: RULES,
+        latest=lambda: None,
+        universe=["BTCUSDT", "ETHUSDT", "SOLUSDT", "HYPEUSDT"],
+        fresh_for=30,
+        clock=utcnow,
+        charts=no_chart,
+        preview=AlertPreview(db, client, clock=utcnow),
+        alerts_per_chat=per_chat,
+    )
+
+
+async def _telegram(
+    db: Engine, client: BackQuantClient, telegram: FakeTelegram, n: int, *, per_chat: int = 25
+) -> None:
+    """Run the command loop until `n` messages went out."""
+    bot = Bot(telegram.token, base_url=telegram.api_url)
+    loop = TelegramCommands(
+        bot,
+        _service(db, client, per_chat=per_chat),
+        engine=db,
+        allowed_users=[TRADER, OTHER],
+        poll_timeout=1,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(loop.run(stop))
+    try:
+        await until(lambda: len(telegram.messages) >= n, timeout=20, what=f"{n} replies")
+    finally:
+        stop.set()
+        await task
+
+
+async def test_a_trader_creates_lists_mutes_and_deletes_alerts_in_telegram(
+    db: Engine, client: BackQuantClient
+) -> None:
+    telegram = FakeTelegram()
+    await telegram.start()
+    try:
+        telegram.push_command("/alert btc crosses hvl", user=TRADER)
+        telegram.push_command("/alert eth near cr", user=TRADER)  # mistyped: nothing stored
+        telegram.push_command("/alert sol below 150 once", user=OTHER)
+        telegram.push_command("/alert btc crosses hvl", user=STRANGER)  # refused
+        telegram.push_command("/alerts", user=TRADER)
+        telegram.push_command("/mute #1 1h", user=TRADER)
+        telegram.push_command("/unalert #2", user=TRADER)  # the other chat's
+        telegram.push_command("/mute #2 1h", user=TRADER)
+        telegram.push_command("/unalert #1", user=TRADER)
+        telegram.push_command("/alerts", user=TRADER)
+        await _telegram(db, client, telegram, 10)
+        assert [c["command"] for c in telegram.commands[0]][-4:] == [
+            "alert",
+            "alerts",
+            "unalert",
+            "help",
+        ]
+    finally:
+        await telegram.stop()
+
+    created, mistyped, listed, muted, not_mine, not_mine_mute, deleted, empty = telegram.replies_to(
+        TRADER
+    )
+    assert created.startswith("Alert #1 set: BTCUSDT crosses its HVL (dead band 0.1%).\n")
+    preview = created.splitlines()[1]
+    assert re.fullmatch(
+        r"Preview \(\w{3} \d\d \d\d:\d\d – \w{3} \d\d \d\d:\d\d UTC, [\w. ]+ of BackQuant stress "
+        r"history\): it would (not have fired|have fired (once|\d+ times), last on .+ UTC)\.",
+        preview,
+    ), preview
+    assert "/unalert #1" in created
+    assert mistyped == "near needs a band: near cr 0.5%"
+    assert listed.splitlines() == [
+        "1 alert in this chat:",
+        "• #1 BTCUSDT crosses its HVL (dead band 0.1%) · not fired yet",
+    ]
+    assert muted == "Muted rule #1 for 1h. Alerts are recorded, not sent."
+    assert not_mine == "This chat has no alert #2. See /alerts."
+    assert not_mine_mute == "This chat has no alert #2. See /alerts."
+    assert deleted == "Deleted alert #1."
+    assert empty.startswith("This chat has no alerts.")
+    (other,) = telegram.replies_to(OTHER)
+    assert other.startswith("Alert #2 set: SOLUSDT goes below 150, once (then deleted).")
+    assert telegram.replies_to(STRANGER) == ["Sorry, this bot only answers its desk."]
+    with db.connect() as conn:
+        left = list_alerts(conn)
+        mutes = active_mutes(conn, now=utcnow())
+    assert [(a.id, a.chat_id, a.owner, a.request.canonical()) for a in left] == [
+        (2, str(OTHER), str(OTHER), "SOLUSDT below 150 once")
+    ]
+    assert [(m.scope, m.target) for m in mutes] == [("rule", "#1")]
+
+
+async def test_a_chat_past_its_limit_is_told_and_nothing_is_stored(
+    db: Engine, client: BackQuantClient
+) -> None:
+    telegram = FakeTelegram()
+    await telegram.start()
+    try:
+        for text in ("btc crosses hvl", "eth crosses hvl", "sol crosses hvl"):
+            telegram.push_command(f"/alert {text}", user=TRADER)
+        await _telegram(db, client, telegram, 3, per_chat=2)
+    finally:
+        await telegram.stop()
+    *_, refused = telegram.replies_to(TRADER)
+    assert refused.startswith("This chat already has 2 alerts, the most it may have")
+    with db.connect() as conn:
+        assert [a.request.symbol for a in list_alerts(conn)] == ["BTCUSDT", "ETHUSDT"]
+
+
+async def test_slack_alerts_belong_to_the_channel_they_were_typed_in(
+    db: Engine, client: BackQuantClient
+) -> None:
+    slack = FakeSlack()
+    await slack.start()
+    web = AsyncWebClient(token=slack.token, base_url=slack.api_url)
+    commands = SlackCommands(
+        slack.app_token,
+        web,
+        _service(db, client),
+        files=SlackNotifier(web),
+        engine=db,
+        instance="r1",
+        clock=utcnow,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(commands.run(stop))
+    try:
+        made = await slack.envelope(
+            "slash_commands",
+            {
+                "command": "/gex",
+                "text": "alert eth near cr 0.5%",
+                "user_id": "U1",
+                "channel_id": "C1",
+            },
+        )
+        assert made["payload"]["text"].startswith(
+            "Alert #1 set: ETHUSDT comes within 0.5% of its call resistance."
+        )
+        elsewhere = await slack.envelope(
+            "slash_commands",
+            {"command": "/gex", "text": "unalert all", "user_id": "U1", "channel_id": "C2"},
+        )
+        assert elsewhere["payload"]["text"] == "This chat has no alerts."
+    finally:
+        stop.set()
+        await task
+        if web.session is not None:
+            await web.session.close()
+        await slack.stop()
+    with db.connect() as conn:
+        (alert,) = list_alerts(conn)
+    assert (alert.platform, alert.chat_id, alert.owner, alert.channel) == (
+        "slack",
+        "C1",
+        "U1",
+        "slack:C1",
+    )
