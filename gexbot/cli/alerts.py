@@ -46,23 +46,29 @@ def alerts(
     if not found:
         console.print("no personal alerts" + (f" in {chat}" if chat else ""), markup=False)
         return EXIT_OK
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("id", "chat", "owner", "alert", "last fired", "state"):
-        table.add_column(column)
-    for a in found:
-        fired = (
-            "never"
-            if a.last_fired is None
-            else f"{fmt_age((now - a.last_fired).total_seconds())} ago"
-        )
-        table.add_row(
+    rows = [
+        (
             a.rule_id,
             a.channel,
             a.owner,
             a.request.canonical(),
-            fired,
+            "never"
+            if a.last_fired is None
+            else f"{fmt_age((now - a.last_fired).total_seconds())} ago",
             f"paused: {a.paused}" if a.paused else "active",
         )
+        for a in found
+    ]
+    header = ("id", "chat", "owner", "alert", "last fired", "state")
+    if not console.is_terminal:  # piped: one tab-separated line per alert, never wrapped
+        for row in (header, *rows):
+            console.file.write("\t".join(row) + "\n")  # Rich would expand the tabs
+        return EXIT_OK
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in header:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
     console.print(f"{len(found)} personal alert{'s' if len(found) != 1 else ''}", markup=False)
     return EXIT_OK
