@@ -315,7 +315,7 @@ def test_an_alert_made_elsewhere_is_evaluated_from_the_next_cycle(db: Engine) ->
         delete_alerts(conn, [alert.id], now=T0)
     pipeline.run(_market(79900, 4), now=T0 + timedelta(minutes=4))
     assert pipeline.run(_market(80100, 5), now=T0 + timedelta(minutes=5)).events == ()
-    assert alert.rule_id not in pipeline.rules.by_id
+    assert alert.id not in pipeline.personal
     with db.connect() as conn:
         assert OutboxState.PENDING.value in {r.state for r in conn.execute(select(outbox.c.state))}
 

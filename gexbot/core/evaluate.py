@@ -7,6 +7,7 @@ every rule that uses them. Pairs whose observation could not change their status
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -111,14 +112,19 @@ class RuleIndex:
     groups: tuple[tuple[Condition, tuple[Rule, ...]], ...]
 
 
+@functools.lru_cache(maxsize=65536)
+def undirected(cond: Condition) -> Condition:
+    """The condition without `direction`, which only matters to `decide`: crosses that differ
+    only there share one computation (cached: a few conditions serve 100,000 alerts)."""
+    return replace(cond, direction=Direction.ANY) if cond.direction is not Direction.ANY else cond
+
+
 def index_rules(rules: Iterable[Rule]) -> RuleIndex:
     """Group rules by condition so each condition is computed once per symbol."""
     ordered = tuple(rules)
     groups: dict[Condition, list[Rule]] = {}
     for rule in ordered:
-        # `direction` only matters to `decide`: crosses that differ only there share a group.
-        key = replace(rule.condition, direction=Direction.ANY)
-        groups.setdefault(key, []).append(rule)
+        groups.setdefault(undirected(rule.condition), []).append(rule)
     return RuleIndex(
         rules=ordered,
         by_id={r.id: r for r in ordered},

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections import ChainMap
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -24,7 +25,8 @@ from gexbot.core.evaluate import RuleIndex, index_rules
 from gexbot.core.events import AlertEvent, events_for, is_warning
 from gexbot.core.feed_warnings import FeedContext, WarningResult, feed_warnings
 from gexbot.core.personal import PersonalAlert, alert_id_of, rule_id_of
-from gexbot.core.rules import is_personal
+from gexbot.core.personal_index import PersonalIndex
+from gexbot.core.rules import Rule, is_personal
 from gexbot.core.snapshot import BundleSnapshot
 from gexbot.store.ops import load_audience
 from gexbot.store.outbox import enqueue
@@ -59,10 +61,11 @@ class Pipeline:
         self._engine = engine
         self.rules = rules  # the rule files'
         self._fence = fence
-        # Personal alerts, loaded by what changed since `_revision`, evaluated with the rules.
+        # Personal alerts, loaded by what changed since `_revision`; the index picks those a
+        # cycle could change, so their cost follows the market, not how many there are.
         self.personal: dict[int, PersonalAlert] = {}
         self._revision = 0
-        self._index: RuleIndex | None = None  # rules + personal alerts
+        self._book = PersonalIndex()
         self._counts: dict[str, int] = dict.fromkeys(PLATFORMS, 0)
         self._statuses: StatusBook | None = None
         self._previous: BundleSnapshot | None = None
@@ -84,40 +87,39 @@ class Pipeline:
     def invalidate(self) -> None:
         """Forget the cache: another process may have written since (a new leadership term)."""
         self._statuses, self._previous = None, None
-        self.personal, self._revision, self._index = {}, 0, None
+        self.personal, self._revision, self._book = {}, 0, PersonalIndex()
 
     def personal_counts(self) -> dict[str, int]:
         """The personal alerts evaluated, per platform (every platform named, even at 0)."""
         return dict(self._counts)
 
-    def _rules(self, conn: Connection) -> RuleIndex:
-        """The rule files' rules and the personal alerts, with what changed since last time."""
+    def _sync_personal(self, conn: Connection, statuses: StatusBook) -> None:
+        """Take in the personal alerts made, deleted or paused since the last cycle."""
         changes = changes_since(conn, self._revision)
-        if changes is not None:
-            for gone in changes.gone:
-                self.personal.pop(gone, None)
-                if self._statuses is not None:  # deleted in the store with the alert
-                    self._statuses.pop(rule_id_of(gone), None)
-            self.personal.update((a.id, a) for a in changes.live)
-            self._revision = changes.revision
-            self._index = None
-        if self._index is None:
-            counts = dict.fromkeys(PLATFORMS, 0)
-            for alert in self.personal.values():
-                counts[alert.platform] = counts.get(alert.platform, 0) + 1
-            self._counts = counts
-            personal = [a.rule() for a in self.personal.values()]
-            self._index = index_rules([*self.rules.rules, *personal]) if personal else self.rules
-        return self._index
+        if changes is None:
+            return
+        for gone in changes.gone:
+            if self.personal.pop(gone, None) is not None:
+                self._book.remove(rule_id_of(gone))
+            statuses.pop(rule_id_of(gone), None)  # deleted in the store with the alert
+        for alert in changes.live:
+            self.personal[alert.id] = alert
+            self._book.add(alert.rule(), statuses.status(alert.rule_id, alert.request.symbol))
+        self._revision = changes.revision
+        counts = dict.fromkeys(PLATFORMS, 0)
+        for alert in self.personal.values():
+            counts[alert.platform] = counts.get(alert.platform, 0) + 1
+        self._counts = counts
 
-    def _load(self, now: datetime) -> tuple[StatusBook, BundleSnapshot | None, Audience, RuleIndex]:
+    def _load(self, now: datetime) -> tuple[StatusBook, BundleSnapshot | None, Audience]:
         """The cached state (read once per term), and this cycle's mutes, subscriptions and
-        personal alerts (small reads)."""
+        personal-alert changes (small reads)."""
         with self._engine.connect() as conn:
             if self._statuses is None:
                 self._statuses = load_statuses(conn)
                 self._previous = load_last_bundle(conn)
-            return self._statuses, self._previous, load_audience(conn, now=now), self._rules(conn)
+            self._sync_personal(conn, self._statuses)
+            return self._statuses, self._previous, load_audience(conn, now=now)
 
     def run(
         self,
@@ -143,18 +145,22 @@ class Pipeline:
         warnings_to: tuple[str, ...],
         commit: bool,
     ) -> CycleReport:
-        statuses, previous, audience, rules = self._load(now)
+        statuses, previous, audience = self._load(now)
+        rules = ChainMap(dict(self.rules.by_id), self._book.rules)
         result = CycleResult((), {})
         if bundle is not None:
-            result = run_rules(rules, statuses, previous, bundle, now=now, audience=audience)
+            result = run_rules(self.rules, statuses, previous, bundle, now=now, audience=audience)
+            picked = index_rules(self._book.candidates(bundle))
+            mine = run_rules(picked, statuses, previous, bundle, now=now, audience=audience)
+            result = CycleResult(
+                (*result.decisions, *mine.decisions), {**result.statuses, **mine.statuses}
+            )
         for d in result.decisions:
             if d.reason is NotifyReason.SILENCED:
                 log.info(
                     "%s for %s silenced by a mute", d.observation.rule_id, d.observation.symbol
                 )
-        events = events_for(
-            result.decisions, rules.by_id, now=now, bundle=bundle, audience=audience
-        )
+        events = events_for(result.decisions, rules, now=now, bundle=bundle, audience=audience)
         fired, spent = _personal_outcomes(result, rules)
         changed = dict(result.statuses)
         warnings = WarningResult()
@@ -174,6 +180,7 @@ class Pipeline:
                 )
             events += [(e, warnings_to) for e in warnings.events if warnings_to]
         if not commit:
+            self._book.full = True  # it saw this bundle, but no status changed with it
             return CycleReport(result, (), tuple(e for e, _ in events))
         try:
             with self._engine.begin() as conn:
@@ -189,6 +196,9 @@ class Pipeline:
             self.invalidate()
             raise
         statuses.apply(changed)
+        self._book.update(
+            (rule_id, st) for (rule_id, _), st in changed.items() if is_personal(rule_id)
+        )
         for alert_id in spent:
             statuses.pop(rule_id_of(alert_id), None)
         if bundle is not None:
@@ -196,7 +206,9 @@ class Pipeline:
         return CycleReport(result, tuple(ids), tuple(e for e, _ in events))
 
 
-def _personal_outcomes(result: CycleResult, rules: RuleIndex) -> tuple[list[int], list[int]]:
+def _personal_outcomes(
+    result: CycleResult, rules: Mapping[str, Rule]
+) -> tuple[list[int], list[int]]:
     """Personal alerts that sent a message this cycle, and those of them set to fire `once`."""
     fired, spent = [], []
     for d in result.alerts:
@@ -204,6 +216,6 @@ def _personal_outcomes(result: CycleResult, rules: RuleIndex) -> tuple[list[int]
         alert_id = alert_id_of(rule_id) if is_personal(rule_id) else None
         if alert_id is not None:
             fired.append(alert_id)
-            if rules.by_id[rule_id].once and d.reason is NotifyReason.FIRED:
+            if rules[rule_id].once and d.reason is NotifyReason.FIRED:
                 spent.append(alert_id)
     return fired, spent
