@@ -23,7 +23,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
@@ -33,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import Engine, insert
 
+from bench.databases import pg_schema
 from bench.profiling import profile_if_asked
 from gexbot.core.evaluate import index_rules
 from gexbot.core.personal import parse_alert
@@ -194,21 +194,10 @@ def main(n: int, cycles: int, pg_url: str, sqlite_only: bool) -> None:
     if sqlite_only:
         return
     try:
-        admin = make_engine(pg_url)
+        with pg_schema(pg_url) as engine:
+            _print("postgresql", n, run(engine, n, cycles))
     except DatabaseError as exc:
         print(f"{'postgresql':<11} skipped: {exc}")
-        return
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    try:
-        engine = make_engine(f"{pg_url}?options=-csearch_path%3D{schema}")
-        _print("postgresql", n, run(engine, n, cycles))
-        engine.dispose()
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
@@ -27,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import Engine, event
 
+from bench.databases import pg_schema
 from bench.profiling import profile_if_asked
 from gexbot.core.evaluate import index_rules
 from gexbot.core.rules import Condition, ConditionKind, Rule
@@ -111,22 +111,12 @@ def main(cycles: int, pg_url: str) -> None:
         engine.dispose()
         print(f"{'sqlite':<12}{ms:>11.1f}{st:>12.0f}{ch:>9.0f}{al:>8.0f}")
     try:
-        admin = make_engine(pg_url)
+        with pg_schema(pg_url) as engine:
+            ms, st, ch, al = run(engine, cycles)
     except DatabaseError as exc:
         print(f"{'postgresql':<12} skipped: {exc}")
         return
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    try:
-        engine = make_engine(f"{pg_url}?options=-csearch_path%3D{schema}")
-        ms, st, ch, al = run(engine, cycles)
-        engine.dispose()
-        print(f"{'postgresql':<12}{ms:>11.1f}{st:>12.0f}{ch:>9.0f}{al:>8.0f}")
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+    print(f"{'postgresql':<12}{ms:>11.1f}{st:>12.0f}{ch:>9.0f}{al:>8.0f}")
 
 
 if __name__ == "__main__":

@@ -4,12 +4,13 @@ a chat that blocked the bot, kept across a restart, listed and removed by the op
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-import re
 import signal
 from pathlib import Path
 
 from tests.fakes import FakeTelegram
+from tests.processes import sim_server
 from tests.test_e2e import _start
 from tests.waiting import until
 
@@ -35,18 +36,14 @@ async def test_personal_alerts_in_the_real_process(tmp_path: Path) -> None:
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "r.yaml").write_text(RULES)
     base = {k: v for k, v in os.environ.items() if not k.startswith("GEXBOT_")}
-    sim = await _start(
-        "sim-server", "--port", "0", "--scenario", "scenario.yaml", env=base, cwd=tmp_path
-    )
-    assert sim.stdout is not None
-    url = re.search(r"(http://127\.0\.0\.1:\d+)", (await sim.stdout.readline()).decode())
-    assert url
+    upstream = contextlib.ExitStack()
+    url = upstream.enter_context(sim_server("--scenario", "scenario.yaml", env=base, cwd=tmp_path))
     started = asyncio.get_running_loop().time()
     telegram = FakeTelegram()
     await telegram.start()
     env = dict(base)
     env.update(
-        GEXBOT_API_URL=url.group(1),
+        GEXBOT_API_URL=url,
         GEXBOT_API_KEY="demo",
         GEXBOT_SYMBOLS="BTCUSDT",
         GEXBOT_POLL_INTERVAL="1",
@@ -93,8 +90,7 @@ async def test_personal_alerts_in_the_real_process(tmp_path: Path) -> None:
         if bot.returncode is None:
             bot.kill()
             await bot.wait()
-        sim.send_signal(signal.SIGTERM)
-        await sim.wait()
+        upstream.close()
         await telegram.stop()
 
     made, up, listing, down, deleted = telegram.replies_to(TRADER)

@@ -88,6 +88,7 @@ class Pipeline:
         """Forget the cache: another process may have written since (a new leadership term)."""
         self._statuses, self._previous = None, None
         self.personal, self._revision, self._book = {}, 0, PersonalIndex()
+        self._counts = dict.fromkeys(PLATFORMS, 0)
 
     def personal_counts(self) -> dict[str, int]:
         """The personal alerts evaluated, per platform (every platform named, even at 0)."""
@@ -99,17 +100,16 @@ class Pipeline:
         if changes is None:
             return
         for gone in changes.gone:
-            if self.personal.pop(gone, None) is not None:
-                self._book.remove(rule_id_of(gone))
+            if (alert := self.personal.pop(gone, None)) is not None:
+                self._book.remove(alert.rule_id)
+                self._counts[alert.platform] -= 1
             statuses.pop(rule_id_of(gone), None)  # deleted in the store with the alert
         for alert in changes.live:
+            if self.personal.get(alert.id) is None:
+                self._counts[alert.platform] = self._counts.get(alert.platform, 0) + 1
             self.personal[alert.id] = alert
             self._book.add(alert.rule(), statuses.status(alert.rule_id, alert.request.symbol))
         self._revision = changes.revision
-        counts = dict.fromkeys(PLATFORMS, 0)
-        for alert in self.personal.values():
-            counts[alert.platform] = counts.get(alert.platform, 0) + 1
-        self._counts = counts
 
     def _load(self, now: datetime) -> tuple[StatusBook, BundleSnapshot | None, Audience]:
         """The cached state (read once per term), and this cycle's mutes, subscriptions and

@@ -7,6 +7,7 @@ leader loads only the rows changed since the counter it last saw.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -49,28 +50,22 @@ def _options(request: AlertRequest) -> dict[str, Any]:
     return {"for": request.hold, "cooldown": request.cooldown, "once": request.once}
 
 
-_PARSED: dict[tuple[str, str, float, float, bool], AlertRequest] = {}
-
-
 def _request(row: Row[Any]) -> AlertRequest:
-    """The stored alert parsed back (shared across rows: most alerts repeat a few conditions)."""
+    """The stored alert parsed back."""
     opts = row.options or {}
-    key = (
+    return _parsed(
         row.symbol,
         row.condition,
         float(opts.get("for", 0)),
         float(opts.get("cooldown", 0)),
         bool(opts.get("once")),
     )
-    parsed = _PARSED.get(key)
-    if parsed is None:
-        base = parse_alert(f"{row.symbol} {row.condition}", universe=(row.symbol,))
-        parsed = AlertRequest(
-            base.symbol, base.condition, hold=key[2], cooldown=key[3], once=key[4]
-        )
-        if len(_PARSED) < 100_000:
-            _PARSED[key] = parsed
-    return parsed
+
+
+@functools.lru_cache(maxsize=65536)  # most alerts repeat a few conditions: parse each once
+def _parsed(symbol: str, condition: str, hold: float, cooldown: float, once: bool) -> AlertRequest:
+    base = parse_alert(f"{symbol} {condition}", universe=(symbol,))
+    return AlertRequest(base.symbol, base.condition, hold=hold, cooldown=cooldown, once=once)
 
 
 def _alert(row: Row[Any]) -> PersonalAlert:
@@ -187,12 +182,12 @@ def pause_chat(conn: Connection, platform: str, chat_id: str, reason: str) -> in
     if not ids:
         return 0
     revision = _bump(conn)
-    conn.execute(
+    done = conn.execute(
         update(personal_alerts)
         .where(personal_alerts.c.id.in_(ids), personal_alerts.c.paused.is_(None))
         .values(paused=reason[:200], revision=revision)
     )
-    return len(ids)
+    return done.rowcount or 0
 
 
 def resume_chat(conn: Connection, platform: str, chat_id: str) -> int:
