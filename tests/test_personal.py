@@ -28,6 +28,7 @@ from gexbot.store.personal import (
     delete_alerts,
     list_alerts,
     pause_chat,
+    resume_chat,
 )
 from gexbot.store.tables import alert_state, outbox
 from tests.rulekit import T0, Stepper, bundle, snapshot
@@ -225,6 +226,13 @@ def test_the_leader_reads_only_what_changed(db: Engine) -> None:
     assert sorted(later.gone) == sorted([a.id, b.id])
     assert counts == {"telegram": 1}
     assert paused[0].paused == "telegram: forbidden (bot blocked)"
+    with db.begin() as conn:  # the chat asked again: it is reachable
+        assert resume_chat(conn, "telegram", "7") == 1
+        assert resume_chat(conn, "telegram", "7") == 0
+    with db.connect() as conn:
+        again = changes_since(conn, later.revision)
+    assert again is not None
+    assert [x.id for x in again.live] == [b.id]
 
 
 # -- the cycle --------------------------------------------------------------------------------
@@ -255,6 +263,7 @@ def test_a_personal_alert_goes_to_its_chat_only_and_once_deletes_it(db: Engine) 
     assert isinstance(mine, PersonalAlert)
     assert isinstance(theirs, PersonalAlert)
     pipeline.run(_market(79600, 1), now=T0 + timedelta(minutes=1))  # the alerts' baselines
+    assert pipeline.personal_counts() == {"telegram": 2, "slack": 0}
     report = pipeline.run(_market(80400, 2), now=T0 + timedelta(minutes=2))
 
     sent = {(e.rule_id, e.once) for e in report.events}
@@ -273,6 +282,7 @@ def test_a_personal_alert_goes_to_its_chat_only_and_once_deletes_it(db: Engine) 
         states = {r.rule_id for r in conn.execute(select(alert_state.c.rule_id))}
     assert mine.id not in left
     assert mine.rule_id not in states
+    assert pipeline.personal_counts() == {"telegram": 1, "slack": 0}
     assert left[theirs.id].last_fired == T0 + timedelta(minutes=2)
     # Back down and up again: only the desk rule and the lasting alert can fire now.
     pipeline.run(_market(79500, 3), now=T0 + timedelta(minutes=3))

@@ -213,3 +213,13 @@ async def test_slack_alerts_belong_to_the_channel_they_were_typed_in(
         "U1",
         "slack:C1",
     )
+
+
+async def test_status_counts_the_personal_alerts_per_platform(
+    db: Engine, client: BackQuantClient
+) -> None:
+    service = _service(db, client)
+    for chat, platform in (("1", "telegram"), ("2", "telegram"), ("C1", "slack")):
+        await service.answer("alert btc crosses hvl", platform=platform, chat_id=chat, user="u")
+    status = await service.answer("status", platform="telegram", chat_id="1", user="u")
+    assert "Personal alerts: 3 (1 slack, 2 telegram)" in status.text.splitlines()

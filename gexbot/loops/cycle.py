@@ -100,16 +100,20 @@ class Pipeline:
         if changes is None:
             return
         for gone in changes.gone:
-            if (alert := self.personal.pop(gone, None)) is not None:
-                self._book.remove(alert.rule_id)
-                self._counts[alert.platform] -= 1
-            statuses.pop(rule_id_of(gone), None)  # deleted in the store with the alert
+            self._forget(gone, statuses)
         for alert in changes.live:
             if self.personal.get(alert.id) is None:
                 self._counts[alert.platform] = self._counts.get(alert.platform, 0) + 1
             self.personal[alert.id] = alert
             self._book.add(alert.rule(), statuses.status(alert.rule_id, alert.request.symbol))
         self._revision = changes.revision
+
+    def _forget(self, alert_id: int, statuses: StatusBook) -> None:
+        """Drop a deleted personal alert from the cache (its state went with it in the store)."""
+        if (alert := self.personal.pop(alert_id, None)) is not None:
+            self._book.remove(alert.rule_id)
+            self._counts[alert.platform] -= 1
+        statuses.pop(rule_id_of(alert_id), None)
 
     def _load(self, now: datetime) -> tuple[StatusBook, BundleSnapshot | None, Audience]:
         """The cached state (read once per term), and this cycle's mutes, subscriptions and
@@ -200,7 +204,7 @@ class Pipeline:
             (rule_id, st) for (rule_id, _), st in changed.items() if is_personal(rule_id)
         )
         for alert_id in spent:
-            statuses.pop(rule_id_of(alert_id), None)
+            self._forget(alert_id, statuses)
         if bundle is not None:
             self._previous = bundle
         return CycleReport(result, tuple(ids), tuple(e for e, _ in events))
