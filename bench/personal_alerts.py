@@ -9,8 +9,8 @@ load what changed, pick candidates, evaluate, decide, save statuses and the snap
 the alerts, in one transaction. Prints median and p99 ms, the share of alerts changed per
 cycle, the load time and the process's peak RSS, on SQLite and on PostgreSQL.
 
-    .venv/bin/python bench/personal_alerts.py [--alerts 100000] [--cycles 60] [--pg URL]
-        [--sqlite-only]
+    .venv/bin/python bench/personal_alerts.py [--alerts 100000] [--cycles 60] [--steps 0.1,0.4]
+        [--pg URL] [--sqlite-only] [--profile]
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def frame(spots: dict[str, float], at: datetime) -> BundleSnapshot:
     return BundleSnapshot(received_at=at, symbols=MappingProxyType(snaps))
 
 
-def run(engine: Engine, n: int, cycles: int) -> dict[str, float]:
+def run(engine: Engine, n: int, cycles: int, step: float) -> dict[str, float]:
     migrate(engine)
     rng = random.Random(20261203)
     t0 = time.perf_counter()
@@ -146,8 +146,8 @@ def run(engine: Engine, n: int, cycles: int) -> dict[str, float]:
     times, changed = [], []
     for _ in range(cycles):
         now += timedelta(seconds=30)
-        for s, spot in spots.items():  # a random step (σ 0.1%), mean-reverting to the start
-            spots[s] = spot * (1 + rng.gauss(0, 0.001) - 0.05 * (spot / SPOT[s] - 1))
+        for s, spot in spots.items():  # a random step (σ `step`), mean-reverting to the start
+            spots[s] = spot * (1 + rng.gauss(0, step) - 0.05 * (spot / SPOT[s] - 1))
         t0 = time.perf_counter()
         report = pipeline.run(frame(spots, now), now=now)
         times.append((time.perf_counter() - t0) * 1000)
@@ -171,33 +171,36 @@ def _rss_mb() -> float:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
 
 
-def _print(name: str, n: int, r: dict[str, float]) -> None:
+def _print(name: str, n: int, step: float, r: dict[str, float]) -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
-        f"{name:<11}{n:>10,}{r['median']:>10.1f}{r['p99']:>9.1f}"
+        f"{name:<11}{n:>10,}{step * 100:>6.2f}%{r['median']:>10.1f}{r['p99']:>9.1f}"
         f"{r['changed']:>9.2f}%{r['changed_max']:>8.2f}%{r['load']:>9.1f}s"
         f"{r['rss']:>8.0f} MB{peak:>8.0f} MB",
         flush=True,
     )
 
 
-def main(n: int, cycles: int, pg_url: str, sqlite_only: bool) -> None:
-    print(f"{n:,} personal alerts over 4 symbols, {cycles} cycles")
+def main(n: int, cycles: int, steps: list[float], pg_url: str, sqlite_only: bool) -> None:
+    print(f"{n:,} personal alerts over 4 symbols, {cycles} cycles; step = σ of spot's move")
     print(
-        f"{'database':<11}{'alerts':>10}{'median ms':>10}{'p99 ms':>9}{'changed':>10}"
+        f"{'database':<11}{'alerts':>10}{'step':>7}{'median ms':>10}{'p99 ms':>9}{'changed':>10}"
         f"{'max':>9}{'load':>10}{'RSS':>11}{'peak':>11}"
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        engine = make_engine(f"sqlite:///{Path(tmp) / 'bench.db'}")
-        _print("sqlite", n, run(engine, n, cycles))
-        engine.dispose()
+    for step in steps:
+        with tempfile.TemporaryDirectory() as tmp:
+            engine = make_engine(f"sqlite:///{Path(tmp) / 'bench.db'}")
+            _print("sqlite", n, step, run(engine, n, cycles, step))
+            engine.dispose()
     if sqlite_only:
         return
-    try:
-        with pg_schema(pg_url) as engine:
-            _print("postgresql", n, run(engine, n, cycles))
-    except DatabaseError as exc:
-        print(f"{'postgresql':<11} skipped: {exc}")
+    for step in steps:
+        try:
+            with pg_schema(pg_url) as engine:
+                _print("postgresql", n, step, run(engine, n, cycles, step))
+        except DatabaseError as exc:
+            print(f"{'postgresql':<11} skipped: {exc}")
+            return
 
 
 if __name__ == "__main__":
@@ -205,7 +208,16 @@ if __name__ == "__main__":
         parser = argparse.ArgumentParser(description=__doc__)
         parser.add_argument("--alerts", type=int, default=100_000)
         parser.add_argument("--cycles", type=int, default=60)
+        parser.add_argument(
+            "--steps", default="0.1,0.4", help="σ of spot's move per cycle, in %%, comma-separated"
+        )
         parser.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
         parser.add_argument("--sqlite-only", action="store_true")
         args = parser.parse_args()
-        main(args.alerts, args.cycles, args.pg, args.sqlite_only)
+        main(
+            args.alerts,
+            args.cycles,
+            [float(x) / 100 for x in args.steps.split(",")],
+            args.pg,
+            args.sqlite_only,
+        )

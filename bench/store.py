@@ -92,7 +92,7 @@ def run(engine: Engine, cycles: int) -> tuple[float, float, float, float]:
         times.append((time.perf_counter() - t0) * 1000)
         stmts.append(statements)
         changes.append(len(report.result.statuses))
-        alerts.append(len(report.enqueued))
+        alerts.append(report.enqueued)
     event.remove(engine, "before_cursor_execute", count)
     return (
         statistics.median(times),

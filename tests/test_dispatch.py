@@ -65,7 +65,7 @@ def _alert(db: Engine) -> None:
     """Commit one crossing alert for channel tty."""
     p = Pipeline(db, index_rules([make_rule("crosses", rule_id="x")]))
     p.run(bundle(snapshot(99, hvl=100)), now=T0)
-    assert len(p.run(bundle(snapshot(101, hvl=100)), now=T0).enqueued) == 1
+    assert p.run(bundle(snapshot(101, hvl=100)), now=T0).enqueued == 1
 
 
 def _state(db: Engine) -> tuple[str, int, str | None]:

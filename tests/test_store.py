@@ -6,13 +6,14 @@ import threading
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import Engine, event, func, select
+from sqlalchemy import Engine, event, func, insert, select
 
 from gexbot.core.alert import AlertState, AlertStatus, NotifyReason
 from gexbot.core.evaluate import index_rules
 from gexbot.core.events import AlertEvent
 from gexbot.core.snapshot import Level, SymbolStatus
 from gexbot.loops.cycle import Pipeline
+from gexbot.store.dialect import execute_rows
 from gexbot.store.outbox import (
     OutboxState,
     claim,
@@ -63,6 +64,30 @@ def test_statuses_round_trip_and_upsert(db: Engine) -> None:
     assert loaded["r"]["BTCUSDT"].since.tzinfo
 
 
+def test_bulk_rows_are_stored_exactly_as_sqlalchemy_stores_them(db: Engine) -> None:
+    """`execute_rows` hands values to the driver itself: the stored bytes must not differ."""
+    row = {
+        "rule_id": "r",
+        "symbol": "BTCUSDT",
+        "state": "firing",
+        "since": T0,  # whole seconds: where a naive driver format differs
+        "baseline": 1.5,
+        "last_notified": None,
+        "seq": 2,
+        "last_reason": "fired",
+    }
+    with db.begin() as conn:
+        conn.execute(insert(alert_state), [row])
+        execute_rows(conn, insert(alert_state), alert_state, [{**row, "symbol": "ETHUSDT"}])
+    with db.connect() as conn:  # raw text: what a SQLite string comparison would see
+        stored = conn.exec_driver_sql(
+            "SELECT symbol, CAST(since AS TEXT), baseline, last_notified FROM alert_state"
+        ).all()
+    by_symbol = {r[0]: r[1:] for r in stored}
+    assert by_symbol["ETHUSDT"] == by_symbol["BTCUSDT"]
+    assert by_symbol["ETHUSDT"][1:] == (1.5, None)
+
+
 def test_forget_rules_drops_only_their_statuses(db: Engine) -> None:
     with db.begin() as conn:
         save_statuses(conn, {("a", "X"): AlertStatus(), ("b", "X"): AlertStatus()})
@@ -97,9 +122,9 @@ def test_enqueue_skips_rows_that_already_exist(db: Engine) -> None:
         first = enqueue(conn, [(_event(), ["desk", "me"])], now=T0)
         again = enqueue(conn, [(_event(), ["desk", "me", "tty"])], now=T0)
         next_seq = enqueue(conn, [(_event(seq=2), ["desk"])], now=T0)
-    assert len(first) == 2
-    assert len(again) == 1  # only tty is new
-    assert len(next_seq) == 1
+    assert first == 2
+    assert again == 1  # only tty is new
+    assert next_seq == 1
     with db.connect() as conn:
         assert conn.execute(select(func.count()).select_from(outbox)).scalar() == 4
 
@@ -183,7 +208,7 @@ def test_a_cycle_commits_statuses_snapshot_and_outbox_together(db: Engine) -> No
     p = _pipeline(db)
     p.run(bundle(snapshot(99, hvl=100)), now=T0)
     report = p.run(bundle(snapshot(101, hvl=100)), now=T0 + timedelta(seconds=30))
-    assert len(report.enqueued) == 1
+    assert report.enqueued == 1
     with db.connect() as conn:
         status = load_statuses(conn)["hvl-cross"]["BTCUSDT"]
         last = load_last_bundle(conn)
@@ -215,17 +240,17 @@ def test_a_crash_before_commit_loses_nothing_and_the_rerun_enqueues_once(db: Eng
         assert load_statuses(conn)["hvl-cross"]["BTCUSDT"].seq == 0
     # The restarted cycle sees the same data and alerts exactly once.
     again = Pipeline(db, p.rules).run(crossing, now=T0 + timedelta(seconds=31))
-    assert len(again.enqueued) == 1
-    assert Pipeline(db, p.rules).run(crossing, now=T0 + timedelta(seconds=32)).enqueued == ()
+    assert again.enqueued == 1
+    assert Pipeline(db, p.rules).run(crossing, now=T0 + timedelta(seconds=32)).enqueued == 0
 
 
 def test_rerunning_a_committed_cycle_enqueues_nothing_new(db: Engine) -> None:
     p = _pipeline(db)
     p.run(bundle(snapshot(99, hvl=100)), now=T0)
     crossing = bundle(snapshot(101, hvl=100))
-    assert len(p.run(crossing, now=T0 + timedelta(seconds=30)).enqueued) == 1
+    assert p.run(crossing, now=T0 + timedelta(seconds=30)).enqueued == 1
     fresh = Pipeline(db, p.rules)  # a restarted process
-    assert fresh.run(crossing, now=T0 + timedelta(seconds=60)).enqueued == ()
+    assert fresh.run(crossing, now=T0 + timedelta(seconds=60)).enqueued == 0
     with db.connect() as conn:
         assert conn.execute(select(func.count()).select_from(outbox)).scalar() == 1
 

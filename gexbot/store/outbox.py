@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, delete, func, or_, select, update
 
 from gexbot.core.events import AlertEvent
-from gexbot.store.dialect import insert
+from gexbot.store.dialect import execute_rows, insert
 from gexbot.store.tables import outbox
 
 MAX_ERROR_CHARS = 500
@@ -52,12 +52,11 @@ def enqueue(
     items: Iterable[tuple[AlertEvent, Sequence[str]]],
     *,
     now: datetime,
-) -> list[int]:
-    """Insert one row per event and channel; returns the ids actually inserted.
+) -> int:
+    """Insert one row per event and channel; returns how many were actually inserted.
 
     A row that already exists (same alert key, sequence and channel) is skipped: re-running a
-    cycle after a crash enqueues nothing twice. RETURNING tells what was inserted (rowcount
-    is -1 on psycopg for this statement).
+    cycle after a crash enqueues nothing twice.
     """
     rows = [
         {
@@ -73,10 +72,7 @@ def enqueue(
         for event, channels in items
         for channel in dict.fromkeys(channels)
     ]
-    if not rows:
-        return []
-    stmt = insert(conn, outbox).on_conflict_do_nothing().returning(outbox.c.id)
-    return [row.id for row in conn.execute(stmt, rows)]
+    return execute_rows(conn, insert(conn, outbox).on_conflict_do_nothing(), outbox, rows)
 
 
 def _claimable(now: datetime) -> Any:

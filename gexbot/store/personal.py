@@ -14,10 +14,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, select, update
+from sqlalchemy import Connection, Row, bindparam, func, select, update
 
 from gexbot.core.personal import AlertRequest, AlertSyntaxError, PersonalAlert, parse_alert
-from gexbot.store.dialect import insert
+from gexbot.store.dialect import execute_rows, insert
 from gexbot.store.states import forget_rules
 from gexbot.store.tables import personal_alerts, revisions
 
@@ -210,12 +210,10 @@ def resume_chat(conn: Connection, platform: str, chat_id: str) -> int:
 
 def mark_fired(conn: Connection, ids: Sequence[int], *, now: datetime) -> None:
     """Record when alerts last fired (no revision: it changes nothing the leader evaluates)."""
-    if ids:
-        conn.execute(
-            update(personal_alerts)
-            .where(personal_alerts.c.id.in_(list(ids)))
-            .values(last_fired=now)
-        )
+    # One statement per id, compiled once: an IN list of a cycle's hundreds of ids is a new
+    # statement every cycle.
+    stmt = update(personal_alerts).where(personal_alerts.c.id == bindparam("alert_id"))
+    execute_rows(conn, stmt, personal_alerts, [{"last_fired": now, "alert_id": i} for i in ids])
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from sqlalchemy import Connection, delete, select
 
 from gexbot.core.alert import AlertState, AlertStatus, NotifyReason, StatusBook, StatusKey
-from gexbot.store.dialect import insert
+from gexbot.store.dialect import execute_rows, insert
 from gexbot.store.tables import alert_state
 
 
@@ -51,7 +51,7 @@ def save_statuses(conn: Connection, changed: Mapping[StatusKey, AlertStatus]) ->
             for c in ("state", "since", "baseline", "last_notified", "seq", "last_reason")
         },
     )
-    conn.execute(stmt, rows)
+    execute_rows(conn, stmt, alert_state, rows)
     return len(rows)
 
 
