@@ -85,9 +85,20 @@ def build_notifiers(settings: Settings, *, console: Console | None = None) -> di
             request=HTTPXRequest(connection_pool_size=16),
         )
         out["telegram"] = TelegramNotifier(bot, pacer=pacer)
+    if settings.discord_bot_token is not None:
+        out["discord"] = build_discord_notifier(settings)
     if settings.webhooks:
         out["webhook"] = build_webhook_notifier(settings)
     return out
+
+
+def build_discord_notifier(settings: Settings) -> Notifier:
+    """discord.py's HTTP client on `GEXBOT_DISCORD_API_URL`, logged in on first use."""
+    from gexbot.adapters.discord import DiscordNotifier, DiscordRest, use_api
+
+    assert settings.discord_bot_token is not None  # noqa: S101 - the caller checked
+    use_api(settings.discord_api_url)
+    return DiscordNotifier(DiscordRest(settings.discord_bot_token.get_secret_value()))
 
 
 def build_webhook_notifier(settings: Settings) -> Notifier:

@@ -19,6 +19,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from gexbot.core.rulefile import SNOWFLAKE
 from gexbot.core.rules import webhook_env, webhook_key
 from gexbot.core.symbols import SUPPORTED_SYMBOLS, normalize_symbol, suggest_symbol
 
@@ -131,6 +132,12 @@ class Settings(BaseSettings):
     telegram_api_url: str = "https://api.telegram.org/bot"
     telegram_allowed_users: Annotated[list[int], NoDecode] = Field(default_factory=list)
     telegram_poll_timeout: float = Field(25.0, gt=0, le=50)
+    discord_bot_token: SecretStr | None = None
+    discord_api_url: str = "https://discord.com/api/v10"
+    discord_application_id: str | None = None
+    discord_public_key: str | None = None
+    discord_allowed_users: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    discord_gateway: bool = False
     chat_alerts_per_chat: int = Field(25, ge=0, le=10_000)
     http_port: int = Field(0, ge=0, le=65535)
     http_host: str = "127.0.0.1"
@@ -172,6 +179,9 @@ class Settings(BaseSettings):
         "slack_app_token",
         "slack_signing_secret",
         "telegram_bot_token",
+        "discord_bot_token",
+        "discord_application_id",
+        "discord_public_key",
         mode="before",
     )
     @classmethod
@@ -202,12 +212,36 @@ class Settings(BaseSettings):
             return None
         return value
 
-    @field_validator("telegram_allowed_users", "slack_allowed_users", mode="before")
+    @field_validator("discord_application_id")
+    @classmethod
+    def _snowflake(cls, value: str | None) -> str | None:
+        if value is not None and not SNOWFLAKE.match(value.strip()):
+            raise ValueError("a Discord id: 17 to 20 digits")
+        return value.strip() if value is not None else None
+
+    @field_validator("discord_public_key")
+    @classmethod
+    def _ed25519_hex(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", value.strip()):
+            raise ValueError("the application's public key: 64 hex digits (developer portal)")
+        return value.strip().lower() if value is not None else None
+
+    @field_validator("discord_allowed_users")
+    @classmethod
+    def _discord_users(cls, value: list[str]) -> list[str]:
+        bad = [v for v in value if not SNOWFLAKE.match(v)]
+        if bad:
+            raise ValueError(f"Discord user ids are 17 to 20 digits (got {', '.join(bad)})")
+        return value
+
+    @field_validator(
+        "telegram_allowed_users", "slack_allowed_users", "discord_allowed_users", mode="before"
+    )
     @classmethod
     def _split_users(cls, value: Any) -> Any:
         return _csv(value)
 
-    @field_validator("api_url", "slack_api_url", "telegram_api_url")
+    @field_validator("api_url", "slack_api_url", "telegram_api_url", "discord_api_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):

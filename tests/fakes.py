@@ -14,7 +14,7 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 
 class _Server:
@@ -531,3 +531,162 @@ class FakeReceiver(_Server):
         if 300 <= status < 400:
             return web.Response(status=status, headers=headers)
         return web.json_response({"status": status}, status=status, headers=headers)
+
+
+@dataclass
+class DiscordPost:
+    path: str  # after the API base: /channels/ID/messages, /webhooks/APP/TOKEN/messages/@original
+    method: str
+    payload: dict[str, Any]  # the JSON body, or a multipart body's payload_json
+    files: dict[str, bytes]  # multipart file parts by field name (files[0])
+    status: int
+    at: float  # time.monotonic() on arrival
+
+
+@dataclass
+class FakeDiscord(_Server):
+    """Discord's REST API as gexbot uses it: `/users/@me`, channel messages (JSON or multipart),
+    command registration, interaction replies and follow-ups; error bodies, rate-limit headers
+    and 429s the way Discord sends them.
+
+    `script[channel id or interaction token]` holds answers to play in order, each a status or
+    (status, body, headers); once empty, success.
+    """
+
+    token: str = "discord-bot-token"
+    application_id: str = "111111111111111111"
+    posts: list[DiscordPost] = field(default_factory=list)
+    commands: list[list[dict[str, Any]]] = field(default_factory=list)  # each PUT's body
+    script: dict[str, deque[Any]] = field(default_factory=lambda: defaultdict(deque))
+    logins: int = 0
+    requests: int = 0  # every request, authorized or not
+    _ids: int = 1_300_000_000_000_000_000
+
+    def __post_init__(self) -> None:
+        _Server.__init__(self)
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/api/v10"
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/api/v10/users/@me", self._me)
+        app.router.add_post("/api/v10/channels/{target}/messages", self._message)
+        app.router.add_put("/api/v10/applications/{app}/commands", self._commands)
+        app.router.add_patch("/api/v10/webhooks/{app}/{target}/messages/@original", self._message)
+        app.router.add_post("/api/v10/webhooks/{app}/{target}", self._message)
+        return app
+
+    def to(self, target: str) -> list[DiscordPost]:
+        """Messages accepted for a channel or an interaction token."""
+        return [p for p in self.posts if f"/{target}/" in f"{p.path}/" and p.status < 300]
+
+    def _next_id(self) -> str:
+        self._ids += 1
+        return str(self._ids)
+
+    @staticmethod
+    def _headers(bucket: str) -> dict[str, str]:
+        # Sent on every answer, as Discord does; discord.py keys its buckets on them.
+        return {
+            "X-RateLimit-Limit": "5",
+            "X-RateLimit-Remaining": "4",
+            "X-RateLimit-Reset-After": "1.0",
+            "X-RateLimit-Reset": f"{time.time() + 1:.3f}",
+            "X-RateLimit-Bucket": bucket,
+            "Via": "1.1 google",  # discord.py reads a 429 without it as a Cloudflare ban
+        }
+
+    def _authorized(self, request: web.Request) -> bool:
+        self.requests += 1
+        return request.headers.get("Authorization") == f"Bot {self.token}"
+
+    @staticmethod
+    def _error(status: int, code: int, message: str, headers: dict[str, str]) -> web.Response:
+        return _discord_json({"message": message, "code": code}, status=status, headers=headers)
+
+    async def _me(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._error(401, 0, "401: Unauthorized", {"Via": "1.1 google"})
+        self.logins += 1
+        return _discord_json(
+            {
+                "id": "222222222222222222",
+                "username": "gexbot",
+                "discriminator": "0",
+                "bot": True,
+                "avatar": None,
+                "global_name": None,
+            }
+        )
+
+    async def _commands(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._error(401, 0, "401: Unauthorized", {"Via": "1.1 google"})
+        body = await request.json()
+        self.commands.append(body)
+        return _discord_json([{**c, "id": self._next_id()} for c in body])
+
+    async def _message(self, request: web.Request) -> web.Response:
+        target = request.match_info["target"]
+        headers = self._headers(f"bucket-{request.method}-{request.path.split('/')[3]}")
+        is_webhook = request.path.startswith("/api/v10/webhooks/")
+        if not is_webhook and not self._authorized(request):
+            return self._error(401, 0, "401: Unauthorized", headers)
+        payload: dict[str, Any] = {}
+        files: dict[str, bytes] = {}
+        if request.content_type.startswith("multipart/"):
+            reader = await request.multipart()
+            async for part in reader:
+                if not isinstance(part, BodyPartReader):
+                    continue
+                data = await part.read()
+                if part.name == "payload_json":
+                    payload = json.loads(data)
+                elif part.name:
+                    files[part.name] = bytes(data)
+        else:
+            payload = await request.json()
+        queue = self.script[target]
+        answer = queue.popleft() if queue else 200
+        status, body, extra = (answer, None, {}) if isinstance(answer, int) else answer
+        path = request.path.removeprefix("/api/v10")
+        self.posts.append(
+            DiscordPost(path, request.method, payload, files, status, time.monotonic())
+        )
+        if status == 429:
+            retry = float((body or {}).get("retry_after", 1.0))
+            body = {
+                "message": "You are being rate limited.",
+                "retry_after": retry,
+                "global": False,
+                **(body or {}),
+            }
+            headers = {
+                **headers,
+                "Retry-After": str(max(1, round(retry))),
+                "X-RateLimit-Scope": "user",
+                "X-RateLimit-Remaining": "0",
+            }
+        if status >= 300:
+            return _discord_json(
+                body or {"message": "error", "code": 0}, status=status, headers={**headers, **extra}
+            )
+        return _discord_json(
+            {"id": self._next_id(), "channel_id": target, "type": 0, **payload},
+            headers={**headers, **extra},
+        )
+
+
+def _discord_json(
+    data: Any, *, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    # Exactly `application/json`, no charset, as Discord sends it: discord.py parses a body
+    # as JSON only then.
+    return web.Response(
+        body=json.dumps(data).encode(),
+        status=status,
+        headers=headers,
+        content_type="application/json",
+    )

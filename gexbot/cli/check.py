@@ -11,7 +11,11 @@ from gexbot.loops.rules import load_rules
 from gexbot.settings import Settings, SettingsError, env_name, load_settings, webhook_problems
 
 #: The setting that enables each platform.
-TOKEN_SETTING = {ChannelKind.SLACK: "slack_bot_token", ChannelKind.TELEGRAM: "telegram_bot_token"}
+TOKEN_SETTING = {
+    ChannelKind.SLACK: "slack_bot_token",
+    ChannelKind.TELEGRAM: "telegram_bot_token",
+    ChannelKind.DISCORD: "discord_bot_token",
+}
 
 
 def check(console: Console, err: Console) -> int:

@@ -214,3 +214,81 @@ def slack_message(items: Sequence[Rendered]) -> tuple[str, list[dict[str, object
     if title:
         fallback = f"{title}: {fallback}"
     return fallback[:3000], blocks
+
+
+# -- Discord embeds -------------------------------------------------------------------------------
+
+DISCORD_CONTENT_LIMIT = 2000
+DISCORD_MAX_EMBEDS = 10
+DISCORD_TITLE_LIMIT = 256
+DISCORD_DESCRIPTION_LIMIT = 4096
+DISCORD_FOOTER_LIMIT = 2048
+DISCORD_EMBEDS_TOTAL = 6000  # characters over every embed of one message
+DISCORD_COLOURS = {Severity.CRITICAL: 0xE5484D, Severity.WARNING: 0xF59E0B, Severity.INFO: 0x3B82F6}
+DISCORD_RESOLVED_COLOUR = 0x22C55E
+#: Nothing in a message may ping anyone: templates and symbols are user text.
+NO_MENTIONS: dict[str, object] = {"parse": []}
+_DISCORD_MARKDOWN = str.maketrans({c: f"\\{c}" for c in "\\*_~`|"})
+
+
+def _discord_escape(text: str) -> str:
+    return text.translate(_DISCORD_MARKDOWN)
+
+
+def _cut(text: str, limit: int) -> str:
+    """At most `limit` characters, never ending in half an escape."""
+    if len(text) <= limit:
+        return text
+    head = text[: limit - 1]
+    if (len(head) - len(head.rstrip("\\"))) % 2:
+        head = head[:-1]
+    return head + "…"
+
+
+def _embed(r: Rendered) -> dict[str, object]:
+    embed: dict[str, object] = {
+        "title": _cut(_discord_escape(f"{r.marker} {r.headline}"), DISCORD_TITLE_LIMIT),
+        "color": DISCORD_RESOLVED_COLOUR
+        if r.marker == RESOLVED_MARKER
+        else DISCORD_COLOURS[r.severity],
+    }
+    body = "\n".join(_discord_escape(d) for d in r.details[:-1])
+    if body:
+        embed["description"] = _cut(body, DISCORD_DESCRIPTION_LIMIT)
+    if r.details:
+        embed["footer"] = {"text": _cut(r.details[-1], DISCORD_FOOTER_LIMIT)}  # plain text
+    if r.event is not None and r.event.computed_at is not None:
+        embed["timestamp"] = r.event.computed_at.isoformat()  # the data time, shown local
+    return embed
+
+
+def _embed_size(embed: dict[str, object]) -> int:
+    footer = embed.get("footer")
+    footer_text = footer.get("text", "") if isinstance(footer, dict) else ""
+    return sum(len(str(embed.get(k, ""))) for k in ("title", "description")) + len(footer_text)
+
+
+def discord_message(items: Sequence[Rendered]) -> dict[str, object]:
+    """One Discord message body: an embed per alert (colour by severity, the data time), a
+    plain `content` fallback, and mentions disabled, within Discord's limits."""
+    embeds: list[dict[str, object]] = []
+    budget = DISCORD_EMBEDS_TOTAL
+    for r in items:
+        embed = _embed(r)
+        size = _embed_size(embed)
+        if len(embeds) == DISCORD_MAX_EMBEDS - 1 and len(items) > DISCORD_MAX_EMBEDS:
+            break  # the last slot says how many more
+        if size > budget:
+            break
+        embeds.append(embed)
+        budget -= size
+    if len(embeds) < len(items):
+        embeds.append({"title": f"… and {len(items) - len(embeds)} more", "color": 0x6B7280})
+    title = _title(items)
+    lines = "; ".join(f"{r.marker} {r.headline}" for r in items)
+    content = _discord_escape(f"{title}: {lines}" if title else lines)
+    return {
+        "content": _cut(content, DISCORD_CONTENT_LIMIT),
+        "embeds": embeds,
+        "allowed_mentions": NO_MENTIONS,
+    }

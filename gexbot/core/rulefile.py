@@ -72,6 +72,8 @@ SymbolsField = Annotated[
 LEVEL_NAMES = tuple(level.value for level in Level)
 #: Slack channel names (lowercase, up to 80 chars, optional #) or conversation ids (C…, G…, D…).
 _SLACK_TARGET = re.compile(r"^(#?[a-z0-9][a-z0-9._-]{0,79}|[CGD][A-Z0-9]{8,})$")
+#: Discord ids (channels, users, applications): snowflakes, 64-bit integers as 17–20 digits.
+SNOWFLAKE = re.compile(r"^[0-9]{17,20}$")
 
 
 class _Spec(BaseModel):
@@ -79,10 +81,13 @@ class _Spec(BaseModel):
 
 
 class ChannelSpec(_Spec):
-    """A destination: exactly one of slack, telegram, console or webhook."""
+    """A destination: exactly one of slack, telegram, discord, console or webhook."""
 
     slack: str | None = Field(None, description="Slack channel name (#gex-alerts) or id.")
     telegram: int | str | None = Field(None, description="Telegram chat id (a DM or a group).")
+    discord: str | int | None = Field(
+        None, description='Discord channel id, 17 to 20 digits ("123456789012345678").'
+    )
     console: bool | None = Field(None, description="Print to the bot's console.")
     webhook: str | None = Field(
         None,
@@ -92,10 +97,12 @@ class ChannelSpec(_Spec):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ChannelSpec:
-        kinds = ("slack", "telegram", "console", "webhook")
+        kinds = ("slack", "telegram", "discord", "console", "webhook")
         chosen = [k for k in kinds if getattr(self, k) is not None]
         if len(chosen) != 1:
-            raise ValueError("a channel needs exactly one of slack, telegram, console or webhook")
+            raise ValueError(
+                "a channel needs exactly one of slack, telegram, discord, console or webhook"
+            )
         return self
 
 
@@ -406,6 +413,15 @@ def _channels(ctx: _Ctx, raw: Any) -> dict[str, tuple[Channel, Location]]:
                 ctx.at(("channels", name, "telegram"), "a Telegram chat id is a number")
                 continue
             channel = Channel(str(name), ChannelKind.TELEGRAM, str(spec.telegram))
+        elif spec.discord is not None:
+            if not SNOWFLAKE.match(str(spec.discord)):
+                ctx.at(
+                    ("channels", name, "discord"),
+                    'a Discord channel id is 17 to 20 digits, quoted: "123456789012345678" '
+                    "(Developer Mode, right-click the channel, Copy Channel ID)",
+                )
+                continue
+            channel = Channel(str(name), ChannelKind.DISCORD, str(spec.discord))
         elif spec.webhook is not None:
             channel = Channel(str(name), ChannelKind.WEBHOOK, spec.webhook)
         else:

@@ -130,6 +130,7 @@ class ChannelKind(StrEnum):
     TELEGRAM = "telegram"
     CONSOLE = "console"
     WEBHOOK = "webhook"  # a signed JSON POST to GEXBOT_WEBHOOK_<NAME>_URL
+    DISCORD = "discord"
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +139,8 @@ class Channel:
 
     name: str
     kind: ChannelKind
-    target: str  # Slack channel name or id, Telegram chat id, "console", or a webhook's NAME
+    # Slack channel name or id, Telegram chat id, Discord channel id, "console", a webhook's NAME
+    target: str
 
 
 @dataclass(frozen=True, slots=True)
