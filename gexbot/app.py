@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from gexbot.adapters.notify import Notifier
     from gexbot.charts.cache import ChartCache
+    from gexbot.chat.discord import DiscordCommands
     from gexbot.chat.service import ChatService
     from gexbot.chat.slack import SlackCommands
     from gexbot.chat.telegram import TelegramCommands
@@ -243,6 +244,36 @@ def build_slack_commands(
     )
 
 
+def build_discord_commands(settings: Settings, service: ChatService) -> DiscordCommands | None:
+    """Discord's `/gex`: registered with the application id, answered on the Interactions
+    endpoint (public key) and/or over the Gateway; None when none of these is set."""
+    wanted = (
+        settings.discord_application_id or settings.discord_public_key or settings.discord_gateway
+    )
+    if not wanted or settings.discord_bot_token is None:
+        return None  # `gexbot check` and the start refuse a half configuration
+    from gexbot.adapters.discord import DiscordRest, use_api
+    from gexbot.chat.discord import DiscordCommands, DiscordInteractions
+
+    use_api(settings.discord_api_url)
+    token = settings.discord_bot_token.get_secret_value()
+    rest = DiscordRest(token)
+    interactions = None
+    if settings.discord_public_key is not None:
+        interactions = DiscordInteractions(
+            service,
+            rest,
+            public_key=settings.discord_public_key,
+            allowed_users=settings.discord_allowed_users,
+            wall_clock=epoch,
+        )
+    return DiscordCommands(
+        rest,
+        application_id=settings.discord_application_id,
+        interactions=interactions,
+    )
+
+
 def build_charts(
     settings: Settings,
     client: BackQuantClient,
@@ -371,6 +402,11 @@ async def compose(
 
                     secret = settings.slack_signing_secret.get_secret_value()
                     http_routes.append(SlackEndpoint(slack_commands, secret).add_routes)
+            discord_commands = build_discord_commands(settings, chat)
+            if discord_commands is not None:
+                chat_loops.append(discord_commands.run)
+                if discord_commands.interactions is not None:
+                    http_routes.append(discord_commands.interactions.add_routes)
             yield build_service(
                 settings,
                 engine=engine,

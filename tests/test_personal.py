@@ -263,7 +263,7 @@ def test_a_personal_alert_goes_to_its_chat_only_and_once_deletes_it(db: Engine) 
     assert isinstance(mine, PersonalAlert)
     assert isinstance(theirs, PersonalAlert)
     pipeline.run(_market(79600, 1), now=T0 + timedelta(minutes=1))  # the alerts' baselines
-    assert pipeline.personal_counts() == {"telegram": 2, "slack": 0}
+    assert pipeline.personal_counts() == {"telegram": 2, "slack": 0, "discord": 0}
     report = pipeline.run(_market(80400, 2), now=T0 + timedelta(minutes=2))
 
     sent = {(e.rule_id, e.once) for e in report.events}
@@ -282,7 +282,7 @@ def test_a_personal_alert_goes_to_its_chat_only_and_once_deletes_it(db: Engine) 
         states = {r.rule_id for r in conn.execute(select(alert_state.c.rule_id))}
     assert mine.id not in left
     assert mine.rule_id not in states
-    assert pipeline.personal_counts() == {"telegram": 1, "slack": 0}
+    assert pipeline.personal_counts() == {"telegram": 1, "slack": 0, "discord": 0}
     assert left[theirs.id].last_fired == T0 + timedelta(minutes=2)
     # Back down and up again: only the desk rule and the lasting alert can fire now.
     pipeline.run(_market(79500, 3), now=T0 + timedelta(minutes=3))

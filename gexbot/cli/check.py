@@ -61,6 +61,7 @@ def startup_problems(settings: Settings, *, need_key: bool) -> tuple[list[str], 
     else:
         problems.extend(channel_problems(settings, ruleset))
     problems.extend(slack_endpoint_problems(settings))
+    problems.extend(discord_command_problems(settings))
     return problems, ruleset
 
 
@@ -100,4 +101,20 @@ def slack_endpoint_problems(settings: Settings) -> list[str]:
         )
     if settings.slack_bot_token is None:
         problems.append(f"{var}: Slack commands also need {env_name('slack_bot_token')}")
+    return problems
+
+
+def discord_command_problems(settings: Settings) -> list[str]:
+    """Discord commands need the bot token (replies and registration go through it), and the
+    Interactions endpoint a port."""
+    problems = []
+    token = env_name("discord_bot_token")
+    for field in ("discord_public_key", "discord_application_id", "discord_gateway"):
+        if getattr(settings, field) and settings.discord_bot_token is None:
+            problems.append(f"{env_name(field)}: Discord commands also need {token}")
+    if settings.discord_public_key is not None and settings.http_port == 0:
+        problems.append(
+            f"{env_name('discord_public_key')}: the Discord Interactions endpoint needs "
+            f"{env_name('http_port')} (it is 0, off)"
+        )
     return problems

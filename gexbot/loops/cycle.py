@@ -44,7 +44,7 @@ from gexbot.store.states import forget_rules, load_statuses, save_statuses
 
 log = logging.getLogger(__name__)
 
-PLATFORMS = ("telegram", "slack")  # where personal alerts can be made
+PLATFORMS = ("telegram", "slack", "discord")  # where personal alerts can be made
 LARGE_LOAD = 1_000  # alerts or statuses taken in at once, beyond which the cache is frozen
 
 

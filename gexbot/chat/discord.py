@@ -1,0 +1,223 @@
+"""Discord `/gex` commands over the Interactions endpoint: `POST /discord/interactions`.
+
+Discord POSTs each slash command to this URL and wants an answer within 3 seconds. Every
+request must carry an Ed25519 signature (`X-Signature-Ed25519`) by the application's key over
+`X-Signature-Timestamp + body`, checked with PyNaCl against GEXBOT_DISCORD_PUBLIC_KEY, and a
+timestamp less than five minutes old; anything else gets 401 and is never parsed (Discord
+itself sends bad signatures to check this). A PING gets a PONG.
+
+Answers are ephemeral (only the asker sees them). One that is not ready within ANSWER_WITHIN
+is deferred ("thinking…") and the reply edited in when it is; a chart follows as a file. With
+GEXBOT_DISCORD_ALLOWED_USERS set, anyone else gets a private refusal and no data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from aiohttp import web
+from discord.http import Route
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
+
+from gexbot.adapters.discord import DiscordRest, file_form
+from gexbot.adapters.notify import DeliveryError
+from gexbot.chat.service import REFUSAL, Reply
+from gexbot.core.discord_commands import (
+    EPHEMERAL,
+    NO_MENTIONS,
+    InteractionType,
+    Invocation,
+    ResponseType,
+    read_invocation,
+    registration,
+    reply_data,
+)
+from gexbot.loops.waits import Background
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 64 * 1024
+MAX_AGE = 300.0  # seconds a signed request stays valid
+ANSWER_WITHIN = 2.0  # seconds before the answer is deferred (Discord's limit is 3)
+
+
+class Answerer(Protocol):
+    """What answers a command line (the ChatService)."""
+
+    async def answer(self, text: str, *, platform: str, chat_id: str, user: str) -> Reply:
+        """The reply; never raises for bad input."""
+        ...
+
+
+class DiscordInteractions:
+    """The Interactions endpoint, bound to one ChatService."""
+
+    def __init__(
+        self,
+        service: Answerer,
+        rest: DiscordRest,
+        *,
+        public_key: str,
+        allowed_users: Sequence[str] = (),
+        wall_clock: Callable[[], float],
+        answer_within: float = ANSWER_WITHIN,
+    ) -> None:
+        self._service = service
+        self._rest = rest
+        self._key = VerifyKey(bytes.fromhex(public_key))
+        self._allowed = frozenset(allowed_users)  # empty: every member
+        self._clock = wall_clock
+        self._answer_within = answer_within
+        # Edits, follow-ups and charts run after the 3 s answer and never hold up the next.
+        self.background = Background(log, "Discord command handling")
+
+    def add_routes(self, app: web.Application) -> None:
+        """Mount `/discord/interactions` on `app`."""
+        app.router.add_post("/discord/interactions", self._route)
+
+    def verified(self, body: bytes, timestamp: str, signature: str) -> bool:
+        """Whether `body` was signed by the application's key, less than MAX_AGE ago."""
+        if not timestamp.isdigit() or abs(self._clock() - int(timestamp)) > MAX_AGE:
+            return False
+        try:
+            self._key.verify(timestamp.encode() + body, bytes.fromhex(signature))
+        except (BadSignatureError, ValueError):
+            return False
+        return True
+
+    async def _route(self, request: web.Request) -> web.Response:
+        if (request.content_length or 0) > MAX_BODY:
+            return web.Response(status=413, text="too large")
+        body = await request.read()
+        timestamp = request.headers.get("X-Signature-Timestamp", "")
+        signature = request.headers.get("X-Signature-Ed25519", "")
+        if not self.verified(body, timestamp, signature):
+            log.warning("refused a Discord request with a missing, stale or wrong signature")
+            return web.Response(status=401, text="invalid request signature")
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            return web.Response(status=400, text="not JSON")
+        if not isinstance(payload, dict):
+            return web.Response(status=400, text="not a JSON object")
+        kind = payload.get("type")
+        if kind == InteractionType.PING:
+            return web.json_response({"type": ResponseType.PONG})
+        invocation = (
+            read_invocation(payload) if kind == InteractionType.APPLICATION_COMMAND else None
+        )
+        if invocation is None:
+            return web.Response(status=400, text="not a /gex command")
+        return web.json_response(await self.respond(invocation))
+
+    async def respond(self, inv: Invocation) -> dict[str, Any]:
+        """The interaction response: the answer, or a deferral when it takes longer."""
+        if self._allowed and inv.user not in self._allowed:
+            log.warning(
+                "refused a command from Discord user %s (not in GEXBOT_DISCORD_ALLOWED_USERS)",
+                inv.user,
+            )
+            return {"type": ResponseType.MESSAGE, "data": reply_data(REFUSAL, monospace=False)}
+        task = asyncio.create_task(
+            self._service.answer(inv.text, platform="discord", chat_id=inv.channel, user=inv.user)
+        )
+        done, _ = await asyncio.wait({task}, timeout=self._answer_within)
+        if done:
+            reply = task.result()
+            self.background.start(self._chart(inv, reply))
+            return {
+                "type": ResponseType.MESSAGE,
+                "data": reply_data(reply.text, monospace=reply.monospace),
+            }
+        self.background.start(self._finish(inv, task))
+        return {"type": ResponseType.DEFERRED, "data": {"flags": EPHEMERAL}}
+
+    async def _finish(self, inv: Invocation, task: asyncio.Task[Reply]) -> None:
+        """The deferred answer, edited into the "thinking…" message; then the chart."""
+        reply = await task
+        route = Route(
+            "PATCH",
+            "/webhooks/{webhook_id}/{webhook_token}/messages/@original",
+            webhook_id=inv.application_id,
+            webhook_token=inv.token,
+        )
+        try:
+            await self._rest.request(
+                route, "discord reply", json=reply_data(reply.text, monospace=reply.monospace)
+            )
+        except DeliveryError as exc:
+            log.warning("Discord reply edit failed (%s)", exc)
+            return
+        await self._chart(inv, reply)
+
+    async def _chart(self, inv: Invocation, reply: Reply) -> None:
+        """The chart after the text, as an ephemeral follow-up with the file."""
+        png = await reply.chart() if reply.chart is not None else None
+        if png is None:
+            return
+        payload = {
+            "flags": EPHEMERAL,
+            "embeds": [{"title": "GEX levels", "image": {"url": "attachment://levels.png"}}],
+            "allowed_mentions": NO_MENTIONS,
+        }
+        route = Route(
+            "POST",
+            "/webhooks/{webhook_id}/{webhook_token}",
+            webhook_id=inv.application_id,
+            webhook_token=inv.token,
+        )
+        try:
+            await self._rest.request(
+                route, "discord chart", form=file_form(payload, png, "levels.png")
+            )
+        except DeliveryError as exc:  # the text reply went out already; the chart is extra
+            log.warning("Discord chart follow-up failed (%s)", exc)
+
+    async def close(self) -> None:
+        """Let replies in flight finish (bounded)."""
+        await self.background.drain()
+
+
+async def register_commands(rest: DiscordRest, application_id: str) -> bool:
+    """Register `/gex` and its sub-commands (a bulk overwrite: the same body twice changes
+    nothing); False when Discord refused, logged."""
+    route = Route("PUT", "/applications/{application_id}/commands", application_id=application_id)
+    try:
+        await rest.request(route, "discord command registration", json=registration())
+    except DeliveryError as exc:
+        log.error("Discord /gex command not registered (%s)", exc)
+        return False
+    log.info("Discord /gex command registered")
+    return True
+
+
+class DiscordCommands:
+    """Discord's side of the chat loops: registers `/gex` at start, keeps the Interactions
+    endpoint's replies in flight, and closes the client at the end."""
+
+    def __init__(
+        self,
+        rest: DiscordRest,
+        *,
+        application_id: str | None,
+        interactions: DiscordInteractions | None,
+    ) -> None:
+        self._rest = rest
+        self._application_id = application_id
+        self.interactions = interactions
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Register the command (with an application id), then serve until `stop`."""
+        try:
+            if self._application_id is not None:
+                await register_commands(self._rest, self._application_id)
+            await stop.wait()
+        finally:
+            if self.interactions is not None:
+                await self.interactions.close()
+            await self._rest.close()
