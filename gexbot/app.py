@@ -244,7 +244,9 @@ def build_slack_commands(
     )
 
 
-def build_discord_commands(settings: Settings, service: ChatService) -> DiscordCommands | None:
+def build_discord_commands(
+    settings: Settings, service: ChatService, leadership: Leadership
+) -> DiscordCommands | None:
     """Discord's `/gex`: registered with the application id, answered on the Interactions
     endpoint (public key) and/or over the Gateway; None when none of these is set."""
     wanted = (
@@ -253,24 +255,27 @@ def build_discord_commands(settings: Settings, service: ChatService) -> DiscordC
     if not wanted or settings.discord_bot_token is None:
         return None  # `gexbot check` and the start refuse a half configuration
     from gexbot.adapters.discord import DiscordRest, use_api
-    from gexbot.chat.discord import DiscordCommands, DiscordInteractions
+    from gexbot.chat.discord import DiscordCommands, DiscordGateway, DiscordInteractions
 
     use_api(settings.discord_api_url)
     token = settings.discord_bot_token.get_secret_value()
     rest = DiscordRest(token)
-    interactions = None
-    if settings.discord_public_key is not None:
-        interactions = DiscordInteractions(
-            service,
-            rest,
-            public_key=settings.discord_public_key,
-            allowed_users=settings.discord_allowed_users,
-            wall_clock=epoch,
-        )
+    answers = DiscordInteractions(
+        service,
+        rest,
+        public_key=settings.discord_public_key,
+        allowed_users=settings.discord_allowed_users,
+        wall_clock=epoch,
+    )
+    gateway = None
+    if settings.discord_gateway:
+        gateway = DiscordGateway(answers, rest, token, leader=leadership.is_leader)
     return DiscordCommands(
         rest,
         application_id=settings.discord_application_id,
-        interactions=interactions,
+        answers=answers,
+        endpoint=settings.discord_public_key is not None,
+        gateway=gateway,
     )
 
 
@@ -402,7 +407,7 @@ async def compose(
 
                     secret = settings.slack_signing_secret.get_secret_value()
                     http_routes.append(SlackEndpoint(slack_commands, secret).add_routes)
-            discord_commands = build_discord_commands(settings, chat)
+            discord_commands = build_discord_commands(settings, chat, leadership)
             if discord_commands is not None:
                 chat_loops.append(discord_commands.run)
                 if discord_commands.interactions is not None:

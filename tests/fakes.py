@@ -14,7 +14,7 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, WSMsgType, web
 
 
 class _Server:
@@ -560,6 +560,9 @@ class FakeDiscord(_Server):
     script: dict[str, deque[Any]] = field(default_factory=lambda: defaultdict(deque))
     logins: int = 0
     requests: int = 0  # every request, authorized or not
+    identified: int = 0  # Gateway sessions the token opened
+    gateways: list[web.WebSocketResponse] = field(default_factory=list)  # open, identified
+    _seq: int = 0
     _ids: int = 1_300_000_000_000_000_000
 
     def __post_init__(self) -> None:
@@ -576,7 +579,109 @@ class FakeDiscord(_Server):
         app.router.add_put("/api/v10/applications/{app}/commands", self._commands)
         app.router.add_patch("/api/v10/webhooks/{app}/{target}/messages/@original", self._message)
         app.router.add_post("/api/v10/webhooks/{app}/{target}", self._message)
+        app.router.add_post("/api/v10/interactions/{iid}/{target}/callback", self._message)
+        app.router.add_get("/api/v10/gateway/bot", self._gateway_bot)
+        app.router.add_get("/api/v10/oauth2/applications/@me", self._application)
+        app.router.add_get("/gateway", self._gateway)
         return app
+
+    # -- the Gateway: HELLO, IDENTIFY checked, READY, heartbeats, then pushed events ----------
+
+    async def _application(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return _discord_json({"message": "401: Unauthorized", "code": 0}, status=401)
+        owner = {
+            "id": "666666666666666666",
+            "username": "desk",
+            "discriminator": "0",
+            "avatar": None,
+            "global_name": None,
+        }
+        return _discord_json(
+            {
+                "id": self.application_id,
+                "name": "gexbot",
+                "description": "",
+                "icon": None,
+                "bot_public": False,
+                "bot_require_code_grant": False,
+                "verify_key": "00" * 32,
+                "owner": owner,
+                "flags": 0,
+            }
+        )
+
+    async def _gateway_bot(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return _discord_json({"message": "401: Unauthorized", "code": 0}, status=401)
+        return _discord_json(
+            {
+                "url": self.url.replace("http://", "ws://") + "/gateway",
+                "shards": 1,
+                "session_start_limit": {
+                    "total": 1000,
+                    "remaining": 1000,
+                    "reset_after": 0,
+                    "max_concurrency": 1,
+                },
+            }
+        )
+
+    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_json({"op": 10, "d": {"heartbeat_interval": 41250}})
+        try:
+            async for msg in ws:
+                if msg.type is not WSMsgType.TEXT:
+                    continue
+                frame = json.loads(msg.data)
+                if frame.get("op") == 1:  # heartbeat
+                    await ws.send_json({"op": 11})
+                elif frame.get("op") == 2:  # identify
+                    if frame["d"].get("token") != self.token:
+                        await ws.close(code=4004, message=b"Authentication failed.")
+                        break
+                    self.identified += 1
+                    self.gateways.append(ws)
+                    self._seq += 1
+                    await ws.send_json(
+                        {
+                            "op": 0,
+                            "t": "READY",
+                            "s": self._seq,
+                            "d": {
+                                "v": 10,
+                                "user": {
+                                    "id": "222222222222222222",
+                                    "username": "gexbot",
+                                    "discriminator": "0",
+                                    "bot": True,
+                                    "avatar": None,
+                                    "global_name": None,
+                                },
+                                "guilds": [],
+                                "private_channels": [],
+                                "relationships": [],
+                                "session_id": f"session-{self.identified}",
+                                "resume_gateway_url": self.url.replace("http://", "ws://")
+                                + "/gateway",
+                                "application": {"id": self.application_id, "flags": 0},
+                            },
+                        }
+                    )
+        finally:
+            if ws in self.gateways:
+                self.gateways.remove(ws)
+        return ws
+
+    async def push_interaction(self, payload: dict[str, Any]) -> int:
+        """Dispatch INTERACTION_CREATE on every identified Gateway session; how many."""
+        event = {"version": 1, "attachment_size_limit": 26214400, **payload}
+        for ws in list(self.gateways):
+            self._seq += 1
+            await ws.send_json({"op": 0, "t": "INTERACTION_CREATE", "s": self._seq, "d": event})
+        return len(self.gateways)
 
     def to(self, target: str) -> list[DiscordPost]:
         """Messages accepted for a channel or an interaction token."""
@@ -631,7 +736,8 @@ class FakeDiscord(_Server):
     async def _message(self, request: web.Request) -> web.Response:
         target = request.match_info["target"]
         headers = self._headers(f"bucket-{request.method}-{request.path.split('/')[3]}")
-        is_webhook = request.path.startswith("/api/v10/webhooks/")
+        # Interaction replies are authorized by their token, not the bot's.
+        is_webhook = request.path.startswith(("/api/v10/webhooks/", "/api/v10/interactions/"))
         if not is_webhook and not self._authorized(request):
             return self._error(401, 0, "401: Unauthorized", headers)
         payload: dict[str, Any] = {}

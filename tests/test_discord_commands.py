@@ -16,7 +16,7 @@ from aiohttp import web
 from nacl.signing import SigningKey
 
 from gexbot.adapters.discord import DiscordRest, use_api
-from gexbot.chat.discord import DiscordInteractions, register_commands
+from gexbot.chat.discord import DiscordGateway, DiscordInteractions, register_commands
 from gexbot.chat.service import REFUSAL, Reply
 from gexbot.core.commands import CommandName
 from gexbot.core.discord_commands import read_invocation, registration, reply_data
@@ -258,3 +258,94 @@ async def test_registration_is_a_bulk_overwrite_and_idempotent() -> None:
         await discord.stop()
     first, second = discord.commands
     assert first == second == json.loads(json.dumps(registration()))
+
+
+# -- over the Gateway ---------------------------------------------------------------------------
+
+
+def _from_a_server(sub: str, interaction_id: str) -> dict[str, Any]:
+    """A command typed in a server, as the Gateway sends it (a full member object)."""
+    user = {
+        "id": TRADER,
+        "username": "trader",
+        "discriminator": "0",
+        "avatar": None,
+        "global_name": "Trader",
+    }
+    member = {
+        "user": user,
+        "roles": [],
+        "joined_at": "2026-01-01T00:00:00+00:00",
+        "deaf": False,
+        "mute": False,
+        "flags": 0,
+        "permissions": "0",
+    }
+    return {
+        **_interaction(sub),
+        "id": interaction_id,
+        "guild_id": "777777777777777777",
+        "member": member,
+    }
+
+
+async def test_the_gateway_answers_commands_on_the_leader_only() -> None:
+    discord = FakeDiscord(application_id=APP)
+    await discord.start()
+    use_api(discord.api_url)
+    rest = DiscordRest(discord.token, timeout=5)
+    answers = Answers(chart=b"\x89PNG-gw")
+    interactions = DiscordInteractions(answers, rest, public_key=None, wall_clock=time.time)
+    leading = True
+    gateway = DiscordGateway(interactions, rest, discord.token, leader=lambda: leading)
+    stop = asyncio.Event()
+    task = asyncio.create_task(gateway.run(stop))
+    try:
+        await until(lambda: discord.gateways, timeout=10, what="a Gateway session")
+        assert await discord.push_interaction(_from_a_server("levels", "900")) == 1
+        await until(lambda: discord.to("tok-levels"), timeout=10, what="the Gateway reply")
+        reply = discord.to("tok-levels")[0]
+        assert reply.path == "/interactions/900/tok-levels/callback"
+        assert reply.payload["type"] == 4
+        assert reply.payload["data"]["content"] == "```\nanswer to levels\n```"
+        assert reply.payload["data"]["flags"] == 64
+        await until(
+            lambda: any(p.files for p in discord.to("tok-levels")),
+            timeout=10,
+            what="the chart follow-up",
+        )
+        leading = False  # a standby holds no Gateway session
+        await until(lambda: not discord.gateways, timeout=10, what="the session closed")
+        assert discord.identified == 1
+        leading = True
+        await until(lambda: discord.gateways, timeout=10, what="a new session")
+        assert discord.identified == 2
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=10)
+        await interactions.close()
+        await rest.close()
+        await discord.stop()
+    assert not discord.gateways
+
+
+async def test_a_refused_token_stops_the_gateway_attempts() -> None:
+    discord = FakeDiscord(application_id=APP)
+    await discord.start()
+    use_api(discord.api_url)
+    rest = DiscordRest("wrong", timeout=5)
+    interactions = DiscordInteractions(Answers(), rest, public_key=None, wall_clock=time.time)
+    gateway = DiscordGateway(interactions, rest, "wrong", leader=lambda: True)
+    stop = asyncio.Event()
+    task = asyncio.create_task(gateway.run(stop))
+    try:
+        await until(lambda: discord.requests >= 1, timeout=10, what="one attempt")
+        await asyncio.sleep(0.5)  # long enough for a retry loop to show itself
+        assert discord.requests == 1
+        assert not task.done()  # waits for the stop, quietly
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=10)
+        await rest.close()
+        await discord.stop()
+    assert discord.identified == 0

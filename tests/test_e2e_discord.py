@@ -165,3 +165,49 @@ async def test_discord_from_the_real_process(tmp_path: Path) -> None:
         await sim.wait()
         await discord.stop()
     assert discord.token not in err.decode()
+
+
+async def test_discord_commands_over_the_gateway_from_the_real_process(tmp_path: Path) -> None:
+    """No public URL: GEXBOT_DISCORD_GATEWAY=true, a command pushed on the fake Gateway."""
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "r.yaml").write_text(RULES)
+    base = {k: v for k, v in os.environ.items() if not k.startswith("GEXBOT_")}
+    discord = FakeDiscord(application_id=APP)
+    await discord.start()
+    env = dict(
+        base,
+        GEXBOT_API_KEY="demo",
+        GEXBOT_API_URL="http://127.0.0.1:9",  # no upstream needed to answer `status`
+        GEXBOT_DATABASE_URL=f"sqlite:///{tmp_path / 'b.db'}",
+        GEXBOT_RULES=str(tmp_path / "rules"),
+        GEXBOT_DISCORD_BOT_TOKEN=discord.token,
+        GEXBOT_DISCORD_API_URL=discord.api_url,
+        GEXBOT_DISCORD_GATEWAY="true",
+        GEXBOT_DISCORD_ALLOWED_USERS=TRADER,
+    )
+    bot = await _start("run", env=env, cwd=tmp_path)
+    try:
+        await until(lambda: discord.gateways, timeout=20, what="the Gateway session")
+        user = {"id": TRADER, "username": "t", "discriminator": "0", "avatar": None}
+        # A malformed event (an id that is not a snowflake) costs a reconnect, not the bot.
+        await discord.push_interaction({**_command("rules", None, user=TRADER, token="bad")})
+        await until(lambda: discord.identified >= 2, timeout=30, what="a new Gateway session")
+        await until(lambda: discord.gateways, timeout=20, what="the session open")
+        dm = _command("rules", None, user=TRADER, token="t-rules")
+        dm.update(id="900000000000000001", member=None, user=user)  # typed in a DM
+        await discord.push_interaction(dm)
+        await until(lambda: discord.to("t-rules"), timeout=15, what="the Gateway reply")
+        (reply,) = discord.to("t-rules")
+        assert reply.path == "/interactions/900000000000000001/t-rules/callback"
+        assert "hvl-cross" in reply.payload["data"]["content"]
+        assert reply.payload["data"]["flags"] == 64
+        bot.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(bot.communicate(), timeout=20)
+        assert bot.returncode == 0
+    finally:
+        if bot.returncode is None:
+            bot.kill()
+            print((await bot.communicate())[1].decode())  # the bot's log, for the failure
+        await discord.stop()
+    assert not discord.gateways
+    assert discord.token not in err.decode()

@@ -16,11 +16,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from enum import StrEnum
 from typing import Any, Protocol
 
+import discord
+import yarl
 from aiohttp import web
+from discord.gateway import DiscordWebSocket
 from discord.http import Route
+from discord.voice_client import VoiceClient
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
@@ -37,7 +42,7 @@ from gexbot.core.discord_commands import (
     registration,
     reply_data,
 )
-from gexbot.loops.waits import Background
+from gexbot.loops.waits import Background, sleep_or_stop
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +67,15 @@ class DiscordInteractions:
         service: Answerer,
         rest: DiscordRest,
         *,
-        public_key: str,
+        public_key: str | None,
         allowed_users: Sequence[str] = (),
         wall_clock: Callable[[], float],
         answer_within: float = ANSWER_WITHIN,
     ) -> None:
         self._service = service
         self._rest = rest
-        self._key = VerifyKey(bytes.fromhex(public_key))
+        # None: commands come over the Gateway only, and the endpoint refuses everything.
+        self._key = VerifyKey(bytes.fromhex(public_key)) if public_key else None
         self._allowed = frozenset(allowed_users)  # empty: every member
         self._clock = wall_clock
         self._answer_within = answer_within
@@ -82,6 +88,8 @@ class DiscordInteractions:
 
     def verified(self, body: bytes, timestamp: str, signature: str) -> bool:
         """Whether `body` was signed by the application's key, less than MAX_AGE ago."""
+        if self._key is None:
+            return False
         if not timestamp.isdigit() or abs(self._clock() - int(timestamp)) > MAX_AGE:
             return False
         try:
@@ -90,7 +98,7 @@ class DiscordInteractions:
             return False
         return True
 
-    async def _route(self, request: web.Request) -> web.Response:
+    async def _route(self, request: web.Request) -> web.StreamResponse:
         if (request.content_length or 0) > MAX_BODY:
             return web.Response(status=413, text="too large")
         body = await request.read()
@@ -113,29 +121,36 @@ class DiscordInteractions:
         )
         if invocation is None:
             return web.Response(status=400, text="not a /gex command")
-        return web.json_response(await self.respond(invocation))
+        answer, after = await self.respond(invocation)
+        response = web.json_response(answer)
+        await response.prepare(request)
+        await response.write_eof()  # acknowledged: edits and follow-ups may now refer to it
+        if after is not None:
+            self.background.start(after)
+        return response
 
-    async def respond(self, inv: Invocation) -> dict[str, Any]:
-        """The interaction response: the answer, or a deferral when it takes longer."""
+    async def respond(
+        self, inv: Invocation
+    ) -> tuple[dict[str, Any], Coroutine[Any, Any, None] | None]:
+        """The interaction response (the answer, or a deferral when it takes longer), and what
+        to run once Discord has it: the deferred edit, the chart."""
         if self._allowed and inv.user not in self._allowed:
             log.warning(
                 "refused a command from Discord user %s (not in GEXBOT_DISCORD_ALLOWED_USERS)",
                 inv.user,
             )
-            return {"type": ResponseType.MESSAGE, "data": reply_data(REFUSAL, monospace=False)}
+            refusal = {"type": ResponseType.MESSAGE, "data": reply_data(REFUSAL, monospace=False)}
+            return refusal, None
         task = asyncio.create_task(
             self._service.answer(inv.text, platform="discord", chat_id=inv.channel, user=inv.user)
         )
         done, _ = await asyncio.wait({task}, timeout=self._answer_within)
         if done:
             reply = task.result()
-            self.background.start(self._chart(inv, reply))
-            return {
-                "type": ResponseType.MESSAGE,
-                "data": reply_data(reply.text, monospace=reply.monospace),
-            }
-        self.background.start(self._finish(inv, task))
-        return {"type": ResponseType.DEFERRED, "data": {"flags": EPHEMERAL}}
+            data = reply_data(reply.text, monospace=reply.monospace)
+            return {"type": ResponseType.MESSAGE, "data": data}, self._chart(inv, reply)
+        deferred = {"type": ResponseType.DEFERRED, "data": {"flags": EPHEMERAL}}
+        return deferred, self._finish(inv, task)
 
     async def _finish(self, inv: Invocation, task: asyncio.Task[Reply]) -> None:
         """The deferred answer, edited into the "thinking…" message; then the chart."""
@@ -197,27 +212,151 @@ async def register_commands(rest: DiscordRest, application_id: str) -> bool:
 
 
 class DiscordCommands:
-    """Discord's side of the chat loops: registers `/gex` at start, keeps the Interactions
-    endpoint's replies in flight, and closes the client at the end."""
+    """Discord's side of the chat loops: registers `/gex` at start, holds the Gateway when
+    asked to, keeps replies in flight, and closes the client at the end."""
 
     def __init__(
         self,
         rest: DiscordRest,
         *,
         application_id: str | None,
-        interactions: DiscordInteractions | None,
+        answers: DiscordInteractions,
+        endpoint: bool,
+        gateway: DiscordGateway | None = None,
     ) -> None:
         self._rest = rest
         self._application_id = application_id
-        self.interactions = interactions
+        self._answers = answers
+        # Mounted on the HTTP port when there is a public key to check requests with.
+        self.interactions = answers if endpoint else None
+        self._gateway = gateway
 
     async def run(self, stop: asyncio.Event) -> None:
         """Register the command (with an application id), then serve until `stop`."""
         try:
             if self._application_id is not None:
                 await register_commands(self._rest, self._application_id)
+            if self._gateway is not None:
+                await self._gateway.run(stop)
             await stop.wait()
         finally:
-            if self.interactions is not None:
-                await self.interactions.close()
+            await self._answers.close()
             await self._rest.close()
+
+
+class DiscordGateway:
+    """`/gex` over the Gateway, for a bot with no public URL: discord.py's Client holds the
+    websocket (heartbeats, resume, reconnects), on the leader only, as Telegram's polling is.
+
+    Interactions arrive as events and are answered by the same `respond` as the endpoint,
+    posted to `/interactions/{id}/{token}/callback`.
+    """
+
+    def __init__(
+        self,
+        interactions: DiscordInteractions,
+        rest: DiscordRest,
+        token: str,
+        *,
+        leader: Callable[[], bool],
+    ) -> None:
+        self._interactions = interactions
+        self._rest = rest
+        self._token = token
+        self._leader = leader
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Hold the Gateway while leader, until `stop`; a refused token ends the attempts."""
+        failures = 0
+        while not stop.is_set():
+            if not self._leader():
+                await sleep_or_stop(stop, LEADER_CHECK)
+                continue
+            outcome = await self._hold(stop)
+            if outcome is GatewayEnd.REFUSED:
+                await stop.wait()
+                return
+            failures = failures + 1 if outcome is GatewayEnd.FAILED else 0
+            await sleep_or_stop(stop, min(60.0, 2.0**failures) if failures else 0.0)
+
+    async def _hold(self, stop: asyncio.Event) -> GatewayEnd:
+        try:
+            data = await self._rest.request(Route("GET", "/gateway/bot"), "discord gateway")
+        except DeliveryError as exc:
+            log.error("Discord Gateway unavailable (%s)", exc)
+            return GatewayEnd.REFUSED if exc.permanent else GatewayEnd.FAILED
+        # discord.py connects to a fixed URL; Discord says to ask /gateway/bot for it.
+        DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(str(data["url"]))
+        # Interactions need no intent; `guilds` (not privileged) keeps discord.py's state sound.
+        VoiceClient.warn_dave = False  # no voice here: its missing codec is no news
+        client = discord.Client(intents=discord.Intents(guilds=True))
+
+        @client.event
+        async def on_interaction(interaction: discord.Interaction) -> None:
+            await self._on_interaction(interaction)
+
+        @client.event
+        async def on_ready() -> None:
+            log.info("Discord Gateway connected")
+
+        task = asyncio.create_task(client.start(self._token))
+        try:
+            while not stop.is_set() and self._leader() and not task.done():
+                await sleep_or_stop(stop, LEADER_CHECK)
+        finally:
+            await client.close()
+        try:
+            await task
+        except discord.LoginFailure:
+            log.error("Discord Gateway: the bot token was refused (HTTP 401)")
+            return GatewayEnd.REFUSED
+        except Exception as exc:  # noqa: BLE001 - besides its own errors, discord.py's event
+            # parsers raise whatever a malformed event provokes; the bot must outlive them.
+            log.warning("Discord Gateway connection ended (%s); reconnecting", type(exc).__name__)
+            return GatewayEnd.FAILED
+        return GatewayEnd.LEFT
+
+    async def _on_interaction(self, interaction: discord.Interaction) -> None:
+        user = getattr(interaction.user, "id", None)  # absent from a malformed event
+        if user is None:
+            log.warning("ignored a Discord interaction without a user")
+            return
+        inv = read_invocation(
+            {
+                "id": str(interaction.id),
+                "token": interaction.token,
+                "application_id": str(interaction.application_id),
+                "channel_id": str(interaction.channel_id or ""),
+                "user": {"id": str(user)},
+                "data": interaction.data or {},
+            }
+        )
+        if inv is None:
+            return
+        answer, after = await self._interactions.respond(inv)
+        route = Route(
+            "POST",
+            "/interactions/{interaction_id}/{interaction_token}/callback",
+            interaction_id=inv.id,
+            interaction_token=inv.token,
+        )
+        try:
+            await self._rest.request(route, "discord reply", json=answer)
+        except DeliveryError as exc:
+            log.warning("Discord reply failed (%s)", exc)
+            if after is not None:
+                after.close()
+            return
+        if after is not None:
+            self._interactions.background.start(after)
+
+
+class GatewayEnd(StrEnum):
+    """Why a Gateway session ended."""
+
+    LEFT = "left"  # stopped, or no longer the leader
+    FAILED = "failed"  # the connection broke: try again, backing off
+    REFUSED = "refused"  # the token was refused: trying again cannot help
+
+
+LEADER_CHECK = 0.5  # seconds between looks at leadership and the stop signal

@@ -92,6 +92,7 @@ class Invocation:
     channel: str
     application_id: str
     token: str  # the interaction's token: the reply is edited and followed up with it
+    id: str = ""  # the interaction's id (a Gateway reply is posted to it)
 
 
 def read_invocation(payload: Mapping[str, Any]) -> Invocation | None:
@@ -117,6 +118,7 @@ def read_invocation(payload: Mapping[str, Any]) -> Invocation | None:
         channel=str(payload.get("channel_id", "")),
         application_id=str(payload.get("application_id", "")),
         token=str(payload.get("token", "")),
+        id=str(payload.get("id", "")),
     )
 
 
