@@ -290,7 +290,8 @@ def describe_validation_error(exc: ValidationError) -> list[str]:
     for err in exc.errors(include_url=False):
         loc = err.get("loc", ())
         field = str(loc[0]) if loc else "?"
-        line = f"{env_name(field)}: {err['msg']}"
+        # Our own validators' messages come prefixed by pydantic: "Value error, …".
+        line = f"{env_name(field)}: {err['msg'].removeprefix('Value error, ')}"
         if field not in _SECRET_FIELDS and "input" in err and isinstance(err["input"], str | int):
             line += f" (got {err['input']!r})"
         lines.append(line)

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, select
 from gexbot.adapters.discord import DiscordNotifier, DiscordRest, use_api
 from gexbot.adapters.notify import DeliveryError
 from gexbot.app import build_notifiers
-from gexbot.cli.check import channel_problems
+from gexbot.cli.check import channel_problems, discord_command_problems
 from gexbot.core.alert import NotifyReason
 from gexbot.core.evaluate import index_rules
 from gexbot.core.render import Rendered, discord_message, render
@@ -340,3 +340,20 @@ async def test_alerts_and_charts_reach_discord_and_a_refusing_channel_dies_once(
         states = {(r.channel, r.state) for r in conn.execute(select(outbox))}
     assert ("gone", "dead") in states
     assert ("desk", "sent") in states
+
+
+def test_check_names_what_discord_commands_lack() -> None:
+    key = "ab" * 32
+    lacking = discord_command_problems(
+        load_settings(env_file=None, discord_public_key=key, discord_gateway=True)
+    )
+    assert lacking == [
+        "GEXBOT_DISCORD_PUBLIC_KEY: Discord commands also need GEXBOT_DISCORD_BOT_TOKEN",
+        "GEXBOT_DISCORD_GATEWAY: Discord commands also need GEXBOT_DISCORD_BOT_TOKEN",
+        "GEXBOT_DISCORD_PUBLIC_KEY: the Discord Interactions endpoint needs GEXBOT_HTTP_PORT "
+        "(it is 0, off)",
+    ]
+    complete = load_settings(
+        env_file=None, discord_public_key=key, discord_bot_token="t", http_port=8080
+    )
+    assert discord_command_problems(complete) == []
