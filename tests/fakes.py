@@ -769,12 +769,15 @@ class FakeDiscord(_Server):
                 "global": False,
                 **(body or {}),
             }
+            scope = "global" if body["global"] else extra.get("X-RateLimit-Scope", "user")
             headers = {
                 **headers,
                 "Retry-After": str(max(1, round(retry))),
-                "X-RateLimit-Scope": "user",
+                "X-RateLimit-Scope": scope,
                 "X-RateLimit-Remaining": "0",
             }
+            if scope == "global":
+                headers["X-RateLimit-Global"] = "true"
         if status >= 300:
             return _discord_json(
                 body or {"message": "error", "code": 0}, status=status, headers={**headers, **extra}

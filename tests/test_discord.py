@@ -357,3 +357,30 @@ def test_check_names_what_discord_commands_lack() -> None:
         env_file=None, discord_public_key=key, discord_bot_token="t", http_port=8080
     )
     assert discord_command_problems(complete) == []
+
+
+async def test_a_global_429_holds_every_channel_for_its_wait(
+    discord: FakeDiscord, notifier: DiscordNotifier
+) -> None:
+    await notifier.send(OTHER, [_item()])  # logged in, buckets known
+    discord.script[CHANNEL].append((429, {"retry_after": 1.0, "global": True}, {}))
+    limited = asyncio.create_task(notifier.send(CHANNEL, [_item()]))
+    while len(discord.posts) < 2:  # the global 429 has been answered
+        await asyncio.sleep(0.01)
+    told = discord.posts[-1].at
+    await notifier.send(OTHER, [_item()])  # another channel waits for the global limit too
+    assert discord.posts[-1].at - told >= 1.0 - 0.05
+    await limited
+    assert [p.status for p in discord.posts].count(429) == 1
+    assert len(discord.to(CHANNEL)) == 1
+
+
+async def test_a_shared_429_waits_and_delivers(
+    discord: FakeDiscord, notifier: DiscordNotifier
+) -> None:
+    # A limit on the resource, shared with other bots: wait as told; it counts for no one else.
+    discord.script[CHANNEL].append((429, {"retry_after": 0.5}, {"X-RateLimit-Scope": "shared"}))
+    await notifier.send(CHANNEL, [_item()])
+    first, second = discord.posts
+    assert (first.status, second.status) == (429, 200)
+    assert second.at - first.at >= 0.5 - 0.05
