@@ -1,11 +1,12 @@
-"""`/levels` text reply time over Telegram and Slack while charts render.
+"""`/levels` text reply time over Telegram, Slack and Discord while charts render.
 
 Fake Telegram (getUpdates long poll, sendMessage, sendPhoto) and fake Slack (Socket Mode,
 file uploads) on 127.0.0.1, and the simulator in its own process. Each `/levels SYMBOL` asks
 for a chart and the chart cache keeps none (ttl 0), so the renderer is drawing the whole
 time the replies are timed: a reply is timed from the moment the command is handed to the
-fake platform to the moment the fake has the text. Prints p50 and p99 per platform, the
-charts delivered, and the renderer process's peak memory.
+fake platform to the moment the fake has the text (Discord: a signed interaction POSTed to the
+Interactions endpoint until its response; Discord allows 3 s). Prints p50 and p99 per
+platform, the charts delivered, and the renderer process's peak memory.
 
     .venv/bin/python bench/commands.py [--n 100] [--profile]
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 import tempfile
 import time
@@ -23,22 +25,27 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import httpx
+from aiohttp import web
+from nacl.signing import SigningKey
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import Engine
 
 from bench.profiling import profile_if_asked
 from gexbot.adapters.backquant import BackQuantClient, build_http_client
+from gexbot.adapters.discord import DiscordRest, use_api
 from gexbot.adapters.slack import SlackNotifier
 from gexbot.app import telegram_command_bot
 from gexbot.charts.cache import ChartCache
 from gexbot.charts.renderer import ChartRenderer
+from gexbot.chat.discord import DiscordInteractions
 from gexbot.chat.service import ChatService
 from gexbot.chat.slack import SlackCommands
 from gexbot.chat.telegram import TelegramCommands
 from gexbot.core.rulefile import build_ruleset, parse_rule_file
 from gexbot.core.snapshot import BundleSnapshot
 from gexbot.store.engine import make_engine, migrate
-from tests.fakes import FakeSlack, FakeTelegram
+from tests.fakes import FakeDiscord, FakeSlack, FakeTelegram
 from tests.processes import sim_server
 
 USER = 111
@@ -137,6 +144,55 @@ async def _slack(n: int, service: ChatService, engine: Engine) -> tuple[list[flo
     return times, len(slack.uploads)
 
 
+async def _discord(n: int, service: ChatService, _engine: Engine) -> tuple[list[float], int]:
+    discord = FakeDiscord()
+    await discord.start()
+    use_api(discord.api_url)
+    rest = DiscordRest(discord.token)
+    key = SigningKey.generate()
+    endpoint = DiscordInteractions(
+        service, rest, public_key=key.verify_key.encode().hex(), wall_clock=time.time
+    )
+    app = web.Application()
+    endpoint.add_routes(app)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/discord/interactions"
+    times = []
+    async with httpx.AsyncClient() as http:
+        for i in range(n):
+            option = {"name": "symbols", "type": 3, "value": SYMBOLS[i % 4]}
+            body = json.dumps(
+                {
+                    "type": 2,
+                    "id": str(10**18 + i),
+                    "application_id": discord.application_id,
+                    "token": f"t{i}",
+                    "channel_id": "123456789012345678",
+                    "user": {"id": "333333333333333333"},
+                    "data": {"name": "gex", "options": [{"name": "levels", "options": [option]}]},
+                }
+            ).encode()
+            ts = str(int(time.time()))
+            headers = {
+                "X-Signature-Ed25519": key.sign(ts.encode() + body).signature.hex(),
+                "X-Signature-Timestamp": ts,
+            }
+            t0 = time.monotonic()
+            resp = await http.post(url, content=body, headers=headers)
+            times.append((time.monotonic() - t0) * 1000)
+            assert resp.json()["type"] == 4, resp.text  # answered, not deferred
+    deadline = time.monotonic() + 60
+    while sum(1 for p in discord.posts if p.files) < n and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    await endpoint.close()
+    await runner.cleanup()
+    await rest.close()
+    await discord.stop()
+    return times, sum(1 for p in discord.posts if p.files)
+
+
 async def main(n: int, url: str) -> None:
     renderer = ChartRenderer()
     with tempfile.TemporaryDirectory() as tmp:
@@ -157,7 +213,8 @@ async def main(n: int, url: str) -> None:
                 charts=charts,
             )
             await charts.warm_up()  # `gexbot run` does this at start
-            for name, run in (("Telegram", _telegram), ("Slack", _slack)):
+            platforms = (("Telegram", _telegram), ("Slack", _slack), ("Discord", _discord))
+            for name, run in platforms:
                 times, delivered = await run(n, service, engine)
                 print(
                     f"/levels over {name}, {n} commands, a chart drawn for each: "
