@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from gexbot.loops.leadership import Leadership
     from gexbot.loops.rules import RulesWatcher
     from gexbot.loops.service import ChatLoop, HttpRoutes, LatestLevels, Service
+    from gexbot.web.console import WebConsole
 
 # Each platform's library is imported by the builder that needs it, so a command that builds no
 # notifier (`levels`, `check`) never loads PTB, slack-sdk, aiohttp or SQLAlchemy.
@@ -412,7 +413,7 @@ async def compose(
                 chat_loops.append(discord_commands.run)
                 if discord_commands.interactions is not None:
                     http_routes.append(discord_commands.interactions.add_routes)
-            yield build_service(
+            service = build_service(
                 settings,
                 engine=engine,
                 client=client,
@@ -426,10 +427,29 @@ async def compose(
                 chat_loops=chat_loops,
                 http_routes=http_routes,
             )
+            if settings.http_port:
+                service.http_routes.append(build_console(settings, service, engine).add_routes)
+            yield service
     finally:
         if lock is not None:
             lock.release()
         engine.dispose()
+
+
+def build_console(settings: Settings, service: Service, engine: Engine) -> WebConsole:
+    """The web console over the running service: its latest levels, the store, its role."""
+    from gexbot.web.console import WebConsole
+
+    token = settings.http_token.get_secret_value() if settings.http_token else None
+    return WebConsole(
+        engine=engine,
+        latest=service.latest,
+        role=service.leadership.describe,
+        chart=service.charts.of_snapshot,
+        changes=service.changes,
+        clock=utcnow,
+        token=token,
+    )
 
 
 def _prepare_database(engine: Engine) -> None:

@@ -141,6 +141,7 @@ class Settings(BaseSettings):
     chat_alerts_per_chat: int = Field(25, ge=0, le=10_000)
     http_port: int = Field(0, ge=0, le=65535)
     http_host: str = "127.0.0.1"
+    http_token: SecretStr | None = None
     log_format: Literal["text", "json"] = "text"
     instance: str = Field(default_factory=_default_instance)
     leader_lease: float = Field(10.0, ge=0.5, le=300)
@@ -180,6 +181,7 @@ class Settings(BaseSettings):
         "slack_signing_secret",
         "telegram_bot_token",
         "discord_bot_token",
+        "http_token",
         "discord_application_id",
         "discord_public_key",
         mode="before",

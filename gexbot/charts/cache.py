@@ -44,6 +44,8 @@ class ChartCache:
         self._clock = clock
         self._monotonic = monotonic
         self._kept: dict[str, tuple[float, bytes]] = {}  # symbol → (expires, png)
+        # symbol → (computed_at, png): charts of snapshots the bot already holds (the console)
+        self._by_refresh: dict[str, tuple[datetime | None, bytes]] = {}
         self._per_symbol: dict[str, asyncio.Lock] = {}
 
     async def warm_up(self) -> None:
@@ -72,6 +74,24 @@ class ChartCache:
                 )
             png = await self.renderer.render(snap, prices)
             self._kept[symbol] = (self._monotonic() + self._ttl, png)
+            return png
+
+    async def of_snapshot(self, snap: SymbolSnapshot) -> bytes:
+        """The chart of a snapshot the bot already holds (the latest poll's): no upstream
+        request, one render per upstream refresh; a fresh chart made for an alert or
+        `/levels` (with candles) is taken instead when there is one."""
+        async with self._per_symbol.setdefault(snap.symbol, asyncio.Lock()):
+            kept = self._kept.get(snap.symbol)
+            if kept is not None and self._monotonic() < kept[0]:
+                return kept[1]
+            made = self._by_refresh.get(snap.symbol)
+            if made is not None and made[0] == snap.computed_at:
+                return made[1]
+            prices = await asyncio.to_thread(
+                stored_prices, self._engine, snap.symbol, now=self._clock()
+            )
+            png = await self.renderer.render(snap, prices)
+            self._by_refresh[snap.symbol] = (snap.computed_at, png)
             return png
 
 

@@ -176,7 +176,7 @@ def help_text() -> str:
     return "gexbot commands:\n" + "\n".join(f"• {d}" for d in DESCRIPTIONS.values())
 
 
-_ROWS: tuple[tuple[Level, str], ...] = (
+LEVEL_ROWS: tuple[tuple[Level, str], ...] = (  # the levels a reply shows, top down
     (Level.CALL_WALL_3, "Call wall 3"),
     (Level.CALL_WALL_2, "Call wall 2"),
     (Level.CALL_RESISTANCE, "Call resist."),
@@ -211,7 +211,7 @@ def levels_reply(snap: SymbolSnapshot, now: datetime) -> str:
         f"{snap.symbol}  spot {fmt_price(snap.spot)}  {regime_text}",
         f"data age {fmt_age(snap.age_seconds(now))}{stale}",
     ]
-    for level, label in _ROWS:
+    for level, label in LEVEL_ROWS:
         value = snap.level(level)
         if value is None:
             continue

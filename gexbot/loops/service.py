@@ -39,7 +39,7 @@ from gexbot.loops.deliver import Dispatcher, build_routes
 from gexbot.loops.health import HealthServer, Metrics
 from gexbot.loops.leadership import Leadership, NotLeader, Role, Takeover
 from gexbot.loops.rules import RulesWatcher
-from gexbot.loops.waits import sleep_or_stop
+from gexbot.loops.waits import Changes, sleep_or_stop
 from gexbot.settings import Settings
 from gexbot.store.outbox import enqueue
 from gexbot.store.snapshots import load_last_bundle
@@ -134,6 +134,7 @@ class Service:
         self.state = PollState(started_at=clock())
         self.model = RefreshModel(interval=settings.poll_interval)
         self.wake = asyncio.Event()
+        self.changes = Changes()  # cycles and deliveries, for the console's live view
         self.reload_requested = asyncio.Event()
         self._quiet = quiet_cycles  # the demo logs only cycles where something happened
         self.http_routes = list(http_routes)
@@ -298,6 +299,7 @@ class Service:
         self._heartbeat(now, quiet=quiet, served=served, total=total)
         if report.enqueued:
             self.wake.set()
+        self.changes.bump()
         return report
 
     def _heartbeat(self, now: datetime, *, quiet: bool, served: int, total: int) -> None:
@@ -417,6 +419,8 @@ class Service:
         for status, ids in (("sent", stats.sent), ("retry", stats.retried), ("dead", stats.dead)):
             if ids:
                 self.metrics.deliveries.labels(channel="all", status=status).inc(len(ids))
+        if stats.sent or stats.retried or stats.dead:
+            self.changes.bump()
 
     async def rules_loop(self, stop: asyncio.Event) -> None:
         """Reload rules on SIGHUP or when the files change; refuse invalid versions."""

@@ -69,3 +69,25 @@ class DatabaseOutage:
         if self._failures:
             self._log.info("%s: the database is back", self._what)
         self._failures = 0
+
+
+class Changes:
+    """A counter that says "something changed" to whoever waits (the console's live view):
+    bumped after each cycle and each delivery pass that did something."""
+
+    def __init__(self) -> None:
+        self.version = 0
+        self._changed = asyncio.Event()
+
+    def bump(self) -> None:
+        """Something changed: wake every waiter."""
+        self.version += 1
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def after(self, version: int, at_most: float) -> int:
+        """The version once it is past `version`, or after `at_most` s, whichever first."""
+        if self.version == version:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout=at_most)
+        return self.version

@@ -1,0 +1,296 @@
+"""The web console: its view (pure), the store's rows, and access over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from aiohttp import web
+from sqlalchemy import Engine, insert, update
+
+from gexbot.core.alert import AlertState, AlertStatus
+from gexbot.core.audience import Mute, Scope
+from gexbot.core.console_view import ConsoleView, delivery_what, symbol_cards, view_json
+from gexbot.core.personal import parse_alert
+from gexbot.core.snapshot import BundleSnapshot, SymbolSnapshot
+from gexbot.loops.health import HealthServer, Metrics
+from gexbot.loops.waits import Changes
+from gexbot.store.console import console_rows
+from gexbot.store.ops import add_mute
+from gexbot.store.outbox import enqueue
+from gexbot.store.personal import create_alert
+from gexbot.store.states import save_statuses
+from gexbot.store.tables import outbox
+from gexbot.web.console import COOKIE, WebConsole
+from tests.rulekit import T0, alert_event, bundle, snapshot
+
+TOKEN = "console-token-4f2a"
+
+
+# -- the view, pure ---------------------------------------------------------------------------
+
+
+def test_a_card_per_symbol_with_each_level_and_its_distance() -> None:
+    (card,) = symbol_cards(bundle(snapshot(101, hvl=100, call_resistance=105)), T0)
+    assert card.symbol == "BTCUSDT"
+    assert card.spot == "101"
+    assert card.regime == "above HVL: dealers damp moves"
+    rows = {r.label: r for r in card.levels}
+    assert rows["HVL"].distance == "-0.99%"
+    assert not rows["HVL"].above
+    assert rows["Call resist."].above
+    assert card.chart_key == T0.isoformat()
+    assert symbol_cards(None, T0) == ()
+
+
+def test_a_delivery_reads_in_a_few_words() -> None:
+    assert delivery_what({"rule_id": "hvl-cross", "symbol": "BTCUSDT", "reason": "fired"}) == (
+        "hvl-cross BTCUSDT fired"
+    )
+    assert delivery_what({"rule_id": "warning:feed", "message": "feed down"}) == "feed down"
+
+
+# -- the store's rows -------------------------------------------------------------------------
+
+
+def test_the_rows_split_rules_from_warnings_and_show_why_a_delivery_died(db: Engine) -> None:
+    firing = AlertStatus(state=AlertState.FIRING, since=T0)
+    with db.begin() as conn:
+        save_statuses(
+            conn,
+            {
+                ("hvl-above", "BTCUSDT"): firing,
+                ("warning:stale", "ETHUSDT"): firing,
+                ("quiet", "BTCUSDT"): AlertStatus(),
+            },
+        )
+        enqueue(
+            conn, [(alert_event(key="a|BTCUSDT", seq=1, rule_id="a"), ["desk", "hook"])], now=T0
+        )
+        dead_id = max(r.id for r in conn.execute(outbox.select()))
+        conn.execute(
+            update(outbox)
+            .where(outbox.c.id == dead_id)
+            .values(state="dead", last_error="webhook hook: HTTP 400")
+        )
+        add_mute(conn, Mute(Scope.RULE, "a", T0 + timedelta(hours=1)), by="u", now=T0)
+        for chat in ("1", "1", "2"):
+            create_alert(
+                conn,
+                request=parse_alert("btc crosses hvl"),
+                platform="telegram",
+                chat_id=chat,
+                owner="u",
+                now=T0,
+                limit=10,
+            )
+    with db.connect() as conn:
+        rows = console_rows(conn, now=T0)
+    assert [(f.rule_id, f.symbol) for f in rows.firing] == [("hvl-above", "BTCUSDT")]
+    assert [(w.rule_id, w.symbol) for w in rows.warnings] == [("warning:stale", "ETHUSDT")]
+    assert (rows.waiting, rows.dead_total) == (1, 1)
+    (dead,) = rows.dead
+    assert dead.error == "webhook hook: HTTP 400"
+    assert dead.what == "a BTCUSDT fired"
+    assert [d.state for d in rows.recent] == ["dead", "pending"]
+    assert [(m.scope, m.target) for m in rows.mutes] == [("rule", "a")]
+    assert [(c.chat, c.alerts, c.paused) for c in rows.personal] == [
+        ("telegram:1", 2, 0),
+        ("telegram:2", 1, 0),
+    ]
+
+
+# -- over HTTP --------------------------------------------------------------------------------
+
+
+def _outside_address() -> str | None:
+    """An address of this machine that is not loopback (None: it has none)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.255", 1))  # no packet is sent: this only picks a route
+            address: str = s.getsockname()[0]
+        except OSError:
+            return None
+    return None if address.startswith("127.") else address
+
+
+Serve = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture
+async def serve(db: Engine) -> AsyncIterator[Serve]:
+    runners: list[web.AppRunner] = []
+    latest = bundle(snapshot(101, hvl=100))
+
+    async def chart(_snap: SymbolSnapshot) -> bytes:
+        return b"\x89PNG-console"
+
+    async def start(*, token: str | None, host: str = "127.0.0.1") -> str:
+        console = WebConsole(
+            engine=db,
+            latest=lambda: latest,
+            role=lambda: {"role": "leader", "instance": "test-1", "leader": "test-1"},
+            chart=chart,
+            changes=Changes(),
+            clock=lambda: T0,
+            token=token,
+        )
+        health = HealthServer(
+            Metrics(), lambda: (True, {"status": "ok"}), routes=[console.add_routes]
+        )
+        runner = web.AppRunner(health.app(), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, host, 0).start()
+        runners.append(runner)
+        return f"http://{host}:{runner.addresses[0][1]}"
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+async def test_without_a_token_loopback_is_served(serve: Serve) -> None:
+    url = await serve(token=None)
+    async with httpx.AsyncClient() as http:
+        page = await http.get(f"{url}/")
+        data = await http.get(f"{url}/console/data.json")
+        chart = await http.get(f"{url}/console/chart/btcusdt.png")
+        missing = await http.get(f"{url}/console/chart/ETHUSDT.png")
+    assert page.status_code == 200
+    assert "BTCUSDT" in page.text
+    assert "above HVL: dealers damp moves" in page.text
+    assert data.json()["symbols"][0]["spot"] == "101"
+    assert chart.content == b"\x89PNG-console"
+    assert missing.status_code == 404
+
+
+async def test_without_a_token_other_addresses_get_403(serve: Serve) -> None:
+    address = _outside_address()
+    if address is None:
+        pytest.skip("this machine has no address but loopback to come from")
+    url = await serve(token=None, host=address)
+    async with httpx.AsyncClient() as http:
+        page = await http.get(f"{url}/")
+        data = await http.get(f"{url}/console/data.json")
+        health = await http.get(f"{url}/healthz")
+    assert page.status_code == 403
+    assert "GEXBOT_HTTP_TOKEN" in page.text
+    assert data.status_code == 403
+    assert health.status_code == 200  # the health endpoints are not the console's
+
+
+async def test_with_a_token_every_console_request_needs_it(
+    serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    url = await serve(token=TOKEN)
+    async with httpx.AsyncClient() as http:
+        bare = await http.get(f"{url}/")
+        wrong = await http.get(f"{url}/", headers={"Authorization": "Bearer not-it"})
+        right = await http.get(f"{url}/", headers={"Authorization": f"Bearer {TOKEN}"})
+        data = await http.get(f"{url}/console/data.json")
+        events = await http.get(f"{url}/console/events")
+        health = await http.get(f"{url}/healthz")
+        metrics = await http.get(f"{url}/metrics")
+    assert bare.status_code == 401
+    assert 'name="token"' in bare.text  # the login form
+    assert "not right" not in bare.text
+    assert wrong.status_code == 401
+    assert "not right" in wrong.text
+    assert right.status_code == 200
+    assert "BTCUSDT" in right.text
+    assert data.status_code == 401
+    assert events.status_code == 401
+    assert (health.status_code, metrics.status_code) == (200, 200)
+    assert "not-it" not in caplog.text
+    assert TOKEN not in caplog.text
+
+
+async def test_the_login_form_sets_an_httponly_strict_cookie_not_the_token(serve: Serve) -> None:
+    url = await serve(token=TOKEN)
+    async with httpx.AsyncClient() as http:
+        refused = await http.post(f"{url}/console/login", data={"token": "guess"})
+        assert refused.status_code == 401
+        assert COOKIE not in refused.cookies
+        ok = await http.post(f"{url}/console/login", data={"token": TOKEN})
+        assert ok.status_code == 303
+        cookie = ok.headers["Set-Cookie"]
+        assert "HttpOnly" in cookie
+        assert "SameSite=Strict" in cookie
+        assert TOKEN not in cookie
+        page = await http.get(f"{url}/")  # the client keeps the cookie
+    async with httpx.AsyncClient(cookies={COOKIE: TOKEN}) as forger:  # the token as a cookie
+        forged = await forger.get(f"{url}/")
+    assert page.status_code == 200
+    assert "BTCUSDT" in page.text
+    assert forged.status_code == 401
+
+
+async def test_live_updates_push_the_sections_when_something_changed(db: Engine) -> None:
+    changes = Changes()
+    state: dict[str, BundleSnapshot] = {"latest": bundle(snapshot(101, hvl=100))}
+
+    async def chart(_snap: SymbolSnapshot) -> bytes:
+        return b""
+
+    console = WebConsole(
+        engine=db,
+        latest=lambda: state["latest"],
+        role=dict,
+        chart=chart,
+        changes=changes,
+        clock=lambda: T0,
+        token=None,
+        refresh_anyway=30,  # only a change can bring the second event in time
+    )
+    app = web.Application()
+    console.add_routes(app)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/console/events"
+    try:
+        async with httpx.AsyncClient(timeout=10) as http, http.stream("GET", url) as stream:
+            events = _events(stream.aiter_lines())
+            first = await anext(events)
+            assert "101" in first["symbols"]
+            state["latest"] = bundle(snapshot(99, hvl=100))
+            changes.bump()  # a cycle ended
+            second = await anext(events)
+            assert "below HVL" in second["symbols"]
+    finally:
+        await runner.cleanup()
+
+
+async def _events(lines: AsyncIterator[str]) -> AsyncIterator[dict[str, Any]]:
+    async for line in lines:
+        if line.startswith("data: "):
+            yield json.loads(line.removeprefix("data: "))
+
+
+def test_a_stale_row_keeps_its_reason_in_the_json(db: Engine) -> None:
+    with db.begin() as conn:
+        conn.execute(
+            insert(outbox).values(
+                alert_key="k",
+                seq=1,
+                channel="desk",
+                payload={"rule_id": "r", "symbol": "BTCUSDT", "reason": "fired"},
+                state="dead",
+                attempts=8,
+                due_at=T0,
+                created_at=T0,
+                last_error="gave up after 8 attempts",
+            )
+        )
+    with db.connect() as conn:
+        rows = console_rows(conn, now=T0)
+    data = view_json(ConsoleView(T0, (), rows))
+    assert data["dead"][0]["error"] == "gave up after 8 attempts"  # type: ignore[index]
+    assert data["outbox"] == {"waiting": 0, "dead": 1}
