@@ -194,7 +194,7 @@ async def test_a_request_without_a_good_recent_signature_gets_401(
         "not hex": lambda _b, _t: "zz" * 64,
         "future": _sign,
     }
-    at = {"stale": now - 301, "future": now + 301}.get(how)
+    at = {"stale": now - 360, "future": now + 360}.get(how)  # well past the 300 s
     resp = await ep.post(_interaction("status"), sign=signs[how], at=at)
     assert resp.status_code == 401
     assert ep.answers.asked == []
@@ -349,3 +349,18 @@ async def test_a_refused_token_stops_the_gateway_attempts() -> None:
         await rest.close()
         await discord.stop()
     assert discord.identified == 0
+
+
+def test_a_signature_is_good_for_five_minutes_either_way() -> None:
+    now = 1_800_000_000.0
+    check = DiscordInteractions(
+        Answers(),
+        DiscordRest("t"),
+        public_key=KEY.verify_key.encode().hex(),
+        wall_clock=lambda: now,
+    )
+    body = b'{"type": 1}'
+    for offset, good in ((0, True), (-299, True), (299, True), (-301, False), (301, False)):
+        ts = str(int(now + offset))
+        assert check.verified(body, ts, _sign(body, ts)) is good, offset
+    assert not check.verified(body, "12.5", _sign(body, "12.5"))

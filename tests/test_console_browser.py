@@ -1,0 +1,143 @@
+"""The web console in a real browser: headless Chromium (Debian's) driven by Playwright, against
+the real `gexbot run` process, a scripted market and a webhook receiver that refuses.
+
+Covers: the login (a wrong token refused, the right one let in), the levels of the scripted
+market on the page, a scripted move appearing under "Firing now" without a reload, and a dead
+delivery showing its reason. `GEXBOT_SCREENSHOT=PATH` also saves the page as PNG there (the
+README's picture is made this way).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.fakes import FakeReceiver
+from tests.test_e2e import _start
+from tests.test_e2e_chat import _free_port
+
+playwright_api = pytest.importorskip("playwright.async_api", reason="Playwright is not installed")
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="no Chromium here (Debian's `chromium` package; .ci/run installs it)"
+)
+
+TOKEN = "browser-test-token-91c"
+SCENARIO = """
+walk: false
+refresh: 0.5
+steps:
+  - {at: 0, spot: {BTCUSDT: 80000}, levels: {BTCUSDT: {hvl: 80500, call_resistance: 82000}}}
+  - {at: 30, spot: {BTCUSDT: 81000}}  # late enough for a slow start and the login
+"""
+RULES = """
+channels:
+  tty: {console: true}
+  flow: {webhook: flow}
+rules:
+  - id: btc-above-hvl
+    symbols: [BTCUSDT]
+    when: {above: hvl}
+    notify: tty
+  - id: btc-cross-to-flow
+    symbols: [BTCUSDT]
+    when: {crosses: hvl}
+    notify: flow
+"""
+
+
+@pytest.fixture
+async def bot(tmp_path: Path) -> AsyncIterator[str]:
+    (tmp_path / "scenario.yaml").write_text(SCENARIO)
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "r.yaml").write_text(RULES)
+    base = {k: v for k, v in os.environ.items() if not k.startswith("GEXBOT_")}
+    sim = await _start(
+        "sim-server", "--port", "0", "--scenario", "scenario.yaml", env=base, cwd=tmp_path
+    )
+    assert sim.stdout is not None
+    url = re.search(r"(http://127\.0\.0\.1:\d+)", (await sim.stdout.readline()).decode())
+    assert url
+    receiver = FakeReceiver()
+    await receiver.start()
+    receiver.script["/flow"].extend([400] * 5)  # the flow refuses: the delivery dies
+    port = _free_port()
+    env = dict(
+        base,
+        GEXBOT_API_URL=url.group(1),
+        GEXBOT_API_KEY="demo",
+        GEXBOT_SYMBOLS="BTCUSDT",
+        GEXBOT_POLL_INTERVAL="0.5",
+        GEXBOT_DATABASE_URL=f"sqlite:///{tmp_path / 'b.db'}",
+        GEXBOT_RULES=str(tmp_path / "rules"),
+        GEXBOT_WEBHOOK_FLOW_URL=f"{receiver.url}/flow",
+        GEXBOT_HTTP_PORT=str(port),
+        GEXBOT_HTTP_TOKEN=TOKEN,
+    )
+    process = await _start("run", env=env, cwd=tmp_path)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = await process.communicate()
+        sim.send_signal(signal.SIGTERM)
+        await sim.wait()
+        await receiver.stop()
+    assert TOKEN not in err.decode()
+
+
+async def test_the_console_in_a_browser(bot: str) -> None:
+    async with playwright_api.async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = await browser.new_page(viewport={"width": 1280, "height": 900})
+            for _ in range(100):  # the port opens a moment after start-up
+                try:
+                    first = await page.goto(f"{bot}/")
+                    break
+                except playwright_api.Error:
+                    await page.wait_for_timeout(100)
+            assert first is not None
+            assert first.status == 401  # no token yet: the login form
+
+            await page.fill("#token", "wrong-token")
+            await page.click("button[type=submit]")
+            await page.wait_for_selector("text=That token is not right.")
+
+            await page.fill("#token", TOKEN)
+            await page.click("button[type=submit]")
+            await page.wait_for_selector("article[data-symbol=BTCUSDT]")
+            card = page.locator("article[data-symbol=BTCUSDT]")
+            assert "80,000" in await card.inner_text()
+            assert "HVL" in await card.inner_text()
+            assert await page.locator("[data-rule=btc-above-hvl]").count() == 0
+
+            # The scripted move at 30 s: it must arrive with no reload of the page.
+            await page.evaluate("window.loadedOnce = true")
+            await page.wait_for_selector("[data-rule=btc-above-hvl]", timeout=30_000)
+            assert await page.evaluate("window.loadedOnce === true")
+            assert "81,000" in await card.inner_text()
+
+            outbox = page.locator("#outbox")
+            await page.wait_for_selector("#outbox .dead", timeout=30_000)
+            assert "webhook flow: HTTP 400" in await outbox.inner_text()
+
+            shot = os.environ.get("GEXBOT_SCREENSHOT")
+            if shot:
+                await page.screenshot(path=shot, full_page=True)
+            phone = await browser.new_page(viewport={"width": 390, "height": 844})
+            await phone.goto(f"{bot}/console/login")
+            await phone.fill("#token", TOKEN)
+            await phone.click("button[type=submit]")
+            await phone.wait_for_selector("article[data-symbol=BTCUSDT]")
+            width = await phone.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390  # nothing wider than a phone's screen
+        finally:
+            await browser.close()
