@@ -294,3 +294,28 @@ def test_a_stale_row_keeps_its_reason_in_the_json(db: Engine) -> None:
     data = view_json(ConsoleView(T0, (), rows))
     assert data["dead"][0]["error"] == "gave up after 8 attempts"  # type: ignore[index]
     assert data["outbox"] == {"waiting": 0, "dead": 1}
+
+
+class _NoUpstream:
+    """A BackQuant client that must not be asked: the console costs no upstream request."""
+
+    async def levels(self, *_args: object, **_kw: object) -> None:
+        raise AssertionError("the console made an upstream request")
+
+
+async def test_the_console_chart_comes_from_the_held_snapshot_once_per_refresh(db: Engine) -> None:
+    from gexbot.charts.cache import ChartCache
+    from gexbot.charts.renderer import ChartRenderer
+
+    renderer = ChartRenderer()
+    charts = ChartCache(_NoUpstream(), db, renderer, ttl=15, clock=lambda: T0)  # type: ignore[arg-type]
+    try:
+        snap = snapshot(101, hvl=100, call_resistance=105)
+        first = await charts.of_snapshot(snap)
+        again = await charts.of_snapshot(snap)
+        later = await charts.of_snapshot(snapshot(102, hvl=100, at=T0 + timedelta(seconds=30)))
+    finally:
+        await renderer.close()
+    assert first.startswith(b"\x89PNG")
+    assert again is first  # the same refresh: not drawn again
+    assert later != first
