@@ -133,6 +133,8 @@ def test_demo_runs_the_bot_on_embedded_defaults_and_alerts_quickly(tmp_path: Pat
     out = gexbot("demo", "--for", "25", "--levels", env=env, cwd=tmp_path, timeout=90)
     assert out.returncode == 0, out.stderr
     assert "gexbot demo" in out.stdout
+    assert re.search(r"Web console: http://127\.0\.0\.1:\d+/", out.stdout), out.stdout
+    assert "health and metrics on http://127.0.0.1:" in out.stderr  # the console's port is up
     assert "BTCUSDT  spot" in out.stdout
     alerts = [line for line in out.stdout.splitlines() if any(m in line for m in "🔴🟠🔵")]
     assert alerts, out.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import socket
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -114,10 +115,13 @@ async def demo(args: argparse.Namespace, console: Console, err: Console) -> int:
         }
         if "database_url" not in base.model_fields_set:
             overrides["database_url"] = f"sqlite:///{Path(tmp) / 'demo.db'}"
+        if not base.http_port:  # the web console, on a free port of this machine
+            overrides["http_port"] = _free_port(base.http_host)
         settings = base.model_copy(update=overrides)
         console.print(
             f"[bold]gexbot demo[/]: the bot on a simulated BackQuant API at {url} (a fast market), "
             f"rules from {settings.rules}/, database {masked(settings.database_url)}.\n"
+            f"Web console: http://{settings.http_host}:{settings.http_port}/\n"
             "Alerts print below as they fire (usually within a minute). Ctrl-C stops.\n"
         )
         if args.levels:
@@ -130,3 +134,12 @@ async def demo(args: argparse.Namespace, console: Console, err: Console) -> int:
             return await serve(settings, console, err, stop=stop, quiet_cycles=True)
         finally:
             await server.stop()
+
+
+def _free_port(host: str) -> int:
+    """A port nobody listens on now (the demo's console; a race with another program taking it
+    first only costs the demo its console, reported at start)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
