@@ -139,5 +139,15 @@ async def test_the_console_in_a_browser(bot: str) -> None:
             await phone.wait_for_selector("article[data-symbol=BTCUSDT]")
             width = await phone.evaluate("document.documentElement.scrollWidth")
             assert width <= 390  # nothing wider than a phone's screen
+
+            # JavaScript off (and a script's bearer token): the page as served holds the data.
+            plain = await browser.new_context(
+                java_script_enabled=False, extra_http_headers={"Authorization": f"Bearer {TOKEN}"}
+            )
+            static = await plain.new_page()
+            await static.goto(f"{bot}/")
+            assert "81,000" in await static.locator("article[data-symbol=BTCUSDT]").inner_text()
+            assert await static.locator("[data-rule=btc-above-hvl]").count() == 1
+            await plain.close()
         finally:
             await browser.close()
