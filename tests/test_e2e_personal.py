@@ -9,9 +9,12 @@ import os
 import signal
 from pathlib import Path
 
+import httpx
+
 from tests.fakes import FakeTelegram
 from tests.processes import sim_server
 from tests.test_e2e import _start
+from tests.test_e2e_chat import _free_port
 from tests.waiting import until
 
 TRADER, BLOCKER = 111, 222
@@ -53,6 +56,7 @@ async def test_personal_alerts_in_the_real_process(tmp_path: Path) -> None:
         GEXBOT_TELEGRAM_API_URL=telegram.api_url,
         GEXBOT_TELEGRAM_ALLOWED_USERS=f"{TRADER},{BLOCKER}",
         GEXBOT_TELEGRAM_POLL_TIMEOUT="1",
+        GEXBOT_HTTP_PORT=str(port := _free_port()),
     )
     bot = await _start("run", env=env, cwd=tmp_path)
     try:
@@ -77,6 +81,12 @@ async def test_personal_alerts_in_the_real_process(tmp_path: Path) -> None:
         await until(
             lambda: len(_alerts_of(telegram, TRADER)) >= 2, timeout=25, what="the down-cross alert"
         )
+        # The operator's counts: the paused alert of the blocker is not evaluated.
+        async with httpx.AsyncClient() as http:
+            health = (await http.get(f"http://127.0.0.1:{port}/healthz")).json()
+            metrics = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+        assert health["personal_alerts"] == {"telegram": 1, "slack": 0, "discord": 0}
+        assert 'gexbot_personal_alerts{platform="telegram"} 1.0' in metrics
         cli = await _start("alerts", env=env, cwd=tmp_path)
         out, _ = await asyncio.wait_for(cli.communicate(), timeout=30)
         assert cli.returncode == 0
