@@ -19,8 +19,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from gexbot.core.rulefile import SNOWFLAKE
-from gexbot.core.rules import webhook_env, webhook_key
+from gexbot.core.rules import SNOWFLAKE, webhook_env, webhook_key
 from gexbot.core.symbols import SUPPORTED_SYMBOLS, normalize_symbol, suggest_symbol
 
 ENV_PREFIX = "GEXBOT_"

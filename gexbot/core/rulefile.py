@@ -24,6 +24,7 @@ from pydantic import (
 
 from gexbot.core.durations import parse_duration
 from gexbot.core.rules import (
+    SNOWFLAKE,
     Band,
     Channel,
     ChannelKind,
@@ -72,8 +73,6 @@ SymbolsField = Annotated[
 LEVEL_NAMES = tuple(level.value for level in Level)
 #: Slack channel names (lowercase, up to 80 chars, optional #) or conversation ids (C…, G…, D…).
 _SLACK_TARGET = re.compile(r"^(#?[a-z0-9][a-z0-9._-]{0,79}|[CGD][A-Z0-9]{8,})$")
-#: Discord ids (channels, users, applications): snowflakes, 64-bit integers as 17–20 digits.
-SNOWFLAKE = re.compile(r"^[0-9]{17,20}$")
 
 
 class _Spec(BaseModel):

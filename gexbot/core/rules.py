@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -121,6 +122,10 @@ class Rule:
     def applies_to(self, symbol: str) -> bool:
         """True when this rule watches `symbol`."""
         return self.symbols is None or symbol in self.symbols
+
+
+#: Discord ids (channels, users, applications): snowflakes, 64-bit integers as 17–20 digits.
+SNOWFLAKE = re.compile(r"^[0-9]{17,20}$")
 
 
 class ChannelKind(StrEnum):
