@@ -9,8 +9,8 @@ README's picture is made this way).
 
 from __future__ import annotations
 
+import contextlib
 import os
-import re
 import shutil
 import signal
 from collections.abc import AsyncIterator
@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes import FakeReceiver
+from tests.processes import sim_server
 from tests.test_e2e import _start
 from tests.test_e2e_chat import _free_port
 
@@ -59,19 +60,15 @@ async def bot(tmp_path: Path) -> AsyncIterator[str]:
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "r.yaml").write_text(RULES)
     base = {k: v for k, v in os.environ.items() if not k.startswith("GEXBOT_")}
-    sim = await _start(
-        "sim-server", "--port", "0", "--scenario", "scenario.yaml", env=base, cwd=tmp_path
-    )
-    assert sim.stdout is not None
-    url = re.search(r"(http://127\.0\.0\.1:\d+)", (await sim.stdout.readline()).decode())
-    assert url
+    upstream = contextlib.ExitStack()
+    url = upstream.enter_context(sim_server("--scenario", "scenario.yaml", env=base, cwd=tmp_path))
     receiver = FakeReceiver()
     await receiver.start()
     receiver.script["/flow"].extend([400] * 5)  # the flow refuses: the delivery dies
     port = _free_port()
     env = dict(
         base,
-        GEXBOT_API_URL=url.group(1),
+        GEXBOT_API_URL=url,
         GEXBOT_API_KEY="demo",
         GEXBOT_SYMBOLS="BTCUSDT",
         GEXBOT_POLL_INTERVAL="0.5",
@@ -87,8 +84,7 @@ async def bot(tmp_path: Path) -> AsyncIterator[str]:
     finally:
         process.send_signal(signal.SIGTERM)
         _, err = await process.communicate()
-        sim.send_signal(signal.SIGTERM)
-        await sim.wait()
+        upstream.close()
         await receiver.stop()
     assert TOKEN not in err.decode()
 

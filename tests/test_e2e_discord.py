@@ -10,9 +10,9 @@ in the logs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
-import re
 import signal
 import time
 from pathlib import Path
@@ -22,6 +22,7 @@ import httpx
 from nacl.signing import SigningKey
 
 from tests.fakes import FakeDiscord
+from tests.processes import sim_server
 from tests.test_crash import crossing_scenario
 from tests.test_e2e import _start
 from tests.test_e2e_chat import _free_port
@@ -90,18 +91,14 @@ async def test_discord_from_the_real_process(tmp_path: Path) -> None:
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "r.yaml").write_text(RULES)
     base = {k: v for k, v in os.environ.items() if not k.startswith("GEXBOT_")}
-    sim = await _start(
-        "sim-server", "--port", "0", "--scenario", "scenario.yaml", env=base, cwd=tmp_path
-    )
-    assert sim.stdout is not None
-    url = re.search(r"(http://127\.0\.0\.1:\d+)", (await sim.stdout.readline()).decode())
-    assert url
+    upstream = contextlib.ExitStack()
+    url = upstream.enter_context(sim_server("--scenario", "scenario.yaml", env=base, cwd=tmp_path))
     discord = FakeDiscord(application_id=APP)
     await discord.start()
     port = _free_port()
     env = dict(
         base,
-        GEXBOT_API_URL=url.group(1),
+        GEXBOT_API_URL=url,
         GEXBOT_API_KEY="demo",
         GEXBOT_SYMBOLS="BTCUSDT",
         GEXBOT_POLL_INTERVAL="0.5",
@@ -161,8 +158,7 @@ async def test_discord_from_the_real_process(tmp_path: Path) -> None:
         if bot.returncode is None:
             bot.kill()
             await bot.wait()
-        sim.send_signal(signal.SIGTERM)
-        await sim.wait()
+        upstream.close()
         await discord.stop()
     assert discord.token not in err.decode()
 

@@ -155,12 +155,7 @@ class DiscordInteractions:
     async def _finish(self, inv: Invocation, task: asyncio.Task[Reply]) -> None:
         """The deferred answer, edited into the "thinking…" message; then the chart."""
         reply = await task
-        route = Route(
-            "PATCH",
-            "/webhooks/{webhook_id}/{webhook_token}/messages/@original",
-            webhook_id=inv.application_id,
-            webhook_token=inv.token,
-        )
+        route = _interaction_webhook("PATCH", inv, "/messages/@original")
         try:
             await self._rest.request(
                 route, "discord reply", json=reply_data(reply.text, monospace=reply.monospace)
@@ -180,12 +175,7 @@ class DiscordInteractions:
             "embeds": [{"title": "GEX levels", "image": {"url": "attachment://levels.png"}}],
             "allowed_mentions": NO_MENTIONS,
         }
-        route = Route(
-            "POST",
-            "/webhooks/{webhook_id}/{webhook_token}",
-            webhook_id=inv.application_id,
-            webhook_token=inv.token,
-        )
+        route = _interaction_webhook("POST", inv)
         try:
             await self._rest.request(
                 route, "discord chart", form=file_form(payload, png, "levels.png")
@@ -196,6 +186,16 @@ class DiscordInteractions:
     async def close(self) -> None:
         """Let replies in flight finish (bounded)."""
         await self.background.drain()
+
+
+def _interaction_webhook(method: str, inv: Invocation, tail: str = "") -> Route:
+    """The interaction's webhook: its reply (`/messages/@original`) or a follow-up."""
+    return Route(
+        method,
+        "/webhooks/{webhook_id}/{webhook_token}" + tail,
+        webhook_id=inv.application_id,
+        webhook_token=inv.token,
+    )
 
 
 async def register_commands(rest: DiscordRest, application_id: str) -> bool:
