@@ -14,7 +14,6 @@ GEXBOT_DISCORD_ALLOWED_USERS set, anyone else gets a private refusal and no data
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable, Coroutine, Sequence
 from enum import StrEnum
@@ -31,6 +30,7 @@ from nacl.signing import VerifyKey
 
 from gexbot.adapters.discord import DiscordRest, file_form
 from gexbot.adapters.notify import DeliveryError
+from gexbot.chat.bodies import json_object
 from gexbot.chat.service import REFUSAL, Reply
 from gexbot.core.discord_commands import (
     EPHEMERAL,
@@ -107,12 +107,9 @@ class DiscordInteractions:
         if not self.verified(body, timestamp, signature):
             log.warning("refused a Discord request with a missing, stale or wrong signature")
             return web.Response(status=401, text="invalid request signature")
-        try:
-            payload = json.loads(body)
-        except ValueError:
-            return web.Response(status=400, text="not JSON")
-        if not isinstance(payload, dict):
-            return web.Response(status=400, text="not a JSON object")
+        payload = json_object(body)
+        if isinstance(payload, web.Response):
+            return payload
         kind = payload.get("type")
         if kind == InteractionType.PING:
             return web.json_response({"type": ResponseType.PONG})

@@ -9,7 +9,6 @@ once and handled afterwards, because Slack retries what is not acknowledged with
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from urllib.parse import parse_qsl
@@ -17,6 +16,7 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 from slack_sdk.signature import Clock, SignatureVerifier
 
+from gexbot.chat.bodies import json_object
 from gexbot.chat.slack import SlackCommands
 
 log = logging.getLogger(__name__)
@@ -65,12 +65,9 @@ class SlackEndpoint:
         body = await self._verified(request)
         if body is None:
             return web.Response(status=401, text="invalid signature")
-        try:
-            payload = json.loads(body)
-        except ValueError:
-            return web.Response(status=400, text="not JSON")
-        if not isinstance(payload, dict):
-            return web.Response(status=400, text="not a JSON object")
+        payload = json_object(body)
+        if isinstance(payload, web.Response):
+            return payload
         if payload.get("type") == "url_verification":
             return web.json_response({"challenge": payload.get("challenge", "")})
         if payload.get("type") == "event_callback":
