@@ -50,6 +50,15 @@ def to_number(value: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
+def numbers(values: list[Any], n: int) -> list[float | None]:
+    """`to_number` of each of the first `n` values, padded with None; finite floats (nearly
+    every value of a long history) pass without a call."""
+    out: list[float | None] = [
+        v if type(v) is float and -math.inf < v < math.inf else to_number(v) for v in values[:n]
+    ]
+    return out + [None] * (n - len(out))
+
+
 def parse_time(value: Any) -> datetime | None:
     """ISO 8601 (with or without millis, `Z` or offset) or Unix seconds/millis; else None."""
     if isinstance(value, bool) or value is None:
@@ -481,9 +490,11 @@ def stress_history_points(data: Any) -> tuple[HistoryPoint, ...]:
         raise WireFormatError("stress-history `data` is not an object")
     wire = StressHistoryWire.model_validate(data)
 
-    def col(values: list[Any], i: int) -> float | None:
-        return to_number(values[i]) if i < len(values) else None
-
+    n = len(wire.timestamps)
+    spot, hvl, call, put, gex = (
+        numbers(c, n)
+        for c in (wire.spot_price, wire.hvl, wire.call_wall, wire.put_wall, wire.net_gex)
+    )
     points = []
     for i, raw_ts in enumerate(wire.timestamps):
         at = parse_time(raw_ts)
@@ -491,12 +502,7 @@ def stress_history_points(data: Any) -> tuple[HistoryPoint, ...]:
             continue
         points.append(
             HistoryPoint(
-                at=at,
-                spot=col(wire.spot_price, i),
-                hvl=col(wire.hvl, i),
-                call_wall=col(wire.call_wall, i),
-                put_wall=col(wire.put_wall, i),
-                net_gex=col(wire.net_gex, i),
+                at=at, spot=spot[i], hvl=hvl[i], call_wall=call[i], put_wall=put[i], net_gex=gex[i]
             )
         )
     points.sort(key=lambda p: p.at)
