@@ -319,3 +319,35 @@ async def test_the_console_chart_comes_from_the_held_snapshot_once_per_refresh(d
     assert first.startswith(b"\x89PNG")
     assert again is first  # the same refresh: not drawn again
     assert later != first
+
+
+async def test_with_the_database_down_the_page_says_so_and_still_answers() -> None:
+    from sqlalchemy import create_engine
+
+    down = create_engine("postgresql+psycopg://postgres@127.0.0.1:9/none")  # nothing listens
+
+    async def chart(_snap: SymbolSnapshot) -> bytes:
+        return b""
+
+    console = WebConsole(
+        engine=down,
+        latest=lambda: None,
+        role=lambda: {"role": "leader", "instance": "x", "leader": "x"},
+        chart=chart,
+        changes=Changes(),
+        clock=lambda: T0,
+        token=None,
+    )
+    app = web.Application()
+    console.add_routes(app)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        async with httpx.AsyncClient(timeout=20) as http:
+            page = await http.get(f"http://127.0.0.1:{runner.addresses[0][1]}/")
+    finally:
+        await runner.cleanup()
+        down.dispose()
+    assert page.status_code == 200
+    assert "Incomplete: the database cannot be reached (OperationalError)" in page.text

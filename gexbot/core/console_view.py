@@ -103,6 +103,7 @@ class ConsoleView:
     symbols: tuple[SymbolCard, ...]
     rows: StoreRows
     role: Mapping[str, object] = field(default_factory=dict)  # this replica, the leader
+    problem: str | None = None  # why the view is incomplete (the database is down)
 
 
 _REGIMES = {
@@ -169,6 +170,7 @@ def view_json(view: ConsoleView) -> dict[str, object]:
         "mutes": rows(r.mutes),
         "personal": rows(r.personal),
         "role": {k: _plain(v) for k, v in view.role.items()},
+        "problem": view.problem,
     }
 
 

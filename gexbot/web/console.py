@@ -29,6 +29,7 @@ from typing import Any
 import jinja2
 from aiohttp import web
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from gexbot.core.console_view import ConsoleView, StoreRows, symbol_cards, view_json
 from gexbot.core.snapshot import BundleSnapshot, SymbolSnapshot
@@ -154,13 +155,19 @@ class WebConsole:
         """The console's view now (store reads off the event loop)."""
         now = self._clock()
 
-        def read() -> tuple[BundleSnapshot | None, StoreRows]:
-            bundle = self._latest()
-            with self._engine.connect() as conn:
-                return bundle, console_rows(conn, now=now)
+        def read() -> tuple[BundleSnapshot | None, StoreRows, str | None]:
+            # The console is where an operator looks during an outage: it shows what it can.
+            try:
+                bundle = self._latest()
+                with self._engine.connect() as conn:
+                    return bundle, console_rows(conn, now=now), None
+            except SQLAlchemyError as exc:
+                problem = f"the database cannot be reached ({type(exc).__name__})"
+                log.warning("web console: %s", problem)
+                return None, StoreRows(), problem
 
-        bundle, rows = await asyncio.to_thread(read)
-        return ConsoleView(now, symbol_cards(bundle, now), rows, dict(self._role()))
+        bundle, rows, problem = await asyncio.to_thread(read)
+        return ConsoleView(now, symbol_cards(bundle, now), rows, dict(self._role()), problem)
 
     def sections(self, view: ConsoleView) -> dict[str, str]:
         """Each section of the page as HTML (what a live update replaces)."""
