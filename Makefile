@@ -33,6 +33,10 @@ bench: $(STAMP)
 	$(PY) bench/commands.py
 	$(PY) bench/replay.py
 	$(PY) bench/charts.py
+	$(PY) bench/startup.py
+	$(PY) bench/personal_alerts.py
+	$(PY) bench/preview.py
+	$(PY) bench/console.py
 
 clean:
 	rm -rf $(VENV)
