@@ -11,7 +11,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC
 from typing import TYPE_CHECKING
@@ -246,7 +246,10 @@ def build_slack_commands(
 
 
 def build_discord_commands(
-    settings: Settings, service: ChatService, leadership: Leadership
+    settings: Settings,
+    service: ChatService,
+    leadership: Leadership,
+    notifiers: Mapping[str, Notifier],
 ) -> DiscordCommands | None:
     """Discord's `/gex`: registered with the application id, answered on the Interactions
     endpoint (public key) and/or over the Gateway; None when none of these is set."""
@@ -255,12 +258,13 @@ def build_discord_commands(
     )
     if not wanted or settings.discord_bot_token is None:
         return None  # `gexbot check` and the start refuse a half configuration
-    from gexbot.adapters.discord import DiscordRest, use_api
+    from gexbot.adapters.discord import DiscordNotifier
     from gexbot.chat.discord import DiscordCommands, DiscordGateway, DiscordInteractions
 
-    use_api(settings.discord_api_url)
+    notifier = notifiers.get("discord")
+    assert isinstance(notifier, DiscordNotifier)  # noqa: S101 - the token builds both
+    rest = notifier.rest  # one client per bot token: one set of rate-limit buckets
     token = settings.discord_bot_token.get_secret_value()
-    rest = DiscordRest(token)
     answers = DiscordInteractions(
         service,
         rest,
@@ -408,7 +412,7 @@ async def compose(
 
                     secret = settings.slack_signing_secret.get_secret_value()
                     http_routes.append(SlackEndpoint(slack_commands, secret).add_routes)
-            discord_commands = build_discord_commands(settings, chat, leadership)
+            discord_commands = build_discord_commands(settings, chat, leadership, notifiers)
             if discord_commands is not None:
                 chat_loops.append(discord_commands.run)
                 if discord_commands.interactions is not None:

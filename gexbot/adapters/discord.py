@@ -25,7 +25,7 @@ import discord
 from discord.http import HTTPClient, Route
 
 from gexbot.adapters.notify import DeliveryError
-from gexbot.core.render import NO_MENTIONS, Rendered, discord_message
+from gexbot.core.render import CHART_FILE, Rendered, discord_chart_message, discord_message
 
 log = logging.getLogger(__name__)
 
@@ -116,12 +116,13 @@ class DiscordRest:
             self._http = None
 
 
-def file_form(payload: Mapping[str, object], png: bytes, filename: str) -> list[dict[str, Any]]:
-    """A multipart body: `payload_json` and the file as `files[0]` (Discord's attachment form)."""
-    body = {**payload, "attachments": [{"id": 0, "filename": filename}]}
+def file_form(payload: Mapping[str, object], png: bytes) -> list[dict[str, Any]]:
+    """A multipart body: `payload_json` and the chart as `files[0]` (Discord's attachment
+    form)."""
+    body = {**payload, "attachments": [{"id": 0, "filename": CHART_FILE}]}
     return [
         {"name": "payload_json", "value": json.dumps(body), "content_type": "application/json"},
-        {"name": "files[0]", "value": png, "filename": filename, "content_type": "image/png"},
+        {"name": "files[0]", "value": png, "filename": CHART_FILE, "content_type": "image/png"},
     ]
 
 
@@ -132,25 +133,22 @@ class DiscordNotifier:
     groups = True
 
     def __init__(self, rest: DiscordRest) -> None:
-        self._rest = rest
+        # The bot's one client: commands reply through it too, so one token keeps one set of
+        # rate-limit buckets (Discord's global limit is per bot). The notifier closes it.
+        self.rest = rest
 
     async def send(self, target: str, items: Sequence[Rendered]) -> str | None:
         """`POST /channels/{id}/messages`; the message id is the provider id."""
         route = Route("POST", "/channels/{channel_id}/messages", channel_id=target)
-        data = await self._rest.request(route, f"discord:{target}", json=discord_message(items))
+        data = await self.rest.request(route, f"discord:{target}", json=discord_message(items))
         return str(data["id"]) if isinstance(data, dict) and "id" in data else None
 
     async def send_image(self, target: str, png: bytes, title: str) -> None:
         """The chart as an attached file shown in an embed."""
-        payload = {
-            "embeds": [{"title": title[:256], "image": {"url": "attachment://levels.png"}}],
-            "allowed_mentions": NO_MENTIONS,
-        }
         route = Route("POST", "/channels/{channel_id}/messages", channel_id=target)
-        await self._rest.request(
-            route, f"discord:{target}", form=file_form(payload, png, "levels.png")
-        )
+        form = file_form(discord_chart_message(title), png)
+        await self.rest.request(route, f"discord:{target}", form=form)
 
     async def close(self) -> None:
         """Release the HTTP session."""
-        await self._rest.close()
+        await self.rest.close()

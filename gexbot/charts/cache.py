@@ -66,13 +66,7 @@ class ChartCache:
             kept = self._kept.get(symbol)
             if kept is not None and self._monotonic() < kept[0]:
                 return kept[1]
-            snap = await self._client.levels(symbol, CHART_FIELDS)
-            prices: list[tuple[datetime, float]] = []
-            if not snap.candles:
-                prices = await asyncio.to_thread(
-                    stored_prices, self._engine, symbol, now=self._clock()
-                )
-            png = await self.renderer.render(snap, prices)
+            png = await self._draw(await self._client.levels(symbol, CHART_FIELDS))
             self._kept[symbol] = (self._monotonic() + self._ttl, png)
             return png
 
@@ -87,12 +81,18 @@ class ChartCache:
             made = self._by_refresh.get(snap.symbol)
             if made is not None and made[0] == snap.computed_at:
                 return made[1]
+            png = await self._draw(snap)
+            self._by_refresh[snap.symbol] = (snap.computed_at, png)
+            return png
+
+    async def _draw(self, snap: SymbolSnapshot) -> bytes:
+        """Render `snap`, with the bot's stored spot history when it has no candles."""
+        prices: list[tuple[datetime, float]] = []
+        if not snap.candles:
             prices = await asyncio.to_thread(
                 stored_prices, self._engine, snap.symbol, now=self._clock()
             )
-            png = await self.renderer.render(snap, prices)
-            self._by_refresh[snap.symbol] = (snap.computed_at, png)
-            return png
+        return await self.renderer.render(snap, prices)
 
 
 def stored_prices(engine: Engine, symbol: str, *, now: datetime) -> list[tuple[datetime, float]]:

@@ -34,7 +34,6 @@ from gexbot.chat.bodies import json_object
 from gexbot.chat.service import REFUSAL, Reply
 from gexbot.core.discord_commands import (
     EPHEMERAL,
-    NO_MENTIONS,
     InteractionType,
     Invocation,
     ResponseType,
@@ -42,6 +41,7 @@ from gexbot.core.discord_commands import (
     registration,
     reply_data,
 )
+from gexbot.core.render import discord_chart_message
 from gexbot.loops.waits import Background, sleep_or_stop
 
 log = logging.getLogger(__name__)
@@ -167,16 +167,10 @@ class DiscordInteractions:
         png = await reply.chart() if reply.chart is not None else None
         if png is None:
             return
-        payload = {
-            "flags": EPHEMERAL,
-            "embeds": [{"title": "GEX levels", "image": {"url": "attachment://levels.png"}}],
-            "allowed_mentions": NO_MENTIONS,
-        }
+        payload = {**discord_chart_message("GEX levels"), "flags": EPHEMERAL}
         route = _interaction_webhook("POST", inv)
         try:
-            await self._rest.request(
-                route, "discord chart", form=file_form(payload, png, "levels.png")
-            )
+            await self._rest.request(route, "discord chart", form=file_form(payload, png))
         except DeliveryError as exc:  # the text reply went out already; the chart is extra
             log.warning("Discord chart follow-up failed (%s)", exc)
 
@@ -210,7 +204,8 @@ async def register_commands(rest: DiscordRest, application_id: str) -> bool:
 
 class DiscordCommands:
     """Discord's side of the chat loops: registers `/gex` at start, holds the Gateway when
-    asked to, keeps replies in flight, and closes the client at the end."""
+    asked to, and lets replies in flight finish at the end. The client is the notifier's,
+    which closes it."""
 
     def __init__(
         self,
@@ -238,7 +233,6 @@ class DiscordCommands:
             await stop.wait()
         finally:
             await self._answers.close()
-            await self._rest.close()
 
 
 class DiscordGateway:
@@ -261,6 +255,7 @@ class DiscordGateway:
         self._rest = rest
         self._token = token
         self._leader = leader
+        self.refused = False  # the token was refused: no further attempt until a restart
 
     async def run(self, stop: asyncio.Event) -> None:
         """Hold the Gateway while leader, until `stop`; a refused token ends the attempts."""
@@ -271,6 +266,7 @@ class DiscordGateway:
                 continue
             outcome = await self._hold(stop)
             if outcome is GatewayEnd.REFUSED:
+                self.refused = True
                 await stop.wait()
                 return
             failures = failures + 1 if outcome is GatewayEnd.FAILED else 0

@@ -7,8 +7,8 @@ personal alerts, feed warnings), plus who leads. No upstream request is ever mad
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
 from gexbot.core.commands import LEVEL_ROWS
@@ -153,34 +153,13 @@ def delivery_what(payload: Mapping[str, object]) -> str:
 
 
 def view_json(view: ConsoleView) -> dict[str, object]:
-    """The view as JSON-ready data (the data endpoint)."""
-
-    def rows(items: Sequence[object]) -> list[object]:
-        return [_plain(i) for i in items]
-
-    r = view.rows
+    """The view as plain data for the data endpoint (datetimes left for the encoder)."""
+    r = asdict(view.rows)
     return {
-        "generated_at": view.generated_at.isoformat(),
-        "symbols": rows(view.symbols),
-        "firing": rows(r.firing),
-        "warnings": rows(r.warnings),
-        "recent": rows(r.recent),
-        "dead": rows(r.dead),
-        "outbox": {"waiting": r.waiting, "dead": r.dead_total},
-        "mutes": rows(r.mutes),
-        "personal": rows(r.personal),
-        "role": {k: _plain(v) for k, v in view.role.items()},
+        "generated_at": view.generated_at,
+        "symbols": [asdict(s) for s in view.symbols],
+        **{k: r[k] for k in ("firing", "warnings", "recent", "dead", "mutes", "personal")},
+        "outbox": {"waiting": view.rows.waiting, "dead": view.rows.dead_total},
+        "role": dict(view.role),
         "problem": view.problem,
     }
-
-
-def _plain(obj: object) -> object:
-    if isinstance(obj, datetime):
-        return obj.isoformat()
-    if hasattr(obj, "__slots__") and hasattr(obj, "__dataclass_fields__"):
-        return {k: _plain(getattr(obj, k)) for k in obj.__dataclass_fields__}
-    if isinstance(obj, tuple | list):
-        return [_plain(o) for o in obj]
-    if isinstance(obj, str | int | float | bool) or obj is None:
-        return obj
-    return str(obj)

@@ -13,11 +13,10 @@ from enum import IntEnum
 from typing import Any
 
 from gexbot.core.commands import DESCRIPTIONS, MAX_INPUT, CommandName
+from gexbot.core.render import DISCORD_CONTENT_LIMIT, NO_MENTIONS, cut_text
 
 COMMAND = "gex"
 EPHEMERAL = 64  # message flag: only the person who typed the command sees the answer
-CONTENT_LIMIT = 2000
-NO_MENTIONS: dict[str, object] = {"parse": []}
 
 
 class InteractionType(IntEnum):
@@ -126,8 +125,8 @@ def reply_data(text: str, *, monospace: bool) -> dict[str, Any]:
     """An ephemeral message with `text` (in a code block when monospace), within 2000
     characters, pinging no one."""
     if monospace:
-        body = text.replace("```", "'''")[: CONTENT_LIMIT - 8]
+        body = text.replace("```", "'''")[: DISCORD_CONTENT_LIMIT - 8]
         content = f"```\n{body}\n```"
     else:
-        content = text if len(text) <= CONTENT_LIMIT else text[: CONTENT_LIMIT - 1] + "…"
+        content = cut_text(text, DISCORD_CONTENT_LIMIT)
     return {"content": content, "flags": EPHEMERAL, "allowed_mentions": NO_MENTIONS}

@@ -235,7 +235,7 @@ def _discord_escape(text: str) -> str:
     return text.translate(_DISCORD_MARKDOWN)
 
 
-def _cut(text: str, limit: int) -> str:
+def cut_text(text: str, limit: int) -> str:
     """At most `limit` characters, never ending in half an escape."""
     if len(text) <= limit:
         return text
@@ -247,16 +247,16 @@ def _cut(text: str, limit: int) -> str:
 
 def _embed(r: Rendered) -> dict[str, object]:
     embed: dict[str, object] = {
-        "title": _cut(_discord_escape(f"{r.marker} {r.headline}"), DISCORD_TITLE_LIMIT),
+        "title": cut_text(_discord_escape(f"{r.marker} {r.headline}"), DISCORD_TITLE_LIMIT),
         "color": DISCORD_RESOLVED_COLOUR
         if r.marker == RESOLVED_MARKER
         else DISCORD_COLOURS[r.severity],
     }
     body = "\n".join(_discord_escape(d) for d in r.details[:-1])
     if body:
-        embed["description"] = _cut(body, DISCORD_DESCRIPTION_LIMIT)
+        embed["description"] = cut_text(body, DISCORD_DESCRIPTION_LIMIT)
     if r.details:
-        embed["footer"] = {"text": _cut(r.details[-1], DISCORD_FOOTER_LIMIT)}  # plain text
+        embed["footer"] = {"text": cut_text(r.details[-1], DISCORD_FOOTER_LIMIT)}  # plain text
     if r.event is not None and r.event.computed_at is not None:
         embed["timestamp"] = r.event.computed_at.isoformat()  # the data time, shown local
     return embed
@@ -266,6 +266,18 @@ def _embed_size(embed: dict[str, object]) -> int:
     footer = embed.get("footer")
     footer_text = footer.get("text", "") if isinstance(footer, dict) else ""
     return sum(len(str(embed.get(k, ""))) for k in ("title", "description")) + len(footer_text)
+
+
+CHART_FILE = "levels.png"
+
+
+def discord_chart_message(title: str) -> dict[str, object]:
+    """A message showing the attached chart file (sent as multipart with it)."""
+    image = {"url": f"attachment://{CHART_FILE}"}
+    return {
+        "embeds": [{"title": title[:DISCORD_TITLE_LIMIT], "image": image}],
+        "allowed_mentions": NO_MENTIONS,
+    }
 
 
 def discord_message(items: Sequence[Rendered]) -> dict[str, object]:
@@ -288,7 +300,7 @@ def discord_message(items: Sequence[Rendered]) -> dict[str, object]:
     lines = "; ".join(f"{r.marker} {r.headline}" for r in items)
     content = _discord_escape(f"{title}: {lines}" if title else lines)
     return {
-        "content": _cut(content, DISCORD_CONTENT_LIMIT),
+        "content": cut_text(content, DISCORD_CONTENT_LIMIT),
         "embeds": embeds,
         "allowed_mentions": NO_MENTIONS,
     }

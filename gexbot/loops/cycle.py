@@ -77,7 +77,6 @@ class Pipeline:
         self._book = PersonalIndex()
         self._counts: dict[str, int] = dict.fromkeys(PLATFORMS, 0)
         self._statuses: StatusBook | None = None
-        self._loaded = 0  # statuses and alerts the running cycle took in from the store
         self._previous: BundleSnapshot | None = None
         # A cycle and a rules reload run in worker threads; this orders them, so a cycle never
         # commits states of a rule under its old definition after the reload forgot them.
@@ -128,17 +127,17 @@ class Pipeline:
             self._counts[alert.platform] -= 1
         statuses.pop(rule_id_of(alert_id), None)
 
-    def _load(self, now: datetime) -> tuple[StatusBook, BundleSnapshot | None, Audience]:
-        """The cached state (read once per term), and this cycle's mutes, subscriptions and
-        personal-alert changes (small reads)."""
+    def _load(self, now: datetime) -> tuple[StatusBook, BundleSnapshot | None, Audience, int]:
+        """The cached state (read once per term), this cycle's mutes, subscriptions and
+        personal-alert changes (small reads), and how many statuses and alerts it took in."""
         with self._engine.connect() as conn:
             loaded = 0
             if self._statuses is None:
                 self._statuses = load_statuses(conn)
                 self._previous = load_last_bundle(conn)
                 loaded = len(self._statuses)
-            self._loaded = loaded + self._sync_personal(conn, self._statuses)
-            return self._statuses, self._previous, load_audience(conn, now=now)
+            loaded += self._sync_personal(conn, self._statuses)
+            return self._statuses, self._previous, load_audience(conn, now=now), loaded
 
     def run(
         self,
@@ -164,7 +163,7 @@ class Pipeline:
         warnings_to: tuple[str, ...],
         commit: bool,
     ) -> CycleReport:
-        statuses, previous, audience = self._load(now)
+        statuses, previous, audience, loaded = self._load(now)
         rules = ChainMap(dict(self.rules.by_id), self._book.rules)
         result = CycleResult((), {})
         if bundle is not None:
@@ -222,7 +221,7 @@ class Pipeline:
             self._forget(alert_id, statuses)
         if bundle is not None:
             self._previous = bundle
-        if self._loaded >= LARGE_LOAD:  # after the cycle: its first statuses are the cache too
+        if loaded >= LARGE_LOAD:  # after the cycle: its first statuses are the cache too
             gc.collect()  # not to freeze garbage
             gc.freeze()
         return CycleReport(result, enqueued, tuple(e for e, _ in events))

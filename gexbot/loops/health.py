@@ -105,18 +105,19 @@ class HealthServer:
 
     async def _healthz(self, _request: web.Request) -> web.Response:
         ok, body = self._health()
-        return web.json_response(body, status=200 if ok else 503, dumps=_dumps)
+        return web.json_response(body, status=200 if ok else 503, dumps=json_dumps)
 
     async def _status_handler(self, _request: web.Request) -> web.Response:
         assert self._status is not None  # noqa: S101 - routed only when set
-        return web.json_response(self._status(), dumps=_dumps)
+        return web.json_response(self._status(), dumps=json_dumps)
 
     async def _metrics_handler(self, _request: web.Request) -> web.Response:
         body = generate_latest(self._metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def _dumps(obj: object) -> str:
+def json_dumps(obj: object) -> str:
+    """JSON with datetimes as ISO 8601 (and anything else unusual as its text)."""
     import json  # noqa: PLC0415
 
     return json.dumps(obj, default=lambda o: o.isoformat() if isinstance(o, datetime) else str(o))

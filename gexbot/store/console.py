@@ -18,7 +18,7 @@ from gexbot.core.console_view import (
 )
 from gexbot.core.events import is_warning
 from gexbot.store.ops import active_mutes
-from gexbot.store.outbox import OutboxState
+from gexbot.store.outbox import OutboxState, counts
 from gexbot.store.tables import alert_state, outbox, personal_alerts
 
 MAX_FIRING = 200
@@ -42,13 +42,7 @@ def console_rows(conn: Connection, *, now: datetime) -> StoreRows:
         (warnings if is_warning(r.rule_id) else firing).append(
             StateRow(r.rule_id, r.symbol, r.since)
         )
-    waiting_states = (OutboxState.PENDING.value, OutboxState.SENDING.value)
-    counts = conn.execute(
-        select(
-            func.count().filter(outbox.c.state.in_(waiting_states)),
-            func.count().filter(outbox.c.state == OutboxState.DEAD.value),
-        )
-    ).one()
+    per_state = counts(conn)
     columns = (
         outbox.c.id,
         outbox.c.created_at,
@@ -83,8 +77,8 @@ def console_rows(conn: Connection, *, now: datetime) -> StoreRows:
         warnings=tuple(warnings),
         recent=tuple(_delivery(r) for r in recent),
         dead=tuple(_delivery(r) for r in dead),
-        waiting=int(counts[0] or 0),
-        dead_total=int(counts[1] or 0),
+        waiting=per_state[OutboxState.PENDING] + per_state[OutboxState.SENDING],
+        dead_total=per_state[OutboxState.DEAD],
         mutes=tuple(MuteRow(m.scope.value, m.target, m.until) for m in active_mutes(conn, now=now)),
         personal=tuple(
             ChatAlerts(f"{p}:{c}", int(n), int(paused or 0)) for p, c, n, paused in chats

@@ -33,6 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gexbot.core.console_view import ConsoleView, StoreRows, symbol_cards, view_json
 from gexbot.core.snapshot import BundleSnapshot, SymbolSnapshot
+from gexbot.loops.health import json_dumps
 from gexbot.loops.waits import Changes
 from gexbot.store.console import console_rows
 
@@ -182,7 +183,7 @@ class WebConsole:
         return web.Response(text=html, content_type="text/html")
 
     async def _data(self, _request: web.Request) -> web.Response:
-        return web.json_response(view_json(await self.view()))
+        return web.json_response(view_json(await self.view()), dumps=json_dumps)
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(
