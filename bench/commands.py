@@ -26,7 +26,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
-from aiohttp import web
 from nacl.signing import SigningKey
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import Engine
@@ -44,6 +43,7 @@ from gexbot.chat.slack import SlackCommands
 from gexbot.chat.telegram import TelegramCommands
 from gexbot.core.rulefile import build_ruleset, parse_rule_file
 from gexbot.core.snapshot import BundleSnapshot
+from gexbot.loops.health import HealthServer, Metrics
 from gexbot.store.engine import make_engine, migrate
 from tests.fakes import FakeDiscord, FakeSlack, FakeTelegram
 from tests.processes import sim_server
@@ -153,12 +153,8 @@ async def _discord(n: int, service: ChatService, _engine: Engine) -> tuple[list[
     endpoint = DiscordInteractions(
         service, rest, public_key=key.verify_key.encode().hex(), wall_clock=time.time
     )
-    app = web.Application()
-    endpoint.add_routes(app)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}/discord/interactions"
+    server = HealthServer(Metrics(), lambda: (True, {}), routes=[endpoint.add_routes])
+    url = await server.start("127.0.0.1", 0) + "/discord/interactions"
     times = []
     async with httpx.AsyncClient() as http:
         for i in range(n):
@@ -187,7 +183,7 @@ async def _discord(n: int, service: ChatService, _engine: Engine) -> tuple[list[
     while sum(1 for p in discord.posts if p.files) < n and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
     await endpoint.close()
-    await runner.cleanup()
+    await server.stop()
     await rest.close()
     await discord.stop()
     return times, sum(1 for p in discord.posts if p.files)

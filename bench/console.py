@@ -27,7 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx
 from sqlalchemy import Engine, insert
 
-from bench.databases import pg_schema
 from bench.personal_alerts import SPOT, frame
 from bench.profiling import profile_if_asked
 from gexbot.core.snapshot import SymbolSnapshot
@@ -36,6 +35,7 @@ from gexbot.loops.waits import Changes
 from gexbot.store.engine import DatabaseError, make_engine, migrate
 from gexbot.store.tables import alert_state, outbox, personal_alerts, revisions
 from gexbot.web.console import WebConsole
+from tests.databases import pg_schema
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
 TOKEN = "bench-token"  # noqa: S105 - a throwaway token for the local bench

@@ -32,7 +32,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import Engine, insert
 
-from bench.databases import pg_schema
 from bench.profiling import profile_if_asked
 from gexbot.core.evaluate import index_rules
 from gexbot.core.personal import parse_alert
@@ -40,6 +39,7 @@ from gexbot.core.snapshot import BundleSnapshot, Level, SymbolSnapshot, SymbolSt
 from gexbot.loops.cycle import Pipeline
 from gexbot.store.engine import DatabaseError, make_engine, migrate
 from gexbot.store.tables import personal_alerts, revisions
+from tests.databases import pg_schema
 
 SPOT = {"BTCUSDT": 95000.0, "ETHUSDT": 3400.0, "SOLUSDT": 180.0, "HYPEUSDT": 40.0}
 T0 = datetime(2026, 12, 1, tzinfo=UTC)

@@ -26,7 +26,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import Engine, event
 
-from bench.databases import pg_schema
 from bench.profiling import profile_if_asked
 from gexbot.core.evaluate import index_rules
 from gexbot.core.rules import Condition, ConditionKind, Rule
@@ -34,6 +33,7 @@ from gexbot.core.snapshot import BundleSnapshot, SymbolSnapshot, SymbolStatus
 from gexbot.loops.cycle import Pipeline
 from gexbot.loops.leadership import LeaseElector
 from gexbot.store.engine import DatabaseError, make_engine, migrate
+from tests.databases import pg_schema
 
 SYMBOLS = [f"S{i}USDT" for i in range(8)]
 RULES = 1_250

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import random
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +14,7 @@ from sqlalchemy import Engine
 from gexbot.adapters.backquant import BackQuantClient, RetryPolicy, build_http_client
 from gexbot.sim.market import SimConfig, Simulator
 from gexbot.sim.server import SimServer
+from tests.databases import pg_schema
 
 #: BackQuant's published OpenAPI document and the example payloads (copied from the upstream
 #: docs, see tests/upstream/SOURCE.md), kept in the repo so tests run from a lone clone.
@@ -139,18 +139,8 @@ def fresh_database(kind: str, tmp_path: Path, skip_reason: str | None) -> Iterat
         return
     if skip_reason:
         pytest.skip(skip_reason)
-    schema = f"gx_{uuid.uuid4().hex[:10]}"
-    admin = make_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    engine = make_engine(f"{PG_URL}?options=-csearch_path%3D{schema}")
-    try:
+    with pg_schema(PG_URL, prefix="gx") as engine:
         yield engine
-    finally:
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -6,6 +6,7 @@ import json
 import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -120,39 +121,51 @@ def _outside_address() -> str | None:
     return None if address.startswith("127.") else address
 
 
+ROLE = {"role": "leader", "instance": "test-1", "leader": "test-1"}
+
+
+async def _png(_snap: SymbolSnapshot) -> bytes:
+    return b"\x89PNG-console"
+
+
+def _console(engine: Engine, latest: Callable[[], BundleSnapshot | None], **kw: Any) -> WebConsole:
+    """The console over `engine` and `latest`; keyword arguments replace the defaults."""
+    args: dict[str, Any] = {
+        "role": lambda: ROLE,
+        "chart": _png,
+        "changes": Changes(),
+        "clock": lambda: T0,
+        "token": None,
+    }
+    return WebConsole(engine=engine, latest=latest, **{**args, **kw})
+
+
+@asynccontextmanager
+async def _listening(console: WebConsole, host: str = "127.0.0.1") -> AsyncIterator[str]:
+    """The console on the health server, as `gexbot run` serves it; yields the base URL."""
+    health = HealthServer(Metrics(), lambda: (True, {"status": "ok"}), routes=[console.add_routes])
+    runner = web.AppRunner(health.app(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, 0).start()
+    try:
+        yield f"http://{host}:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
 Serve = Callable[..., Awaitable[str]]
 
 
 @pytest.fixture
 async def serve(db: Engine) -> AsyncIterator[Serve]:
-    runners: list[web.AppRunner] = []
     latest = bundle(snapshot(101, hvl=100))
+    async with AsyncExitStack() as servers:
 
-    async def chart(_snap: SymbolSnapshot) -> bytes:
-        return b"\x89PNG-console"
+        async def start(*, token: str | None, host: str = "127.0.0.1") -> str:
+            console = _console(db, lambda: latest, token=token)
+            return await servers.enter_async_context(_listening(console, host))
 
-    async def start(*, token: str | None, host: str = "127.0.0.1") -> str:
-        console = WebConsole(
-            engine=db,
-            latest=lambda: latest,
-            role=lambda: {"role": "leader", "instance": "test-1", "leader": "test-1"},
-            chart=chart,
-            changes=Changes(),
-            clock=lambda: T0,
-            token=token,
-        )
-        health = HealthServer(
-            Metrics(), lambda: (True, {"status": "ok"}), routes=[console.add_routes]
-        )
-        runner = web.AppRunner(health.app(), access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, host, 0).start()
-        runners.append(runner)
-        return f"http://{host}:{runner.addresses[0][1]}"
-
-    yield start
-    for runner in runners:
-        await runner.cleanup()
+        yield start
 
 
 async def test_without_a_token_loopback_is_served(serve: Serve) -> None:
@@ -235,27 +248,14 @@ async def test_the_login_form_sets_an_httponly_strict_cookie_not_the_token(serve
 async def test_live_updates_push_the_sections_when_something_changed(db: Engine) -> None:
     changes = Changes()
     state: dict[str, BundleSnapshot] = {"latest": bundle(snapshot(101, hvl=100))}
-
-    async def chart(_snap: SymbolSnapshot) -> bytes:
-        return b""
-
-    console = WebConsole(
-        engine=db,
-        latest=lambda: state["latest"],
-        role=dict,
-        chart=chart,
+    console = _console(
+        db,
+        lambda: state["latest"],
         changes=changes,
-        clock=lambda: T0,
-        token=None,
         refresh_anyway=30,  # only a change can bring the second event in time
     )
-    app = web.Application()
-    console.add_routes(app)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}/console/events"
-    try:
+    async with _listening(console) as base:
+        url = f"{base}/console/events"
         async with httpx.AsyncClient(timeout=10) as http, http.stream("GET", url) as stream:
             events = _events(stream.aiter_lines())
             first = await anext(events)
@@ -264,8 +264,6 @@ async def test_live_updates_push_the_sections_when_something_changed(db: Engine)
             changes.bump()  # a cycle ended
             second = await anext(events)
             assert "below HVL" in second["symbols"]
-    finally:
-        await runner.cleanup()
 
 
 async def _events(lines: AsyncIterator[str]) -> AsyncIterator[dict[str, Any]]:
@@ -325,29 +323,13 @@ async def test_with_the_database_down_the_page_says_so_and_still_answers() -> No
     from sqlalchemy import create_engine
 
     down = create_engine("postgresql+psycopg://postgres@127.0.0.1:9/none")  # nothing listens
-
-    async def chart(_snap: SymbolSnapshot) -> bytes:
-        return b""
-
-    console = WebConsole(
-        engine=down,
-        latest=lambda: None,
-        role=lambda: {"role": "leader", "instance": "x", "leader": "x"},
-        chart=chart,
-        changes=Changes(),
-        clock=lambda: T0,
-        token=None,
-    )
-    app = web.Application()
-    console.add_routes(app)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
     try:
-        async with httpx.AsyncClient(timeout=20) as http:
-            page = await http.get(f"http://127.0.0.1:{runner.addresses[0][1]}/")
+        async with (
+            _listening(_console(down, lambda: None)) as url,
+            httpx.AsyncClient(timeout=20) as http,
+        ):
+            page = await http.get(f"{url}/")
     finally:
-        await runner.cleanup()
         down.dispose()
     assert page.status_code == 200
     assert "Incomplete: the database cannot be reached (OperationalError)" in page.text

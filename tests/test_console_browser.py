@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes import FakeReceiver
-from tests.processes import sim_server
+from tests.processes import bot_env, clean_env, sim_server
 from tests.test_e2e import _start
 from tests.test_e2e_chat import _free_port
 
@@ -59,21 +59,17 @@ async def bot(tmp_path: Path) -> AsyncIterator[str]:
     (tmp_path / "scenario.yaml").write_text(SCENARIO)
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "r.yaml").write_text(RULES)
-    base = {k: v for k, v in os.environ.items() if not k.startswith("GEXBOT_")}
     upstream = contextlib.ExitStack()
-    url = upstream.enter_context(sim_server("--scenario", "scenario.yaml", env=base, cwd=tmp_path))
+    url = upstream.enter_context(
+        sim_server("--scenario", "scenario.yaml", env=clean_env(), cwd=tmp_path)
+    )
     receiver = FakeReceiver()
     await receiver.start()
     receiver.script["/flow"].extend([400] * 5)  # the flow refuses: the delivery dies
     port = _free_port()
-    env = dict(
-        base,
-        GEXBOT_API_URL=url,
-        GEXBOT_API_KEY="demo",
-        GEXBOT_SYMBOLS="BTCUSDT",
-        GEXBOT_POLL_INTERVAL="0.5",
-        GEXBOT_DATABASE_URL=f"sqlite:///{tmp_path / 'b.db'}",
-        GEXBOT_RULES=str(tmp_path / "rules"),
+    env = bot_env(
+        tmp_path,
+        url,
         GEXBOT_WEBHOOK_FLOW_URL=f"{receiver.url}/flow",
         GEXBOT_HTTP_PORT=str(port),
         GEXBOT_HTTP_TOKEN=TOKEN,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ import httpx
 from nacl.signing import SigningKey
 
 from tests.fakes import FakeDiscord
-from tests.processes import sim_server
+from tests.processes import bot_env, clean_env, sim_server
 from tests.test_crash import crossing_scenario
 from tests.test_e2e import _start
 from tests.test_e2e_chat import _free_port
@@ -90,20 +89,16 @@ async def test_discord_from_the_real_process(tmp_path: Path) -> None:
     (tmp_path / "scenario.yaml").write_text(crossing_scenario(240))  # a cross every second
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "r.yaml").write_text(RULES)
-    base = {k: v for k, v in os.environ.items() if not k.startswith("GEXBOT_")}
     upstream = contextlib.ExitStack()
-    url = upstream.enter_context(sim_server("--scenario", "scenario.yaml", env=base, cwd=tmp_path))
+    url = upstream.enter_context(
+        sim_server("--scenario", "scenario.yaml", env=clean_env(), cwd=tmp_path)
+    )
     discord = FakeDiscord(application_id=APP)
     await discord.start()
     port = _free_port()
-    env = dict(
-        base,
-        GEXBOT_API_URL=url,
-        GEXBOT_API_KEY="demo",
-        GEXBOT_SYMBOLS="BTCUSDT",
-        GEXBOT_POLL_INTERVAL="0.5",
-        GEXBOT_DATABASE_URL=f"sqlite:///{tmp_path / 'b.db'}",
-        GEXBOT_RULES=str(tmp_path / "rules"),
+    env = bot_env(
+        tmp_path,
+        url,
         GEXBOT_DISCORD_BOT_TOKEN=discord.token,
         GEXBOT_DISCORD_API_URL=discord.api_url,
         GEXBOT_DISCORD_APPLICATION_ID=APP,
@@ -167,15 +162,11 @@ async def test_discord_commands_over_the_gateway_from_the_real_process(tmp_path:
     """No public URL: GEXBOT_DISCORD_GATEWAY=true, a command pushed on the fake Gateway."""
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "r.yaml").write_text(RULES)
-    base = {k: v for k, v in os.environ.items() if not k.startswith("GEXBOT_")}
     discord = FakeDiscord(application_id=APP)
     await discord.start()
-    env = dict(
-        base,
-        GEXBOT_API_KEY="demo",
-        GEXBOT_API_URL="http://127.0.0.1:9",  # no upstream needed to answer `status`
-        GEXBOT_DATABASE_URL=f"sqlite:///{tmp_path / 'b.db'}",
-        GEXBOT_RULES=str(tmp_path / "rules"),
+    env = bot_env(
+        tmp_path,
+        "http://127.0.0.1:9",  # no upstream needed to answer `rules`
         GEXBOT_DISCORD_BOT_TOKEN=discord.token,
         GEXBOT_DISCORD_API_URL=discord.api_url,
         GEXBOT_DISCORD_GATEWAY="true",

@@ -1,4 +1,5 @@
-"""A throwaway PostgreSQL schema for a benchmark run."""
+"""A throwaway PostgreSQL schema: one per test or benchmark run, selected through
+`search_path`."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ from gexbot.store.engine import make_engine
 
 
 @contextmanager
-def pg_schema(url: str) -> Iterator[Engine]:
+def pg_schema(url: str, prefix: str = "bench") -> Iterator[Engine]:
     """An engine on a fresh schema of `url`, dropped afterwards (DatabaseError when the server
     cannot be reached)."""
     admin = make_engine(url)
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with admin.begin() as conn:
         conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
     engine = make_engine(f"{url}?options=-csearch_path%3D{schema}")
