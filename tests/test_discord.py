@@ -293,6 +293,7 @@ def test_bad_discord_settings_name_their_variable(var: str, value: str) -> None:
     with pytest.raises(SettingsError) as err:
         load_settings(env_file=None, **{var: value})
     assert f"GEXBOT_{var.upper()}" in str(err.value)
+    assert "Value error" not in str(err.value)  # pydantic's prefix is not for users
 
 
 async def test_alerts_and_charts_reach_discord_and_a_refusing_channel_dies_once(
