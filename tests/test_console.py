@@ -333,3 +333,25 @@ async def test_with_the_database_down_the_page_says_so_and_still_answers() -> No
         down.dispose()
     assert page.status_code == 200
     assert "Incomplete: the database cannot be reached (OperationalError)" in page.text
+
+
+async def test_open_pages_share_one_read_per_change(db: Engine) -> None:
+    reads: list[int] = []
+
+    def latest() -> BundleSnapshot:
+        reads.append(1)
+        return bundle(snapshot(101, hvl=100))
+
+    changes = Changes()
+    console = _console(db, latest, changes=changes, refresh_anyway=30)
+    async with _listening(console) as base, httpx.AsyncClient(timeout=10) as http:
+        url = f"{base}/console/events"
+        async with http.stream("GET", url) as one, http.stream("GET", url) as two:
+            first, second = _events(one.aiter_lines()), _events(two.aiter_lines())
+            await anext(first)
+            await anext(second)
+            before = len(reads)
+            changes.bump()
+            await anext(first)
+            await anext(second)
+    assert len(reads) - before == 1  # two pages, one change: one read of the store

@@ -63,6 +63,8 @@ class WebConsole:
         self._engine = engine
         self._refresh_anyway = refresh_anyway
         self._closing = asyncio.Event()  # the server is stopping: end the event streams
+        self._push: tuple[int, datetime, str] | None = None  # (version, made at, event body)
+        self._push_lock = asyncio.Lock()
         self._latest = latest
         self._role = role
         self._chart = chart
@@ -204,13 +206,28 @@ class WebConsole:
                     changed.cancel()
                     break
                 version = changed.result()
-                body = json.dumps(self.sections(await self.view()))
+                body = await self._push_body(version)
                 await response.write(f"event: sections\ndata: {body}\n\n".encode())
         except ConnectionResetError:
             pass  # the page was closed
         finally:
             closing.cancel()
         return response
+
+    async def _push_body(self, version: int) -> str:
+        """The sections at `version` as one event body, made once for every open page (the
+        store reads and the render are shared); remade when older than half the refresh."""
+        async with self._push_lock:
+            now = self._clock()
+            kept = self._push
+            if (
+                kept is None
+                or kept[0] != version
+                or (now - kept[1]).total_seconds() >= self._refresh_anyway / 2
+            ):
+                kept = (version, now, json.dumps(self.sections(await self.view())))
+                self._push = kept
+            return kept[2]
 
     async def _chart_png(self, request: web.Request) -> web.Response:
         bundle = await asyncio.to_thread(self._latest)
