@@ -97,11 +97,12 @@ async def test_single_symbol_levels_carry_spot_block_and_candles(
     assert snap.computed_at is not None
 
 
-async def test_stress_history_returns_points(client: BackQuantClient) -> None:
-    points = await client.stress_history("ETHUSDT", days=2)
-    assert len(points) >= 2 * 288 - 1  # 5-minute resolution
-    assert points[0].at < points[-1].at
-    assert all(p.spot is not None for p in points)
+async def test_stress_history_returns_columns(client: BackQuantClient) -> None:
+    history = await client.stress_history("ETHUSDT", days=2)
+    assert len(history) >= 2 * 288 - 1  # 5-minute resolution
+    assert history.times[0] < history.times[-1]
+    assert all(spot is not None for spot in history.spot)
+    assert len(history.hvl) == len(history.put_wall) == len(history)
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from gexbot.core.replay import (
     not_replayable,
     replay,
 )
-from gexbot.core.snapshot import HistoryPoint, SymbolSnapshot
+from gexbot.core.snapshot import StressHistory, SymbolSnapshot
 from gexbot.loops.cycle import Pipeline
 from tests.conftest import threaded_sim
 from tests.rulekit import T0, bundle, make_rule, snapshot
@@ -34,12 +34,17 @@ def _series(
     step: float = 30,
     skip: set[int] | None = None,
 ) -> dict[str, list[SymbolSnapshot]]:
-    points = [
-        HistoryPoint(T0 + timedelta(seconds=i * step), s, hvl, 110.0, 90.0, 1e8)
-        for i, s in enumerate(spots)
-        if i not in (skip or set())
-    ]
-    return {"BTCUSDT": history_to_snapshots("BTCUSDT", points)}
+    kept = [(i, s) for i, s in enumerate(spots) if i not in (skip or set())]
+    n = len(kept)
+    stress = StressHistory(
+        times=tuple(T0 + timedelta(seconds=i * step) for i, _ in kept),
+        spot=tuple(s for _, s in kept),
+        hvl=(hvl,) * n,
+        call_wall=(110.0,) * n,
+        put_wall=(90.0,) * n,
+        net_gex=(1e8,) * n,
+    )
+    return {"BTCUSDT": history_to_snapshots("BTCUSDT", stress)}
 
 
 def test_a_scripted_history_yields_the_expected_alerts_and_statistics() -> None:

@@ -8,6 +8,7 @@ from datetime import timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gexbot.core.history import histories
 from gexbot.core.replay import frames, replay
 from gexbot.core.replay_columns import replay_columns
 from gexbot.core.rules import Rule
@@ -19,7 +20,7 @@ LEVEL = st.one_of(st.none(), st.sampled_from([98.0, 100.0, 101.5, 104.0]))
 
 
 @st.composite
-def histories(draw: st.DrawFn) -> dict[str, list[SymbolSnapshot]]:
+def random_histories(draw: st.DrawFn) -> dict[str, list[SymbolSnapshot]]:
     """Random walks around the levels, with null levels, missing rows and gaps."""
     out = {}
     for sym in SYMBOLS:
@@ -52,7 +53,7 @@ def histories(draw: st.DrawFn) -> dict[str, list[SymbolSnapshot]]:
 
 
 TIMING = {
-    "hold": st.sampled_from([0.0, 0.0, 60.0]),
+    "hold": st.sampled_from([0.0, 0.0, 60.0, 100.0]),  # 100: waits across rows, and gaps
     "cooldown": st.sampled_from([0.0, 0.0, 90.0]),
     "symbols": st.sampled_from([None, None, ("ETHUSDT",), ("ETHUSDT", "BTCUSDT")]),
 }
@@ -78,7 +79,7 @@ def rules(draw: st.DrawFn) -> list[Rule]:
             out.append(make_rule(kind, level, rid, **move, **timing))
         else:
             state = {
-                "repeat": draw(st.sampled_from([None, None, 60.0])),
+                "repeat": draw(st.sampled_from([None, None, 60.0, 100.0])),
                 "resolve": draw(st.booleans()),
             }
             if kind == "near":
@@ -105,12 +106,12 @@ def _alerts(result: object) -> list[tuple[object, ...]]:
 
 
 @settings(max_examples=300, deadline=None)
-@given(history=histories(), rule_set=rules())
+@given(history=random_histories(), rule_set=rules())
 def test_columns_and_snapshots_replay_alert_for_alert(
     history: dict[str, list[SymbolSnapshot]], rule_set: list[Rule]
 ) -> None:
     reference = replay(rule_set, frames(history))
-    columns = replay_columns(rule_set, history)
+    columns = replay_columns(rule_set, histories(history))
     assert _alerts(columns) == _alerts(reference)
     assert (columns.start, columns.end, columns.snapshots) == (
         reference.start,
@@ -127,5 +128,5 @@ def test_the_columns_walk_finds_alerts_at_all() -> None:
             for i, s in enumerate([99, 101, 99, 101])
         ]
     }
-    alerts = replay_columns([make_rule("crosses", rule_id="x")], history).alerts
+    alerts = replay_columns([make_rule("crosses", rule_id="x")], histories(history)).alerts
     assert [(a.at - T0).total_seconds() for a in alerts] == [30, 60, 90]

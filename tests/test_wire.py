@@ -22,7 +22,7 @@ from gexbot.core.wire import (
     parse_multi,
     parse_single,
     parse_time,
-    stress_history_points,
+    stress_history,
     to_number,
 )
 from tests.conftest import EXAMPLES
@@ -306,7 +306,7 @@ def test_a_single_answer_without_spot_is_missing() -> None:
     assert snap.status is SymbolStatus.MISSING
 
 
-def test_stress_history_arrays_become_points_and_tolerate_ragged_columns() -> None:
+def test_stress_history_arrays_become_columns_and_tolerate_ragged_ones() -> None:
     data = {
         "timestamps": ["2026-05-01T00:05:00Z", "2026-05-01T00:00:00Z", "bad"],
         "spot_price": [2.0, 1.0, 3.0],
@@ -315,11 +315,16 @@ def test_stress_history_arrays_become_points_and_tolerate_ragged_columns() -> No
         "put_wall": [],
         "net_gex": [1e8, -2e7, 0],
     }
-    points = stress_history_points(data)
-    assert [p.spot for p in points] == [1.0, 2.0]  # sorted oldest first, bad row dropped
-    assert points[0].hvl == 0.5
-    assert points[0].call_wall is None
-    assert points[1].call_wall == 3.0
+    history = stress_history(data)
+    assert history.spot == (1.0, 2.0)  # sorted oldest first, bad row dropped
+    assert history.times == (
+        datetime(2026, 5, 1, 0, 0, tzinfo=UTC),
+        datetime(2026, 5, 1, 0, 5, tzinfo=UTC),
+    )
+    assert history.hvl == (0.5, None)
+    assert history.call_wall == (None, 3.0)
+    assert history.put_wall == (None, None)
+    assert history.net_gex == (-2e7, 1e8)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -444,7 +449,7 @@ def test_any_json_at_all_parses_or_raises_only_wire_format_error(payload: Any) -
     try:
         env = parse_envelope(payload)
         multi_to_snapshots(env.data, ["BTCUSDT"])
-        stress_history_points(env.data)
+        stress_history(env.data)
         if isinstance(env.data, dict):
             entry_to_snapshot("BTCUSDT", env.data, meta=env.meta)
     except WireFormatError:

@@ -19,7 +19,7 @@ import httpx
 from gexbot import USER_AGENT
 from gexbot.core.backoff import backoff_delay, parse_retry_after, seconds_until_reset
 from gexbot.core.poll_failure import FetchErrorKind
-from gexbot.core.snapshot import BundleSnapshot, HistoryPoint, SymbolSnapshot
+from gexbot.core.snapshot import BundleSnapshot, StressHistory, SymbolSnapshot
 from gexbot.core.symbols import chunks, dedupe
 from gexbot.core.wire import (
     Envelope,
@@ -28,7 +28,7 @@ from gexbot.core.wire import (
     parse_envelope,
     parse_multi,
     parse_single,
-    stress_history_points,
+    stress_history,
 )
 
 T = TypeVar("T")
@@ -210,12 +210,12 @@ class BackQuantClient:
     def _received_at(self) -> datetime:
         return datetime.fromtimestamp(self._wall_clock(), tz=UTC)
 
-    async def stress_history(self, symbol: str, days: int = 7) -> tuple[HistoryPoint, ...]:
+    async def stress_history(self, symbol: str, days: int = 7) -> StressHistory:
         """Up to 30 days of std-signed HVL, walls, spot and net GEX for one symbol."""
         env = await self._get(
             "/v2/gex/stress-history", {"symbol": symbol, "days": str(max(1, min(30, days)))}
         )
-        return self._parse("stress history", stress_history_points, env.data)
+        return self._parse("stress history", stress_history, env.data)
 
     def _parse(self, what: str, parse: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a wire parser on a payload; whatever it raises becomes a transient FetchError."""

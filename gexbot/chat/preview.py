@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -19,10 +19,10 @@ from sqlalchemy import Engine
 
 from gexbot.adapters.backquant import BackQuantClient, FetchError
 from gexbot.core.format import fmt_age
-from gexbot.core.replay import STRESS_HISTORY_LEVELS, history_to_snapshots, levels_used
+from gexbot.core.history import SymbolHistory
+from gexbot.core.replay import STRESS_HISTORY_LEVELS, levels_used
 from gexbot.core.replay_columns import replay_columns
 from gexbot.core.rules import Rule
-from gexbot.core.snapshot import SymbolSnapshot
 from gexbot.store.snapshots import load_history
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ class History:
     """One symbol's history for previews, and where it came from."""
 
     source: str  # "stored history" | "BackQuant stress history"
-    snapshots: Sequence[SymbolSnapshot]
+    columns: SymbolHistory
     loaded: float  # monotonic
 
 
@@ -64,14 +64,14 @@ class AlertPreview:
         symbol = (rule.symbols or ("",))[0]
         stress_ok = levels_used(rule) <= STRESS_HISTORY_LEVELS
         history = await self._history(symbol, stress_ok=stress_ok)
-        if not history.snapshots:
+        if not len(history.columns):
             if stress_ok:
                 return "No preview: there is no history to replay yet."
             return (
                 "No preview: the store holds no history yet, and BackQuant's stress history has "
                 "only HVL, call resistance and put support."
             )
-        result = await asyncio.to_thread(replay_columns, [rule], {symbol: history.snapshots})
+        result = await asyncio.to_thread(replay_columns, [rule], {symbol: history.columns})
         start, end = result.start or self._clock(), result.end or self._clock()
         span = _span((end - start).total_seconds())
         period = f"{start:%b %d %H:%M} – {end:%b %d %H:%M} UTC, {span} of {history.source}"
@@ -99,22 +99,21 @@ class AlertPreview:
         now = self._clock()
         since = now - timedelta(days=DAYS)
 
-        def stored() -> list[SymbolSnapshot]:
+        def stored() -> SymbolHistory:
             with self._engine.connect() as conn:
-                return load_history(conn, symbol, since=since)
+                return SymbolHistory.of_snapshots(symbol, load_history(conn, symbol, since=since))
 
-        snaps = await asyncio.to_thread(stored)
-        oldest = snaps[0].computed_at if snaps else None
-        full = oldest is not None and oldest <= since + SLACK
+        held = await asyncio.to_thread(stored)
+        full = len(held) > 0 and held.times[0] <= since + SLACK
         if full or not stress_ok:
-            return History("stored history", snaps, self._monotonic())
+            return History("stored history", held, self._monotonic())
         try:
-            points = await self._client.stress_history(symbol, DAYS)
+            stress = await self._client.stress_history(symbol, DAYS)
         except FetchError as exc:
             log.warning("stress history for the preview of %s failed: %s", symbol, exc)
-            return History("stored history", snaps, self._monotonic())
+            return History("stored history", held, self._monotonic())
         return History(
-            "BackQuant stress history", history_to_snapshots(symbol, points), self._monotonic()
+            "BackQuant stress history", SymbolHistory.of_stress(symbol, stress), self._monotonic()
         )
 
 

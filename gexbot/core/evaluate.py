@@ -8,11 +8,11 @@ every rule that uses them. Pairs whose observation could not change their status
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from gexbot.core.alert import AlertState, AlertStatus
 from gexbot.core.rules import Condition, ConditionKind, Direction, Rule
@@ -35,9 +35,12 @@ class Cause(StrEnum):
     BOTH = "both"
 
 
-@dataclass(frozen=True, slots=True)
-class Observation:
-    """What one rule saw for one symbol."""
+class Observation(NamedTuple):
+    """What one rule saw for one symbol.
+
+    A named tuple, not a frozen dataclass: one is built at every status change, live and in
+    replay, and a tuple is built in a third of the time.
+    """
 
     rule_id: str
     symbol: str
@@ -228,7 +231,19 @@ def _moves(
             st = mine.get(sym)
             base = st.baseline if st is not None else None
             if base is None:
-                out.append(_moved(rule, views[sym], sym, truth=Truth.FALSE, value=value, base=None))
+                view = views[sym]
+                out.append(
+                    moved_observation(
+                        rule.id,
+                        sym,
+                        rule.condition.subject,
+                        truth=Truth.FALSE,
+                        value=value,
+                        base=None,
+                        spot=view.spot,
+                        computed_at=view.snap.computed_at,
+                    )
+                )
                 continue
             delta = abs(value - base)
             limit = cond.by_abs if cond.by_abs is not None else abs(base) * (cond.by_pct or 0) / 100
@@ -236,7 +251,19 @@ def _moves(
             if not moved and st is not None and st.state is inactive and not keep:
                 continue
             truth = Truth.TRUE if moved else Truth.FALSE
-            out.append(_moved(rule, views[sym], sym, truth=truth, value=value, base=base))
+            view = views[sym]
+            out.append(
+                moved_observation(
+                    rule.id,
+                    sym,
+                    rule.condition.subject,
+                    truth=truth,
+                    value=value,
+                    base=base,
+                    spot=view.spot,
+                    computed_at=view.snap.computed_at,
+                )
+            )
 
 
 def _states(
@@ -268,7 +295,18 @@ def _states(
                 if truth and st.state is firing and no_repeat and not keep:
                     continue
             value = Truth.TRUE if truth else Truth.FALSE
-            out.append(_state_obs(rule, views[sym], sym, truth=value, level=level))
+            view = views[sym]
+            out.append(
+                state_observation(
+                    rule.id,
+                    sym,
+                    rule.condition.subject,
+                    truth=value,
+                    level=level,
+                    spot=view.spot,
+                    computed_at=view.snap.computed_at,
+                )
+            )
 
 
 def _state_table(
@@ -294,24 +332,36 @@ def _state_table(
                 table[sym] = (d <= within, d <= rearm, view.snap.levels.get(cond.level))
         return table
     for sym, view in views.items():
-        unarmed_truth, level = _state_truth(cond, view, armed=False)
-        if unarmed_truth is Truth.UNKNOWN:
-            continue
-        armed_truth: Truth = unarmed_truth
-        if cond.kind is ConditionKind.NEAR:
-            armed_truth = _state_truth(cond, view, armed=True)[0]
-        table[sym] = (unarmed_truth is Truth.TRUE, armed_truth is Truth.TRUE, level)
+        truths = state_truths(cond, view.spot, view.snap.levels.get)
+        if truths is not None:
+            table[sym] = truths
     return table
 
 
-def _state_truth(cond: Condition, view: _SymbolView, *, armed: bool) -> tuple[Truth, float | None]:
-    spot = view.spot
+def state_truths(
+    cond: Condition, spot: float, level_of: Callable[[Level], float | None]
+) -> tuple[bool, bool, float | None] | None:
+    """A state condition (near, above, below, outside) at one spot: its truth when not armed,
+    its truth when armed (near's wider re-arm band) and the level it is about; None when a
+    level it needs is null."""
+    unarmed, level = _state_truth(cond, spot, level_of, armed=False)
+    if unarmed is Truth.UNKNOWN:
+        return None
+    armed: Truth = unarmed
+    if cond.kind is ConditionKind.NEAR:
+        armed = _state_truth(cond, spot, level_of, armed=True)[0]
+    return unarmed is Truth.TRUE, armed is Truth.TRUE, level
+
+
+def _state_truth(
+    cond: Condition, spot: float, level_of: Callable[[Level], float | None], *, armed: bool
+) -> tuple[Truth, float | None]:
     kind = cond.kind
     if kind is ConditionKind.OUTSIDE:
         assert cond.band is not None  # noqa: S101 - the parser guarantees it
         up_name, down_name = cond.band.bounds
-        upper = view.snap.levels.get(up_name)
-        lower = view.snap.levels.get(down_name)
+        upper = level_of(up_name)
+        lower = level_of(down_name)
         if upper is None or lower is None:
             return Truth.UNKNOWN, None
         if spot > upper:
@@ -319,7 +369,7 @@ def _state_truth(cond: Condition, view: _SymbolView, *, armed: bool) -> tuple[Tr
         if spot < lower:
             return Truth.TRUE, lower
         return Truth.FALSE, upper if upper - spot < spot - lower else lower
-    level = cond.threshold if cond.level is None else view.snap.levels.get(cond.level)
+    level = cond.threshold if cond.level is None else level_of(cond.level)
     if level is None:
         return Truth.UNKNOWN, None
     if kind is ConditionKind.ABOVE:
@@ -330,9 +380,9 @@ def _state_truth(cond: Condition, view: _SymbolView, *, armed: bool) -> tuple[Tr
     if cond.within_abs is not None:
         band = (cond.rearm_abs or 2 * cond.within_abs) if armed else cond.within_abs
         return (Truth.TRUE if abs(spot - level) <= band else Truth.FALSE), level
-    rel = view.rel.get(cond.level) if cond.level is not None else None
-    if rel is None:
+    if cond.level is None or level == 0.0:  # a percentage of a threshold, or of zero: unknown
         return Truth.UNKNOWN, None
+    rel = (spot - level) / level * 100.0
     within = cond.within_pct or 0.0
     band = (cond.rearm_pct or 2 * within) if armed else within
     return (Truth.TRUE if abs(rel) <= band else Truth.FALSE), level
@@ -345,63 +395,109 @@ def _distance(level: float | None, spot: float) -> float | None:
 def _crossing(
     rule: Rule, view: _SymbolView, sym: str, *, truth: Truth, side: float | None
 ) -> Observation:
-    level_name = rule.condition.subject
-    level = view.snap.levels.get(rule.condition.level)  # type: ignore[arg-type]
+    lv = rule.condition.level
+    assert lv is not None  # noqa: S101 - the parser guarantees it
+    level = view.snap.levels.get(lv)
     assert level is not None  # noqa: S101 - rel exists only for non-null levels
-    prev_level = view.prev_levels.get(rule.condition.level)  # type: ignore[arg-type]
-    direction = None if side is None else (Direction.UP if side > 0 else Direction.DOWN)
-    return Observation(
-        rule_id=rule.id,
-        symbol=sym,
+    return crossing_observation(
+        rule.id,
+        sym,
+        rule.condition.subject,
         truth=truth,
-        level_name=level_name,
-        level=level,
+        side=side,
         spot=view.spot,
-        distance_pct=_distance(level, view.spot),
-        direction=direction,
-        cause=_cause(view.prev_spot, prev_level, view.spot, level) if truth is Truth.TRUE else None,
-        baseline=side,
-        previous_level=prev_level,
+        level=level,
+        prev_spot=view.prev_spot,
+        prev_level=view.prev_levels.get(lv),
         computed_at=view.snap.computed_at,
         after_gap=view.after_gap,
     )
 
 
-def _moved(
-    rule: Rule, view: _SymbolView, sym: str, *, truth: Truth, value: float, base: float | None
+def crossing_observation(
+    rule_id: str,
+    sym: str,
+    level_name: str,
+    *,
+    truth: Truth,
+    side: float | None,
+    spot: float,
+    level: float,
+    prev_spot: float | None,
+    prev_level: float | None,
+    computed_at: datetime | None,
+    after_gap: bool,
 ) -> Observation:
-    direction = None
-    if base is not None and value != base:
-        direction = Direction.UP if value > base else Direction.DOWN
+    """What a crosses rule saw: spot on `side` of `level` (+1 above, −1 below)."""
+    direction = None if side is None else (Direction.UP if side > 0 else Direction.DOWN)
     return Observation(
-        rule_id=rule.id,
+        rule_id=rule_id,
         symbol=sym,
         truth=truth,
-        level_name=rule.condition.subject,
-        level=value,
-        spot=view.spot,
-        distance_pct=_distance(value, view.spot),
-        direction=direction,
-        cause=Cause.LEVEL if truth is Truth.TRUE else None,
-        baseline=value,
-        previous_level=base,
-        computed_at=view.snap.computed_at,
-    )
-
-
-def _state_obs(
-    rule: Rule, view: _SymbolView, sym: str, *, truth: Truth, level: float | None
-) -> Observation:
-    spot = view.spot
-    direction = None if level is None else (Direction.UP if spot > level else Direction.DOWN)
-    return Observation(
-        rule_id=rule.id,
-        symbol=sym,
-        truth=truth,
-        level_name=rule.condition.subject,
+        level_name=level_name,
         level=level,
         spot=spot,
         distance_pct=_distance(level, spot),
         direction=direction,
-        computed_at=view.snap.computed_at,
+        cause=_cause(prev_spot, prev_level, spot, level) if truth is Truth.TRUE else None,
+        baseline=side,
+        previous_level=prev_level,
+        computed_at=computed_at,
+        after_gap=after_gap,
+    )
+
+
+def moved_observation(
+    rule_id: str,
+    sym: str,
+    level_name: str,
+    *,
+    truth: Truth,
+    value: float,
+    base: float | None,
+    spot: float,
+    computed_at: datetime | None,
+) -> Observation:
+    """What a moved rule saw: the level at `value`, last alerted (or first seen) at `base`."""
+    direction = None
+    if base is not None and value != base:
+        direction = Direction.UP if value > base else Direction.DOWN
+    return Observation(
+        rule_id=rule_id,
+        symbol=sym,
+        truth=truth,
+        level_name=level_name,
+        level=value,
+        spot=spot,
+        distance_pct=_distance(value, spot),
+        direction=direction,
+        cause=Cause.LEVEL if truth is Truth.TRUE else None,
+        baseline=value,
+        previous_level=base,
+        computed_at=computed_at,
+    )
+
+
+def state_observation(
+    rule_id: str,
+    sym: str,
+    level_name: str,
+    *,
+    truth: Truth,
+    level: float | None,
+    spot: float,
+    computed_at: datetime | None,
+) -> Observation:
+    """What a state rule (near, above, below, outside) saw."""
+    direction = None if level is None else (Direction.UP if spot > level else Direction.DOWN)
+    return Observation(
+        rule_id=rule_id,
+        symbol=sym,
+        truth=truth,
+        level_name=level_name,
+        level=level,
+        spot=spot,
+        distance_pct=_distance(level, spot),
+        direction=direction,
+        computed_at=computed_at,
     )

@@ -154,28 +154,36 @@ def events_for(
         obs = d.observation
         rule = rules[obs.rule_id]
         snap = bundle.symbols.get(obs.symbol) if bundle is not None else None
-        event = AlertEvent(
-            key=alert_key(obs.rule_id, obs.symbol),
-            seq=d.status.seq,
-            rule_id=obs.rule_id,
-            symbol=obs.symbol,
-            reason=d.reason,
-            severity=rule.severity,
-            at=now,
-            kind=rule.condition.kind.value,
-            level_name=obs.level_name,
-            level=obs.level,
-            spot=obs.spot,
-            distance_pct=obs.distance_pct,
-            direction=obs.direction.value if obs.direction else None,
-            cause=obs.cause.value if obs.cause else None,
-            previous_level=obs.previous_level,
-            computed_at=obs.computed_at,
-            hvl=snap.level(Level.HVL) if snap is not None else None,
-            after_gap=obs.after_gap,
-            chart=rule.chart,
-            message=rule.message,
-            once=rule.once and d.reason is NotifyReason.FIRED,
-        )
+        hvl = snap.level(Level.HVL) if snap is not None else None
+        event = alert_event(d, rule, now=now, hvl=hvl)
         out.append((event, (*rule.notify, *audience.subscribers(obs.rule_id, obs.symbol))))
     return out
+
+
+def alert_event(d: Decision, rule: Rule, *, now: datetime, hvl: float | None) -> AlertEvent:
+    """One sending decision of `rule` as its event; `hvl` is the symbol's HVL for the regime
+    line."""
+    obs = d.observation
+    return AlertEvent(
+        key=alert_key(obs.rule_id, obs.symbol),
+        seq=d.status.seq,
+        rule_id=obs.rule_id,
+        symbol=obs.symbol,
+        reason=d.reason,
+        severity=rule.severity,
+        at=now,
+        kind=rule.condition.kind.value,
+        level_name=obs.level_name,
+        level=obs.level,
+        spot=obs.spot,
+        distance_pct=obs.distance_pct,
+        direction=obs.direction.value if obs.direction else None,
+        cause=obs.cause.value if obs.cause else None,
+        previous_level=obs.previous_level,
+        computed_at=obs.computed_at,
+        hvl=hvl,
+        after_gap=obs.after_gap,
+        chart=rule.chart,
+        message=rule.message,
+        once=rule.once and d.reason is NotifyReason.FIRED,
+    )

@@ -11,19 +11,20 @@ import itertools
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from types import MappingProxyType
 
 from gexbot.core.alert import NotifyReason, StatusBook
 from gexbot.core.cycle import run_rules
 from gexbot.core.evaluate import index_rules
 from gexbot.core.events import AlertEvent, events_for
+from gexbot.core.history import gap_starts
 from gexbot.core.render import render
 from gexbot.core.rules import ConditionKind, Rule
 from gexbot.core.snapshot import (
     BundleSnapshot,
-    HistoryPoint,
     Level,
+    StressHistory,
     SymbolSnapshot,
     SymbolStatus,
 )
@@ -50,44 +51,37 @@ def not_replayable(rules: Iterable[Rule], available: frozenset[Level]) -> dict[s
     return out
 
 
-def history_to_snapshots(symbol: str, points: Sequence[HistoryPoint]) -> list[SymbolSnapshot]:
-    """Stress-history rows as snapshots (call wall → call resistance, put wall → support)."""
+def history_to_snapshots(symbol: str, stress: StressHistory) -> list[SymbolSnapshot]:
+    """Stress-history rows as snapshots (call wall → call resistance, put wall → support): the
+    reference replay's input; `SymbolHistory.of_stress` is the column replay's."""
     return [
         SymbolSnapshot(
             symbol=symbol,
-            status=SymbolStatus.OK if p.spot is not None else SymbolStatus.MISSING,
-            spot=p.spot,
-            computed_at=p.at,
+            status=SymbolStatus.OK if spot is not None else SymbolStatus.MISSING,
+            spot=spot,
+            computed_at=at,
             levels=MappingProxyType(
-                {
-                    Level.HVL: p.hvl,
-                    Level.CALL_RESISTANCE: p.call_wall,
-                    Level.PUT_SUPPORT: p.put_wall,
-                }
+                {Level.HVL: hvl, Level.CALL_RESISTANCE: call, Level.PUT_SUPPORT: put}
             ),
         )
-        for p in points
+        for at, spot, hvl, call, put in zip(
+            stress.times, stress.spot, stress.hvl, stress.call_wall, stress.put_wall, strict=True
+        )
     ]
 
 
 def with_gaps(snaps: Sequence[SymbolSnapshot]) -> list[tuple[datetime, SymbolSnapshot]]:
-    """One symbol's history as (time, snapshot), oldest first: a skip of more than two of its
-    usual steps gets a missing snapshot one step after the last row (as live would see it)."""
-    times = [s.computed_at for s in snaps if s.computed_at is not None]
-    steps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
-    # The resolution: the lower quartile of steps (a median would count the gaps in).
-    usual = sorted(steps)[len(steps) // 4] if steps else 0.0
+    """One symbol's history as (time, snapshot), oldest first, with a missing snapshot where
+    `gap_starts` finds a gap (as live would see it)."""
+    timed = [(s.computed_at, s) for s in snaps if s.computed_at is not None]
+    usual, starts = gap_starts([at for at, _ in timed])
+    gaps = set(starts)
     out: list[tuple[datetime, SymbolSnapshot]] = []
-    previous: datetime | None = None
-    for snap in snaps:
-        at = snap.computed_at
-        if at is None:
-            continue
-        if previous is not None and usual > 0 and (at - previous).total_seconds() > 2 * usual:
+    for k, (at, snap) in enumerate(timed):
+        if k in gaps:
             gap = SymbolSnapshot(symbol=snap.symbol, status=SymbolStatus.MISSING)
-            out.append((previous + timedelta(seconds=usual), gap))
+            out.append((timed[k - 1][0] + usual, gap))
         out.append((at, snap))
-        previous = at
     return out
 
 

@@ -1,92 +1,138 @@
 """Replay over columns: each rule and symbol walks its own history, jumping between the
-snapshots where its status could change instead of visiting every snapshot.
+rows where its status could change instead of visiting every snapshot.
 
-Exact by construction: numpy only finds *candidate* snapshots (a superset of those where
-`evaluate` would report the pair, given its status), and each candidate is decided by the
-same `evaluate` and `decide` as the live bot. Between two candidates the pair's status is
-known not to change (evaluate skips a pair whose observation could only be UNCHANGED), so
-skipping them changes nothing. Alerts come out in the order `replay` gives them.
+numpy finds the *candidate* rows (a superset of those where `evaluate` would report the pair,
+given its status); at each candidate the pair is observed from the columns as `evaluate` would
+observe it (the same observation builders and state truths) and decided by the same `decide` as
+the live bot. Between two candidates the pair's status is known not to change, so skipping them
+changes nothing. Alerts come out in the order `replay` gives them; a property test holds the
+two paths to the same alerts.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from types import MappingProxyType
+from datetime import datetime, timedelta
 
 import numpy as np
-import numpy.typing as npt
 
-from gexbot.core.alert import AlertState, AlertStatus, NotifyReason
-from gexbot.core.evaluate import RuleIndex, evaluate, index_rules
-from gexbot.core.events import events_for
+from gexbot.core.alert import NOTIFIED, AlertState, AlertStatus, NotifyReason
+from gexbot.core.evaluate import (
+    Observation,
+    Truth,
+    crossing_observation,
+    index_rules,
+    moved_observation,
+    state_observation,
+    state_truths,
+    undirected,
+)
+from gexbot.core.events import alert_event
+from gexbot.core.history import Floats, Mask, SymbolHistory
 from gexbot.core.lifecycle import decide
-from gexbot.core.replay import ReplayedAlert, ReplayResult, with_gaps
+from gexbot.core.replay import ReplayedAlert, ReplayResult
 from gexbot.core.rules import Condition, ConditionKind, Rule
-from gexbot.core.snapshot import BundleSnapshot, Level, SymbolSnapshot
+from gexbot.core.snapshot import Level
 
-Mask = npt.NDArray[np.bool_]
-Floats = npt.NDArray[np.float64]
+_INACTIVE, _PENDING, _FIRING = AlertState.INACTIVE, AlertState.PENDING, AlertState.FIRING
+
+
+@dataclass(frozen=True, slots=True)
+class _RowSet:
+    """Rows where a mask holds, asked "which is the next after row i?" a hundred thousand
+    times: the mask itself, and where each of its runs starts (far fewer than its rows)."""
+
+    mask: Mask
+    starts: list[int]
+
+    @classmethod
+    def of(cls, mask: Mask) -> _RowSet:
+        begins = mask.copy()
+        begins[1:] &= ~mask[:-1]
+        return cls(mask, np.flatnonzero(begins).tolist())
+
+    def after(self, i: int, end: int) -> int:
+        """The first row after row `i` in the set (`end` when none)."""
+        j = i + 1
+        if j < end and self.mask[j]:
+            return j
+        # Otherwise the next row in the set begins a run.
+        return _after(self.starts, i, end)
+
+
+_Sides = dict[float, _RowSet]  # per side (+1 above, −1 below)
 
 
 @dataclass(slots=True)
-class Columns:
-    """One symbol's history (gaps included, as rows that are not usable) as arrays."""
+class _Rows:
+    """A history's columns as Python lists (None for null), for reading single rows fast and
+    with the same floats `evaluate` reads from snapshots; and the candidate rows found per
+    condition, shared by every rule with that condition."""
 
-    symbol: str
-    times: list[datetime]
-    rows: list[SymbolSnapshot]
-    usable: Mask  # usable, with a spot: the rows `evaluate` can look at
-    spot: Floats
-    levels: dict[Level, Floats]  # NaN where null
-    _bundles: dict[int, tuple[BundleSnapshot, BundleSnapshot]] = field(default_factory=dict)
+    history: SymbolHistory
+    usable: list[bool]
+    spot: list[float]
+    levels: dict[Level, list[float | None]]
+    usable_at: list[int]  # indices of the usable rows
+    crossings: dict[Condition, tuple[_Sides, _Sides]] = field(default_factory=dict)
+    states: dict[Condition, tuple[_RowSet, _RowSet]] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, symbol: str, timed: list[tuple[datetime, SymbolSnapshot]]) -> Columns:
-        """Columns of `timed` (oldest first)."""
-        rows = [snap for _, snap in timed]
-        usable = np.array([r.usable and r.spot is not None for r in rows], dtype=np.bool_)
-        spot = np.array([r.spot if r.spot is not None else np.nan for r in rows])
-        names = {lv for r in rows for lv in r.levels}
-        levels = {
-            lv: np.array(
-                [v if (v := r.levels.get(lv)) is not None else np.nan for r in rows],
-                dtype=np.float64,
-            )
-            for lv in names
-        }
-        return cls(symbol, [at for at, _ in timed], rows, usable, spot, levels)
+    def of(cls, h: SymbolHistory) -> _Rows:
+        def nulls(col: Floats) -> list[float | None]:
+            cells = col.astype(object)
+            cells[np.isnan(col)] = None
+            return cells.tolist()  # type: ignore[no-any-return]
 
-    def bundles(self, i: int) -> tuple[BundleSnapshot, BundleSnapshot]:
-        """(the previous row, row `i`) as the one-symbol bundles `evaluate` reads; shared by
-        every rule that stops at row `i`."""
-        kept = self._bundles.get(i)
-        if kept is None:
-            sym = self.symbol
-            prev = {sym: self.rows[i - 1]} if i > 0 else {}
-            kept = (
-                BundleSnapshot(received_at=None, symbols=MappingProxyType(prev)),
-                BundleSnapshot(
-                    received_at=self.times[i], symbols=MappingProxyType({sym: self.rows[i]})
-                ),
-            )
-            self._bundles[i] = kept
-        return kept
+        return cls(
+            h,
+            h.usable.tolist(),
+            h.spot.tolist(),
+            {lv: nulls(col) for lv, col in h.levels.items()},
+            np.flatnonzero(h.usable).tolist(),
+        )
 
-    def level(self, lv: Level | None) -> Floats:
-        """A level's column (all NaN when the history never has it)."""
+    def level(self, lv: Level | None) -> list[float | None]:
+        """A level's column (all None when the history never has it)."""
         if lv is None or lv not in self.levels:
-            return np.full(len(self.rows), np.nan)
+            return [None] * len(self.usable)
         return self.levels[lv]
 
-    def rel(self, lv: Level | None) -> Floats:
-        """(spot − level) / level in %, NaN where the level is null or zero (as evaluate)."""
-        value = self.level(lv)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out: Floats = (self.spot - value) / value * 100.0
-        out[(value == 0.0) | np.isnan(value)] = np.nan
-        return out
+    def column(self, lv: Level | None) -> Floats:
+        """A level's column as an array (NaN where null, all NaN when never served)."""
+        if lv is None or lv not in self.history.levels:
+            return np.full(len(self.usable), np.nan)
+        return self.history.levels[lv]
+
+    def after(self, i: int) -> int:
+        """The first usable row after row `i` (the history's length when none)."""
+        if i + 1 < len(self.usable) and self.usable[i + 1]:
+            return i + 1
+        return _after(self.usable_at, i, len(self.usable))
+
+    def from_time(self, at: datetime, i: int) -> int:
+        """The first usable row after row `i` whose time is `at` or later."""
+        j = bisect.bisect_left(self.history.times, at - _TICK)  # a tick early: a superset
+        return self.after(max(i, j - 1))
+
+
+_TICK = timedelta(microseconds=1)
+
+
+def _after(indices: list[int], i: int, end: int) -> int:
+    at = bisect.bisect_right(indices, i)
+    return indices[at] if at < len(indices) else end
+
+
+def _rel(rows: _Rows, lv: Level | None) -> Floats:
+    """(spot − level) / level in %, NaN where the level is null or zero (as evaluate)."""
+    value = rows.column(lv)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out: Floats = (rows.history.spot - value) / value * 100.0
+    out[(value == 0.0) | np.isnan(value)] = np.nan
+    return out
 
 
 #: The next row at which a pair in status `st`, last decided at row `i`, might change; None
@@ -94,27 +140,24 @@ class Columns:
 #: history's length when nothing left can change it.
 QuietNext = Callable[[AlertStatus, int], int | None]
 
-
-def _indices(mask: Mask) -> npt.NDArray[np.intp]:
-    return np.flatnonzero(mask)
-
-
-def _after(indices: npt.NDArray[np.intp], i: int, end: int) -> int:
-    at = int(np.searchsorted(indices, i, side="right"))
-    return int(indices[at]) if at < len(indices) else end
+#: The observation `evaluate` would make of the pair at usable row `i` given its status; None
+#: where `evaluate` would skip the pair.
+Observe = Callable[[AlertStatus | None, int], Observation | None]
 
 
-def _state_masks(cond: Condition, col: Columns) -> tuple[Mask, Mask]:
+def _state_masks(cond: Condition, rows: _Rows) -> tuple[Mask, Mask]:
     """(true when not armed, true when armed) per row; rows with an unknown truth are
     true in the second, so both stay supersets of what they stand for."""
-    spot = col.spot
+    spot = rows.history.spot
     with np.errstate(invalid="ignore"):
         if cond.kind is ConditionKind.OUTSIDE and cond.band is not None:
-            upper, lower = (col.level(b) for b in cond.band.bounds)
+            upper, lower = (rows.column(b) for b in cond.band.bounds)
             fresh = (spot > upper) | (spot < lower)
             known = ~(np.isnan(upper) | np.isnan(lower))
             return fresh, fresh | ~known
-        level = np.full(len(spot), cond.threshold) if cond.level is None else col.level(cond.level)
+        level = (
+            np.full(len(spot), cond.threshold) if cond.level is None else rows.column(cond.level)
+        )
         if cond.kind is ConditionKind.ABOVE:
             fresh = spot > level
             return fresh, fresh | np.isnan(level)
@@ -125,123 +168,242 @@ def _state_masks(cond: Condition, col: Columns) -> tuple[Mask, Mask]:
             distance = np.abs(spot - level)
             rearm = cond.rearm_abs or 2 * cond.within_abs
             return distance <= cond.within_abs, (distance <= rearm) | np.isnan(distance)
-        distance = np.abs(col.rel(cond.level))
+        distance = np.abs(_rel(rows, cond.level))
         within = cond.within_pct or 0.0
         rearm = cond.rearm_pct or 2 * within
         return distance <= within, (distance <= rearm) | np.isnan(distance)
 
 
-def _quiet_next(rule: Rule, col: Columns) -> QuietNext:
+def _waiting(rule: Rule, rows: _Rows, st: AlertStatus, i: int, leaving: int) -> int | None:
+    """The next candidate of a pending pair: the first row where the condition stops holding
+    (`leaving`), or the first once `for` has run; None when that cannot be told."""
+    if st.since is None or rule.hold <= 0:
+        return None
+    return min(leaving, rows.from_time(st.since + timedelta(seconds=rule.hold), i))
+
+
+def _crossing(rule: Rule, rows: _Rows) -> tuple[QuietNext, Observe]:
     cond = rule.condition
-    end = len(col.rows)
-    inactive, firing = AlertState.INACTIVE, AlertState.FIRING
-    if cond.kind is ConditionKind.CROSSES:
-        rel = col.rel(cond.level)
+    end = len(rows.usable)
+    key = undirected(cond)
+    if key not in rows.crossings:
+        usable, rel = rows.history.usable, _rel(rows, cond.level)
         with np.errstate(invalid="ignore"):
-            # Inactive on side b, a pair is reported only once spot is clear of the dead band
-            # on the other side.
-            to_side = {
-                1.0: _indices(col.usable & (rel < -cond.buffer_pct)),
-                -1.0: _indices(col.usable & (rel > cond.buffer_pct)),
-            }
+            # On side b, a pair changes only once spot is clear of the dead band on the other
+            # side (`to_side`), or, while pending, wherever it is not (`holding`).
+            clear = {1.0: rel < -cond.buffer_pct, -1.0: rel > cond.buffer_pct}
+        known = usable & ~np.isnan(rel)
+        rows.crossings[key] = (
+            {b: _RowSet.of(usable & m) for b, m in clear.items()},
+            {b: _RowSet.of(known & ~m) for b, m in clear.items()},
+        )
+    to_side, holding = rows.crossings[key]
 
-        def crossing(st: AlertStatus, i: int) -> int | None:
-            if st.state is not inactive or st.baseline not in to_side:
-                return None
-            return _after(to_side[st.baseline], i, end)
-
-        return crossing
-    if cond.kind is ConditionKind.MOVED:
-        return _moved_next(cond, col)
-    fresh, armed = _state_masks(cond, col)
-    entering = _indices(col.usable & fresh)
-    leaving = _indices(col.usable & ~armed)
-    no_repeat = rule.repeat is None
-
-    def state(st: AlertStatus, i: int) -> int | None:
-        if st.state is inactive:
-            return _after(entering, i, end)
-        if st.state is firing and no_repeat:
-            return _after(leaving, i, end)
+    def quiet_next(st: AlertStatus, i: int) -> int | None:
+        b = st.baseline
+        if b not in to_side:
+            return None
+        if st.state is _INACTIVE:
+            return to_side[b].after(i, end)
+        if st.state is _PENDING:
+            return _waiting(rule, rows, st, i, holding[b].after(i, end))
         return None
 
-    return state
+    sym, subject, spot, level = rows.history.symbol, cond.subject, rows.spot, rows.level(cond.level)
+    buffer, times, usable_rows = cond.buffer_pct, rows.history.times, rows.usable
+
+    def observe(st: AlertStatus | None, i: int) -> Observation | None:
+        # `evaluate._crosses`, for one row.
+        value = level[i]
+        if value is None or value == 0.0:
+            return None
+        s = spot[i]
+        r = (s - value) / value * 100.0
+        hard = 1.0 if r > buffer else (-1.0 if r < -buffer else None)
+        if st is None or st.baseline is None:
+            truth, side = Truth.FALSE, (1.0 if r > 0 else (-1.0 if r < 0 else None))
+        else:
+            side = st.baseline if hard is None else hard
+            if side != st.baseline:
+                truth = Truth.TRUE
+            elif st.state is _INACTIVE:
+                return None
+            else:
+                truth = Truth.FALSE
+        before = i > 0 and usable_rows[i - 1]
+        return crossing_observation(
+            rule.id,
+            sym,
+            subject,
+            truth=truth,
+            side=side,
+            spot=s,
+            level=value,
+            prev_spot=spot[i - 1] if before else None,
+            prev_level=level[i - 1] if before else None,
+            computed_at=times[i],
+            after_gap=i > 0 and not before,
+        )
+
+    return quiet_next, observe
 
 
-def _moved_next(cond: Condition, col: Columns) -> QuietNext:
-    value = col.level(cond.level)
-    end = len(value)
+def _moved(rule: Rule, rows: _Rows) -> tuple[QuietNext, Observe]:
+    cond = rule.condition
+    column = rows.level(cond.level)
+    value_at = rows.column(cond.level)
+    valid = rows.history.usable & ~np.isnan(value_at)
+    end = len(column)
 
-    def moved(st: AlertStatus, i: int) -> int | None:
+    def quiet_next(st: AlertStatus, i: int) -> int | None:
         base = st.baseline
-        if st.state is not AlertState.INACTIVE or base is None:
+        if st.state is not _INACTIVE or base is None:
             return None
         # evaluate's own test, in the same float arithmetic: moved by at least the limit.
         limit = cond.by_abs if cond.by_abs is not None else abs(base) * (cond.by_pct or 0) / 100
         start, width = i + 1, 256  # windows that grow: a move is usually near
         while start < end:
             stop = start + width
-            with np.errstate(invalid="ignore"):
-                delta = np.abs(value[start:stop] - base)
-                hits = np.flatnonzero(col.usable[start:stop] & (delta > 0) & (delta >= limit))
+            delta = np.abs(value_at[start:stop] - base)
+            hits = np.flatnonzero(valid[start:stop] & (delta > 0) & (delta >= limit))
             if len(hits):
                 return start + int(hits[0])
             start, width = stop, width * 4
         return end
 
-    return moved
+    sym, subject, spot, times = rows.history.symbol, cond.subject, rows.spot, rows.history.times
+
+    def observe(st: AlertStatus | None, i: int) -> Observation | None:
+        # `evaluate._moves`, for one row.
+        value = column[i]
+        if value is None:
+            return None
+        base = st.baseline if st is not None else None
+        truth = Truth.FALSE
+        if base is not None:
+            delta = abs(value - base)
+            limit = cond.by_abs if cond.by_abs is not None else abs(base) * (cond.by_pct or 0) / 100
+            if delta > 0 and delta >= limit:
+                truth = Truth.TRUE
+            elif st is not None and st.state is _INACTIVE:
+                return None
+        return moved_observation(
+            rule.id,
+            sym,
+            subject,
+            truth=truth,
+            value=value,
+            base=base,
+            spot=spot[i],
+            computed_at=times[i],
+        )
+
+    return quiet_next, observe
 
 
-def _walk(rule: Rule, index: RuleIndex, col: Columns) -> list[tuple[datetime, ReplayedAlert]]:
+def _state(rule: Rule, rows: _Rows) -> tuple[QuietNext, Observe]:
+    cond = rule.condition
+    end = len(rows.usable)
+    if cond not in rows.states:
+        fresh, armed = _state_masks(cond, rows)
+        usable = rows.history.usable
+        rows.states[cond] = (_RowSet.of(usable & fresh), _RowSet.of(usable & ~armed))
+    entering, leaving = rows.states[cond]
+    repeat = timedelta(seconds=rule.repeat) if rule.repeat is not None else None
+
+    def quiet_next(st: AlertStatus, i: int) -> int | None:
+        if st.state is _INACTIVE:
+            return entering.after(i, end)
+        leave = leaving.after(i, end)
+        if st.state is _PENDING:
+            return _waiting(rule, rows, st, i, leave)
+        # Firing: only leaving changes it, or a reminder once `repeat` has run.
+        if repeat is None or st.last_notified is None or st.last_reason not in NOTIFIED:
+            return leave
+        return min(leave, rows.from_time(st.last_notified + repeat, i))
+
+    sym, subject, spot, times = rows.history.symbol, cond.subject, rows.spot, rows.history.times
+    levels = rows.levels
+    no_repeat = repeat is None
+
+    def observe(st: AlertStatus | None, i: int) -> Observation | None:
+        # `evaluate._states`, for one row.
+        truths = state_truths(cond, spot[i], lambda lv: levels[lv][i] if lv in levels else None)
+        if truths is None:
+            return None
+        unarmed, when_armed, level = truths
+        if st is None or st.state is _INACTIVE:
+            truth = unarmed
+            if st is not None and not truth:
+                return None
+        else:
+            truth = when_armed
+            if truth and st.state is _FIRING and no_repeat:
+                return None
+        return state_observation(
+            rule.id,
+            sym,
+            subject,
+            truth=Truth.TRUE if truth else Truth.FALSE,
+            level=level,
+            spot=spot[i],
+            computed_at=times[i],
+        )
+
+    return quiet_next, observe
+
+
+def _walk(rule: Rule, rows: _Rows) -> list[tuple[datetime, ReplayedAlert]]:
     """Every alert of one rule on one symbol, deciding only at its candidate rows."""
-    quiet_next = _quiet_next(rule, col)
-    usable = _indices(col.usable)
-    end = len(col.rows)
+    kind = rule.condition.kind
+    make = (
+        _crossing
+        if kind is ConditionKind.CROSSES
+        else (_moved if kind is ConditionKind.MOVED else _state)
+    )
+    quiet_next, observe = make(rule, rows)
+    end = len(rows.usable)
+    times, hvl = rows.history.times, rows.level(Level.HVL)
     alerts: list[tuple[datetime, ReplayedAlert]] = []
     status: AlertStatus | None = None
-    sym = col.symbol
     i = -1
     while True:
         nxt = quiet_next(status, i) if status is not None else None
-        i = _after(usable, i, end) if nxt is None else nxt
+        i = rows.after(i) if nxt is None else nxt
         if i >= end:
             return alerts
-        at = col.times[i]
-        before, frame = col.bundles(i)
-        statuses = {rule.id: {sym: status}} if status is not None else {}
-        for obs in evaluate(index, before, frame, statuses=statuses):
-            decision = decide(status, obs, at, rule)
-            if decision.reason is NotifyReason.UNCHANGED or decision.status == status:
-                continue
-            status = decision.status
-            if decision.notify:
-                for event, _ in events_for([decision], index.by_id, now=at, bundle=frame):
-                    alerts.append((at, ReplayedAlert(at, rule.id, sym, event.reason, event)))
+        obs = observe(status, i)
+        if obs is None:
+            continue
+        at = times[i]
+        decision = decide(status, obs, at, rule)
+        if decision.reason is NotifyReason.UNCHANGED or decision.status == status:
+            continue
+        status = decision.status
+        if decision.notify:
+            event = alert_event(decision, rule, now=at, hvl=hvl[i])
+            alerts.append((at, ReplayedAlert(at, rule.id, event.symbol, event.reason, event)))
 
 
-def replay_columns(
-    rules: Sequence[Rule], series: Mapping[str, Sequence[SymbolSnapshot]]
-) -> ReplayResult:
-    """What `replay(rules, frames(series))` finds, walking each rule and symbol on its own."""
-    rows = {sym: with_gaps(snaps) for sym, snaps in series.items()}
-    columns = {sym: Columns.of(sym, r) for sym, r in rows.items() if r}
+def replay_columns(rules: Sequence[Rule], series: Mapping[str, SymbolHistory]) -> ReplayResult:
+    """What `replay(rules, frames(…))` finds on the same history, walking each rule and symbol
+    on its own."""
+    rows = {sym: _Rows.of(h) for sym, h in series.items() if len(h)}
     result = ReplayResult()
-    times = [r[0][0] for r in rows.values() if r] + [r[-1][0] for r in rows.values() if r]
-    if not times:
+    if not rows:
         return result
-    result.start, result.end = min(times), max(times)
-    result.snapshots = sum(len(r) for r in rows.values())
-    index = index_rules(rules)
+    result.start = min(r.history.times[0] for r in rows.values())
+    result.end = max(r.history.times[-1] for r in rows.values())
+    result.snapshots = sum(len(r.usable) for r in rows.values())
     # `replay` reports a snapshot's alerts in evaluate's order: condition groups, their
     # rules, then the symbols as the rule lists them (or as the history does).
     found: list[tuple[datetime, ReplayedAlert]] = []
-    for _, group in index.groups:
+    for _, group in index_rules(rules).groups:
         for rule in group:
-            one = index_rules([rule])
-            symbols = list(columns) if rule.symbols is None else rule.symbols
+            symbols = list(rows) if rule.symbols is None else rule.symbols
             for sym in symbols:
-                if sym in columns:
-                    found += _walk(rule, one, columns[sym])
+                if sym in rows:
+                    found += _walk(rule, rows[sym])
     found.sort(key=lambda pair: pair[0])  # stable: the order above within one snapshot
     result.alerts = [alert for _, alert in found]
     return result

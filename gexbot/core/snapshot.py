@@ -121,12 +121,16 @@ class BundleSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
-class HistoryPoint:
-    """One row of `/v2/gex/stress-history` (std-signed levels; any value may be None)."""
+class StressHistory:
+    """`/v2/gex/stress-history` as parallel columns, oldest first (std-signed levels; any value
+    may be None). Columns, not rows: 30 days at 30 s are 86,400 rows a symbol."""
 
-    at: datetime
-    spot: float | None
-    hvl: float | None
-    call_wall: float | None
-    put_wall: float | None
-    net_gex: float | None
+    times: tuple[datetime, ...]
+    spot: tuple[float | None, ...]
+    hvl: tuple[float | None, ...]
+    call_wall: tuple[float | None, ...]
+    put_wall: tuple[float | None, ...]
+    net_gex: tuple[float | None, ...]
+
+    def __len__(self) -> int:
+        return len(self.times)

@@ -26,9 +26,9 @@ from gexbot.core.snapshot import (
     BundleSnapshot,
     Candle,
     FlipZone,
-    HistoryPoint,
     Level,
     RankedStrike,
+    StressHistory,
     SymbolSnapshot,
     SymbolStatus,
 )
@@ -480,8 +480,8 @@ def _final(snap: SymbolSnapshot, now: datetime, stale_after: float) -> SymbolSna
     return snap
 
 
-def stress_history_points(data: Any) -> tuple[HistoryPoint, ...]:
-    """Translate `/v2/gex/stress-history` data (parallel arrays) into points, oldest first.
+def stress_history(data: Any) -> StressHistory:
+    """Translate `/v2/gex/stress-history` data (parallel arrays) into columns, oldest first.
 
     Rows without a readable timestamp are dropped; arrays of unequal length are read up to the
     timestamps and padded with None, because a shorter series is more likely than a shifted one.
@@ -489,21 +489,17 @@ def stress_history_points(data: Any) -> tuple[HistoryPoint, ...]:
     if not isinstance(data, Mapping):
         raise WireFormatError("stress-history `data` is not an object")
     wire = StressHistoryWire.model_validate(data)
-
     n = len(wire.timestamps)
-    spot, hvl, call, put, gex = (
+    columns = [
         numbers(c, n)
         for c in (wire.spot_price, wire.hvl, wire.call_wall, wire.put_wall, wire.net_gex)
-    )
-    points = []
-    for i, raw_ts in enumerate(wire.timestamps):
-        at = parse_time(raw_ts)
-        if at is None:
-            continue
-        points.append(
-            HistoryPoint(
-                at=at, spot=spot[i], hvl=hvl[i], call_wall=call[i], put_wall=put[i], net_gex=gex[i]
-            )
-        )
-    points.sort(key=lambda p: p.at)
-    return tuple(points)
+    ]
+    stamped = [
+        (at, i) for i, raw in enumerate(wire.timestamps) if (at := parse_time(raw)) is not None
+    ]
+    stamped.sort()  # served oldest first (backquant-v2.md §8.5): usually one pass, no moves
+    order = [i for _, i in stamped]
+    if order != list(range(n)):
+        columns = [[c[i] for i in order] for c in columns]
+    spot, hvl, call, put, gex = (tuple(c) for c in columns)
+    return StressHistory(tuple(at for at, _ in stamped), spot, hvl, call, put, gex)
