@@ -13,7 +13,7 @@ from gexbot.core.evaluate import index_rules
 from gexbot.core.events import AlertEvent
 from gexbot.core.snapshot import Level, SymbolStatus
 from gexbot.loops.cycle import Pipeline
-from gexbot.store.dialect import execute_rows
+from gexbot.store.dialect import CHUNK, execute_rows
 from gexbot.store.outbox import (
     OutboxState,
     claim,
@@ -86,6 +86,21 @@ def test_bulk_rows_are_stored_exactly_as_sqlalchemy_stores_them(db: Engine) -> N
     by_symbol = {r[0]: r[1:] for r in stored}
     assert by_symbol["ETHUSDT"] == by_symbol["BTCUSDT"]
     assert by_symbol["ETHUSDT"][1:] == (1.5, None)
+
+
+def test_a_write_larger_than_one_chunk_stores_and_counts_every_row(db: Engine) -> None:
+    n = CHUNK * 2 + 7  # a leader's first cycle over many personal alerts
+    statuses = {
+        (f"personal:{i}", "BTCUSDT"): AlertStatus(since=T0 + timedelta(seconds=i), seq=i)
+        for i in range(n)
+    }
+    with db.begin() as conn:
+        assert save_statuses(conn, statuses) == n
+        assert enqueue(conn, [(_event(f"k{i}|BTCUSDT"), ("tty",)) for i in range(n)], now=T0) == n
+    with db.connect() as conn:
+        loaded = load_statuses(conn)
+        assert conn.execute(select(func.count()).select_from(outbox)).scalar() == n
+    assert {(r, s): st for r, by in loaded.items() for s, st in by.items()} == statuses
 
 
 def test_forget_rules_drops_only_their_statuses(db: Engine) -> None:

@@ -36,23 +36,35 @@ def execute_rows(
     keys = list(rows[0])
     compiled = stmt.compile(dialect=conn.dialect, column_keys=keys)
     order = list(compiled.positiontup or keys)
-    columns = []
-    for key in order:  # column by column: conversion and the final zip run at C speed
-        values = [row[key] for row in rows]
+    processors = []
+    for key in order:
         column = table.c.get(key)
-        process = (
+        processors.append(
             None
             if column is None
             else column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
         )
-        if process is not None:
-            values = _converted(process, values)
-        columns.append(values)
-    tuples = zip(*columns, strict=True)
-    params: list[Any] = (
-        list(tuples) if compiled.positiontup else [dict(zip(order, t, strict=True)) for t in tuples]
-    )
-    return conn.exec_driver_sql(compiled.string, params).rowcount
+    done = 0
+    # In chunks: a leader's first cycle writes a status per alert (100,000 and more), and the
+    # driver's parameters for all of them at once were its peak memory.
+    for start in range(0, len(rows), CHUNK):
+        chunk = rows[start : start + CHUNK]
+        columns = []
+        for key, process in zip(order, processors, strict=True):
+            # Column by column: conversion and the final zip run at C speed.
+            values = [row[key] for row in chunk]
+            columns.append(values if process is None else _converted(process, values))
+        tuples = zip(*columns, strict=True)
+        params: list[Any] = (
+            list(tuples)
+            if compiled.positiontup
+            else [dict(zip(order, t, strict=True)) for t in tuples]
+        )
+        done += conn.exec_driver_sql(compiled.string, params).rowcount
+    return done
+
+
+CHUNK = 5_000
 
 
 def _converted(process: Callable[[Any], Any], values: list[Any]) -> list[Any]:
