@@ -67,10 +67,14 @@ class Audience:
 
     def muted(self, rule_id: str, symbol: str) -> bool:
         """True when some mute covers the rule+symbol."""
-        return any(m.covers(rule_id, symbol) for m in self.mutes)
+        # Asked for every pair a cycle decides (thousands with personal alerts): no mutes, the
+        # usual case, answers without a loop.
+        return bool(self.mutes) and any(m.covers(rule_id, symbol) for m in self.mutes)
 
     def subscribers(self, rule_id: str, symbol: str) -> tuple[str, ...]:
         """Channels of the chats subscribed to the rule or the symbol."""
+        if not self.subscriptions:
+            return ()
         return tuple(s.channel for s in self.subscriptions if s.covers(rule_id, symbol))
 
 

@@ -6,6 +6,7 @@ at delivery time and a template fix applies to messages still waiting.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -48,10 +49,11 @@ class AlertEvent:
 
     def to_payload(self) -> dict[str, Any]:
         """A JSON-safe dict (datetimes as ISO 8601)."""
-        # Every field is a scalar: a shallow copy (asdict deep-copies, 30x slower at 1,000 a cycle).
-        out = {name: getattr(self, name) for name in _FIELDS}
-        out["reason"] = self.reason.value
-        out["severity"] = self.severity.value
+        # Every field is a scalar: a shallow copy, read in one C call (asdict deep-copies, 30x
+        # slower; thousands are written a cycle with many personal alerts).
+        out = dict(zip(_FIELDS, _VALUES(self), strict=True))
+        out["reason"] = str(self.reason)  # StrEnums: str() is the value, at C speed
+        out["severity"] = str(self.severity)
         out["at"] = self.at.isoformat()
         out["computed_at"] = self.computed_at.isoformat() if self.computed_at else None
         return out
@@ -72,6 +74,7 @@ class AlertEvent:
 
 
 _FIELDS = tuple(f.name for f in fields(AlertEvent))
+_VALUES = operator.attrgetter(*_FIELDS)
 
 
 class WarningKind(StrEnum):
@@ -172,13 +175,13 @@ def alert_event(d: Decision, rule: Rule, *, now: datetime, hvl: float | None) ->
         reason=d.reason,
         severity=rule.severity,
         at=now,
-        kind=rule.condition.kind.value,
+        kind=str(rule.condition.kind),  # StrEnums: str() is the value, at C speed
         level_name=obs.level_name,
         level=obs.level,
         spot=obs.spot,
         distance_pct=obs.distance_pct,
-        direction=obs.direction.value if obs.direction else None,
-        cause=obs.cause.value if obs.cause else None,
+        direction=str(obs.direction) if obs.direction else None,
+        cause=str(obs.cause) if obs.cause else None,
         previous_level=obs.previous_level,
         computed_at=obs.computed_at,
         hvl=hvl,

@@ -34,12 +34,12 @@ def save_statuses(conn: Connection, changed: Mapping[StatusKey, AlertStatus]) ->
         {
             "rule_id": rule_id,
             "symbol": symbol,
-            "state": st.state.value,
+            "state": str(st.state),  # a StrEnum's str() is its value, without enum's slow .value
             "since": st.since,
             "baseline": st.baseline,
             "last_notified": st.last_notified,
             "seq": st.seq,
-            "last_reason": st.last_reason.value if st.last_reason else None,
+            "last_reason": str(st.last_reason) if st.last_reason else None,
         }
         for (rule_id, symbol), st in changed.items()
     ]
