@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -9,14 +10,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 
-from gexbot.core.alert import NotifyReason
+from gexbot.core.alert import AlertStatus, NotifyReason
 from gexbot.core.audience import Mute, Scope
 from gexbot.core.evaluate import index_rules
 from gexbot.core.personal import AlertSyntaxError, PersonalAlert, parse_alert
+from gexbot.core.personal_index import PersonalIndex
 from gexbot.core.render import render
 from gexbot.core.rulefile import build_ruleset, parse_rule_file
+from gexbot.core.rules import Rule
 from gexbot.core.snapshot import BundleSnapshot
 from gexbot.loops.cycle import Pipeline
+from gexbot.store import engine as store_engine
 from gexbot.store.ops import add_mute
 from gexbot.store.outbox import OutboxState
 from gexbot.store.personal import (
@@ -248,6 +252,30 @@ def _outbox(db: Engine) -> list[tuple[str, str, str]]:
     with db.connect() as conn:
         rows = conn.execute(select(outbox).order_by(outbox.c.id))
         return [(r.alert_key, r.channel, r.payload.get("reason")) for r in rows]
+
+
+def test_a_long_first_load_holds_no_transaction_open(
+    db: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Indexing a million alerts takes seconds; PostgreSQL ends a session that sits that long
+    # idle inside its transaction, and the leader's first cycle of every term failed.
+    first = _create(db)
+    assert isinstance(first, PersonalAlert)
+    _create(db, "eth near cr 0.5%", chat="7")
+    monkeypatch.setattr(store_engine, "PG_IDLE_IN_TRANSACTION_MS", 200)
+    db.dispose()  # new connections take the short limit
+    add = PersonalIndex.add
+
+    def slow_add(self: PersonalIndex, rule: Rule, status: AlertStatus | None) -> None:
+        time.sleep(0.4)  # the cost of a large index, in two alerts
+        add(self, rule, status)
+
+    monkeypatch.setattr(PersonalIndex, "add", slow_add)
+    pipeline = Pipeline(db, index_rules([]))
+    pipeline.run(_market(79500, 0), now=T0)
+    pipeline.run(_market(80500, 1), now=T0 + timedelta(minutes=1))
+    assert pipeline.personal_counts()["telegram"] == 2
+    assert [key for key, _, _ in _outbox(db)] == [f"{first.rule_id}|BTCUSDT"]  # it crossed
 
 
 def test_a_personal_alert_goes_to_its_chat_only_and_once_deletes_it(db: Engine) -> None:

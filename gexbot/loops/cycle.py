@@ -38,7 +38,7 @@ from gexbot.core.rules import Rule, is_personal
 from gexbot.core.snapshot import BundleSnapshot
 from gexbot.store.ops import load_audience
 from gexbot.store.outbox import enqueue
-from gexbot.store.personal import changes_since, delete_alerts, mark_fired
+from gexbot.store.personal import Changes, changes_since, delete_alerts, mark_fired
 from gexbot.store.snapshots import load_last_bundle, save_snapshot
 from gexbot.store.states import forget_rules, load_statuses, save_statuses
 
@@ -104,10 +104,9 @@ class Pipeline:
         """The personal alerts evaluated, per platform (every platform named, even at 0)."""
         return dict(self._counts)
 
-    def _sync_personal(self, conn: Connection, statuses: StatusBook) -> int:
+    def _take_in(self, changes: Changes | None, statuses: StatusBook) -> int:
         """Take in the personal alerts made, deleted or paused since the last cycle; returns
         how many were (re)loaded."""
-        changes = changes_since(conn, self._revision)
         if changes is None:
             return 0
         for gone in changes.gone:
@@ -129,15 +128,24 @@ class Pipeline:
 
     def _load(self, now: datetime) -> tuple[StatusBook, BundleSnapshot | None, Audience, int]:
         """The cached state (read once per term), this cycle's mutes, subscriptions and
-        personal-alert changes (small reads), and how many statuses and alerts it took in."""
+        personal-alert changes (small reads), and how many statuses and alerts it took in.
+
+        The reads come first and the transaction ends before the index is built: with a
+        million alerts that takes seconds, and PostgreSQL ends a session idle in a transaction
+        for longer than `PG_IDLE_IN_TRANSACTION_MS`.
+        """
+        statuses, previous = self._statuses, self._previous
         with self._engine.connect() as conn:
-            loaded = 0
-            if self._statuses is None:
-                self._statuses = load_statuses(conn)
-                self._previous = load_last_bundle(conn)
-                loaded = len(self._statuses)
-            loaded += self._sync_personal(conn, self._statuses)
-            return self._statuses, self._previous, load_audience(conn, now=now), loaded
+            if statuses is None:
+                statuses, previous = load_statuses(conn), load_last_bundle(conn)
+            changes = changes_since(conn, self._revision)
+            audience = load_audience(conn, now=now)
+        loaded = 0
+        if self._statuses is None:
+            self._statuses, self._previous = statuses, previous
+            loaded = len(statuses)
+        loaded += self._take_in(changes, statuses)
+        return statuses, previous, audience, loaded
 
     def run(
         self,

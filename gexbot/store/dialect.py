@@ -9,6 +9,10 @@ from typing import Any
 from sqlalchemy import Connection, Table
 from sqlalchemy.dialects import postgresql, sqlite
 
+#: Execution options for a read of up to millions of rows: fetched in batches (a server-side
+#: cursor on PostgreSQL), so each batch is a statement and memory holds one batch of rows.
+STREAMED = {"yield_per": 10_000}
+
 
 def insert(conn: Connection, table: Table) -> Any:
     """An INSERT supporting `on_conflict_do_nothing/do_update` for the connection's dialect."""

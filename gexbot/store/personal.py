@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, bindparam, func, select, update
 
 from gexbot.core.personal import AlertRequest, AlertSyntaxError, PersonalAlert, parse_alert
-from gexbot.store.dialect import execute_rows, insert
+from gexbot.store.dialect import STREAMED, execute_rows, insert
 from gexbot.store.states import forget_rules
 from gexbot.store.tables import personal_alerts, revisions
 
@@ -231,7 +231,10 @@ def changes_since(conn: Connection, revision: int) -> Changes | None:
     if now_at <= revision:
         return None
     live, gone = [], []
-    rows = conn.execute(select(personal_alerts).where(personal_alerts.c.revision > revision))
+    rows = conn.execute(
+        select(personal_alerts).where(personal_alerts.c.revision > revision),
+        execution_options=STREAMED,  # parsed as they come: a long silence ends the session
+    )
     top = now_at
     for row in rows:
         top = max(top, int(row.revision))

@@ -7,14 +7,16 @@ from collections.abc import Iterable, Mapping
 from sqlalchemy import Connection, delete, select
 
 from gexbot.core.alert import AlertState, AlertStatus, NotifyReason, StatusBook, StatusKey
-from gexbot.store.dialect import execute_rows, insert
+from gexbot.store.dialect import STREAMED, execute_rows, insert
 from gexbot.store.tables import alert_state
 
 
 def load_statuses(conn: Connection) -> StatusBook:
     """Every stored status."""
     out = StatusBook()
-    for row in conn.execute(select(alert_state)):
+    # Streamed: building a million statuses takes seconds, and a session that sends nothing for
+    # that long inside its transaction is ended by PostgreSQL (PG_IDLE_IN_TRANSACTION_MS).
+    for row in conn.execute(select(alert_state), execution_options=STREAMED):
         out.setdefault(row.rule_id, {})[row.symbol] = AlertStatus(
             state=AlertState(row.state),
             since=row.since,
