@@ -231,7 +231,9 @@ if __name__ == "__main__":
         parser.add_argument("--alerts", type=int, default=100_000)
         parser.add_argument("--cycles", type=int, default=60)
         parser.add_argument(
-            "--steps", default="0.1,0.2,0.3", help="σ of spot's move per cycle, in %%, comma-separated"
+            "--steps",
+            default="0.1,0.2,0.3",
+            help="σ of spot's move per cycle, in %%, comma-separated",
         )
         parser.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
         parser.add_argument("--sqlite-only", action="store_true")

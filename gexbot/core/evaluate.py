@@ -230,27 +230,16 @@ def _moves(
         for sym, value in table.items() if rule.symbols is None else _applicable(rule, table):
             st = mine.get(sym)
             base = st.baseline if st is not None else None
-            if base is None:
-                view = views[sym]
-                out.append(
-                    moved_observation(
-                        rule.id,
-                        sym,
-                        rule.condition.subject,
-                        truth=Truth.FALSE,
-                        value=value,
-                        base=None,
-                        spot=view.spot,
-                        computed_at=view.snap.computed_at,
-                    )
+            truth = Truth.FALSE  # no baseline yet: first sight
+            if base is not None:
+                delta = abs(value - base)
+                limit = (
+                    cond.by_abs if cond.by_abs is not None else abs(base) * (cond.by_pct or 0) / 100
                 )
-                continue
-            delta = abs(value - base)
-            limit = cond.by_abs if cond.by_abs is not None else abs(base) * (cond.by_pct or 0) / 100
-            moved = delta > 0 and delta >= limit
-            if not moved and st is not None and st.state is inactive and not keep:
-                continue
-            truth = Truth.TRUE if moved else Truth.FALSE
+                if delta > 0 and delta >= limit:
+                    truth = Truth.TRUE
+                elif st is not None and st.state is inactive and not keep:
+                    continue
             view = views[sym]
             out.append(
                 moved_observation(
