@@ -335,3 +335,16 @@ def test_bad_scenarios_are_reported_with_the_file(tmp_path: Path, text: str, say
         load_scenario(path)
     assert str(path) in str(info.value)
     assert says in str(info.value)
+
+
+def test_the_backfilled_history_ends_on_the_live_levels() -> None:
+    # The stress history before the simulator started joins what it serves live: at the start
+    # spot, the same walls and HVL (they were from a chain listed 16% below spot).
+    sim = Simulator(SimConfig(seed=3), clock=lambda: 1_790_000_000.0)
+    for sym in ("BTCUSDT", "ETHUSDT", "SOLUSDT", "HYPEUSDT"):
+        _, spot, past = [row for row in sim.past(sym) if row[0] < sim.origin][-1]
+        live = sim.levels(sym)
+        assert spot == pytest.approx(live.spot)
+        assert past.call_walls[0] == live.call_walls[0]
+        assert past.put_walls[0] == live.put_walls[0]
+        assert past.hvl == pytest.approx(live.hvl, rel=1e-3)

@@ -361,6 +361,9 @@ def _apply_overrides(lv: Levels, ov: dict[str, Any]) -> Levels:
 
 
 def _level_grid(chain: Chain, centre: float, at: datetime) -> list[tuple[float, Levels]]:
+    # A series is listed around the spot it is first seen at: list them around the centre, as
+    # the live chain is, before visiting the grid (whose first point is 16% below it).
+    compute_levels(chain, centre, at)
     return [
         (centre * m, compute_levels(chain, centre * m, at))
         for m in (0.84 + 0.02 * i for i in range(17))
