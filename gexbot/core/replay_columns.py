@@ -75,7 +75,7 @@ class _Rows:
     usable: list[bool]
     spot: list[float]
     levels: dict[Level, list[float | None]]
-    usable_at: list[int]  # indices of the usable rows
+    usable_rows: _RowSet
     crossings: dict[Condition, tuple[_Sides, _Sides]] = field(default_factory=dict)
     states: dict[Condition, tuple[_RowSet, _RowSet]] = field(default_factory=dict)
 
@@ -91,7 +91,7 @@ class _Rows:
             h.usable.tolist(),
             h.spot.tolist(),
             {lv: nulls(col) for lv, col in h.levels.items()},
-            np.flatnonzero(h.usable).tolist(),
+            _RowSet.of(h.usable),
         )
 
     def level(self, lv: Level | None) -> list[float | None]:
@@ -108,9 +108,7 @@ class _Rows:
 
     def after(self, i: int) -> int:
         """The first usable row after row `i` (the history's length when none)."""
-        if i + 1 < len(self.usable) and self.usable[i + 1]:
-            return i + 1
-        return _after(self.usable_at, i, len(self.usable))
+        return self.usable_rows.after(i, len(self.usable))
 
     def from_time(self, at: datetime, i: int) -> int:
         """The first usable row after row `i` whose time is `at` or later."""
