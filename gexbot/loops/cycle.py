@@ -134,18 +134,15 @@ class Pipeline:
         million alerts that takes seconds, and PostgreSQL ends a session idle in a transaction
         for longer than `PG_IDLE_IN_TRANSACTION_MS`.
         """
-        statuses, previous = self._statuses, self._previous
+        loaded = 0
         with self._engine.connect() as conn:
-            if statuses is None:
-                statuses, previous = load_statuses(conn), load_last_bundle(conn)
+            if self._statuses is None:
+                self._statuses, self._previous = load_statuses(conn), load_last_bundle(conn)
+                loaded = len(self._statuses)
             changes = changes_since(conn, self._revision)
             audience = load_audience(conn, now=now)
-        loaded = 0
-        if self._statuses is None:
-            self._statuses, self._previous = statuses, previous
-            loaded = len(statuses)
-        loaded += self._take_in(changes, statuses)
-        return statuses, previous, audience, loaded
+        loaded += self._take_in(changes, self._statuses)
+        return self._statuses, self._previous, audience, loaded
 
     def run(
         self,

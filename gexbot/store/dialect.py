@@ -12,6 +12,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 #: Execution options for a read of up to millions of rows: fetched in batches (a server-side
 #: cursor on PostgreSQL), so each batch is a statement and memory holds one batch of rows.
 STREAMED = {"yield_per": 10_000}
+#: Rows per statement of a bulk write (a first cycle over 100,000 alerts writes a status each).
+CHUNK = 5_000
 
 
 def insert(conn: Connection, table: Table) -> Any:
@@ -66,9 +68,6 @@ def execute_rows(
         )
         done += conn.exec_driver_sql(compiled.string, params).rowcount
     return done
-
-
-CHUNK = 5_000
 
 
 def _converted(process: Callable[[Any], Any], values: list[Any]) -> list[Any]:
