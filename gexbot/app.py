@@ -8,16 +8,20 @@ and benchmarks that assemble a service around fakes. Nothing else constructs col
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC
+from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gexbot.adapters.backquant import BackQuantClient, RetryPolicy, build_http_client
 from gexbot.settings import Settings, SettingsError, env_name
+from gexbot.store.errors import DatabaseError, NoSchema
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -37,6 +41,7 @@ if TYPE_CHECKING:
     from gexbot.loops.leadership import Leadership
     from gexbot.loops.rules import RulesWatcher
     from gexbot.loops.service import ChatLoop, HttpRoutes, LatestLevels, Service
+    from gexbot.store.single import InstanceLock
     from gexbot.web.console import WebConsole
 
 # Each platform's library is imported by the builder that needs it, so a command that builds no
@@ -369,16 +374,10 @@ async def compose(
     from gexbot.loops.leadership import SoleInstance
     from gexbot.loops.rules import RulesWatcher
     from gexbot.loops.service import LatestLevels
-    from gexbot.store.engine import make_engine
-    from gexbot.store.single import sqlite_lock
 
     # Off the event loop: connecting and migrating block, and nothing else may stall meanwhile.
-    engine = await asyncio.to_thread(make_engine, settings.database_url)
-    lock = sqlite_lock(engine)
+    engine, lock = await asyncio.to_thread(_open_database, settings, Purpose.RUN)
     try:
-        if lock is not None:
-            lock.acquire()
-        await asyncio.to_thread(_prepare_database, engine)
         notifiers = build_notifiers(settings, console=console)
         async with backquant_client(settings) as client:
             watcher = RulesWatcher(settings.rules, ruleset, universe=settings.symbols)
@@ -456,19 +455,81 @@ def build_console(settings: Settings, service: Service, engine: Engine) -> WebCo
     )
 
 
-def _prepare_database(engine: Engine) -> None:
-    """SQLite: migrate and release the deliveries a killed run left claimed. PostgreSQL:
-    refuse an old schema (replicas share it, so `gexbot db upgrade` migrates)."""
-    from gexbot.store.engine import migrate, require_current_schema
-    from gexbot.store.outbox import release_orphans
+class Purpose(StrEnum):
+    """Why a command opens the database, which decides what it may do to the schema.
 
-    if engine.dialect.name == "postgresql":
-        require_current_schema(engine)
-        return
-    migrate(engine)
-    with engine.begin() as conn:
-        orphans = release_orphans(conn)
-    if orphans:
-        log.warning(
-            "%d message(s) were being sent when the last run stopped; sending again", orphans
-        )
+    Replicas share a PostgreSQL schema, so only `gexbot db upgrade` changes it there; a listing
+    or a replay never does, on either database.
+    """
+
+    RUN = "run"  # the bot: SQLite is locked and migrated, PostgreSQL must be current
+    READ = "read"  # listings and replays: the schema must be current; an empty database is NoSchema
+    EDIT = "edit"  # `alerts rm`, `db prune`: row changes on a current schema
+    UPGRADE = "upgrade"  # `db upgrade`: migrates, on purpose
+
+
+@contextmanager
+def open_database(settings: Settings, purpose: Purpose) -> Iterator[Engine]:
+    """The database of `settings`, opened for `purpose` (the one way every command opens it),
+    disposed (and, for RUN on SQLite, unlocked) on exit. Raises DatabaseError naming
+    GEXBOT_DATABASE_URL; NoSchema when a READ finds nothing was ever stored."""
+    engine, lock = _open_database(settings, purpose)
+    try:
+        yield engine
+    finally:
+        if lock is not None:
+            lock.release()
+        engine.dispose()
+
+
+def _open_database(settings: Settings, purpose: Purpose) -> tuple[Engine, InstanceLock | None]:
+    var = env_name("database_url")
+    try:
+        return _open_for(settings.database_url, purpose)
+    except NoSchema as exc:
+        raise NoSchema(f"{var}: {exc}") from None
+    except DatabaseError as exc:
+        raise DatabaseError(f"{var}: {exc}") from None
+
+
+def _open_for(url: str, purpose: Purpose) -> tuple[Engine, InstanceLock | None]:
+    from sqlalchemy.engine import make_url
+
+    from gexbot.store.engine import make_engine, migrate, require_current_schema
+    from gexbot.store.outbox import release_orphans
+    from gexbot.store.single import sqlite_lock
+
+    if purpose in {Purpose.READ, Purpose.EDIT}:
+        file = None
+        with contextlib.suppress(Exception):  # an unparsable URL is make_engine's to report
+            parsed = make_url(url)
+            if parsed.get_backend_name() == "sqlite" and parsed.database != ":memory:":
+                file = parsed.database
+        if file and not Path(file).exists():  # a read never creates the file
+            raise NoSchema("the database has no gexbot schema yet (no such file)")
+    engine = make_engine(url)
+    lock = sqlite_lock(engine) if purpose is Purpose.RUN else None
+    try:
+        if lock is not None:
+            lock.acquire()
+        if purpose is Purpose.UPGRADE or (
+            purpose is Purpose.RUN and engine.dialect.name == "sqlite"
+        ):
+            migrate(engine)
+        else:
+            require_current_schema(engine)
+        if purpose is Purpose.RUN and engine.dialect.name == "sqlite":
+            # One process per SQLite file: what a killed run left claimed is ours to resend.
+            with engine.begin() as conn:
+                orphans = release_orphans(conn)
+            if orphans:
+                log.warning(
+                    "%d message(s) were being sent when the last run stopped; sending again",
+                    orphans,
+                )
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        engine.dispose()
+        raise
+    return engine, lock

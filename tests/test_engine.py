@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select
 
+from gexbot.app import Purpose, open_database
 from gexbot.cli import main
+from gexbot.settings import load_settings
 from gexbot.store.engine import DatabaseError, head_revision, make_engine, masked, migrate
 from gexbot.store.outbox import claim, enqueue, mark_sent
 from gexbot.store.prune import prune
@@ -44,8 +46,11 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def test_bad_database_urls_are_one_clear_error_with_the_password_masked(
     url: str, says: str
 ) -> None:
-    with pytest.raises(DatabaseError) as info:
-        make_engine(url)
+    with (
+        pytest.raises(DatabaseError) as info,
+        open_database(load_settings(None, database_url=url), Purpose.RUN),
+    ):
+        pass
     text = str(info.value)
     assert text.startswith("GEXBOT_DATABASE_URL: ")
     assert says in text

@@ -5,12 +5,12 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from gexbot.app import utcnow
+from gexbot.app import Purpose, open_database, utcnow
 from gexbot.cli import EXIT_INVALID, EXIT_OK
 from gexbot.core.format import fmt_age
 from gexbot.core.personal import alert_id_of
 from gexbot.settings import load_settings
-from gexbot.store.engine import make_engine, migrate
+from gexbot.store.errors import NoSchema
 from gexbot.store.personal import delete_alerts, list_alerts
 
 
@@ -19,30 +19,28 @@ def alerts(
 ) -> int:
     """`gexbot alerts [list] [--chat CHAT]` and `gexbot alerts rm ID`."""
     settings = load_settings()
-    engine = make_engine(settings.database_url)
     now = utcnow()
+    if action == "rm":
+        alert_id = alert_id_of(target or "")
+        if alert_id is None:
+            err.print(
+                f"gexbot alerts rm: “{target or ''}” is not an alert id (e.g. 12 or #12)",
+                markup=False,
+            )
+            return EXIT_INVALID
+        with open_database(settings, Purpose.EDIT) as engine, engine.begin() as conn:
+            gone = delete_alerts(conn, [alert_id], now=now)
+        if not gone:
+            err.print(f"no personal alert #{alert_id}", markup=False)
+            return EXIT_INVALID
+        console.print(f"deleted alert #{alert_id}", markup=False, highlight=False)
+        return EXIT_OK
+    platform, chat_id = _chat(chat)
     try:
-        migrate(engine)
-        if action == "rm":
-            alert_id = alert_id_of(target or "")
-            if alert_id is None:
-                err.print(
-                    f"gexbot alerts rm: “{target or ''}” is not an alert id (e.g. 12 or #12)",
-                    markup=False,
-                )
-                return EXIT_INVALID
-            with engine.begin() as conn:
-                gone = delete_alerts(conn, [alert_id], now=now)
-            if not gone:
-                err.print(f"no personal alert #{alert_id}", markup=False)
-                return EXIT_INVALID
-            console.print(f"deleted alert #{alert_id}", markup=False, highlight=False)
-            return EXIT_OK
-        platform, chat_id = _chat(chat)
-        with engine.connect() as conn:
+        with open_database(settings, Purpose.READ) as engine, engine.connect() as conn:
             found = list_alerts(conn, platform=platform, chat_id=chat_id)
-    finally:
-        engine.dispose()
+    except NoSchema:
+        found = []  # the bot never ran on this database: nobody made an alert yet
     if not found:
         console.print("no personal alerts" + (f" in {chat}" if chat else ""), markup=False)
         return EXIT_OK

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gexbot.adapters.backquant import FetchError
-from gexbot.app import backquant_client, utcnow
+from gexbot.app import Purpose, backquant_client, open_database, utcnow
 from gexbot.cli import EXIT_INVALID, EXIT_OK
 from gexbot.core.format import fmt_age
 from gexbot.core.history import SymbolHistory
@@ -27,7 +27,7 @@ from gexbot.core.snapshot import Level
 from gexbot.core.symbols import SUPPORTED_SYMBOLS, normalize_symbol
 from gexbot.loops.rules import load_rules
 from gexbot.settings import Settings, load_settings
-from gexbot.store.engine import make_engine, migrate
+from gexbot.store.errors import NoSchema
 from gexbot.store.snapshots import load_history
 
 
@@ -77,15 +77,13 @@ async def load_series(
                     raise ReplayInputError(f"stress history for {sym}: {exc}") from None
                 series[sym] = SymbolHistory.of_stress(sym, stress)
     else:
-        engine = make_engine(settings.database_url)
         try:
-            migrate(engine)  # a database the bot never ran on simply has no history yet
-            with engine.connect() as conn:
+            with open_database(settings, Purpose.READ) as engine, engine.connect() as conn:
                 for sym in req.symbols:
                     stored = load_history(conn, sym, since=now - timedelta(days=req.days))
                     series[sym] = SymbolHistory.of_snapshots(sym, stored)
-        finally:
-            engine.dispose()
+        except NoSchema:  # the bot never ran on this database: it simply has no history yet
+            series = {sym: SymbolHistory.of_snapshots(sym, []) for sym in req.symbols}
     empty = [s for s, v in series.items() if not len(v)]
     if len(empty) == len(series):
         raise ReplayInputError(

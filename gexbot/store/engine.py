@@ -1,4 +1,8 @@
-"""Engines and migrations: one clear error per database problem, the password masked."""
+"""Engines and migrations: one clear error per database problem, the password masked.
+
+Messages say what is wrong with the database; the composition root (`gexbot.app.open_database`)
+prefixes the setting's name, which this layer does not know.
+"""
 
 from __future__ import annotations
 
@@ -14,10 +18,9 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
-from gexbot.settings import env_name
-from gexbot.store.errors import DatabaseError
+from gexbot.store.errors import DatabaseError, NoSchema
 
-__all__ = ["DatabaseError"]
+__all__ = ["DatabaseError", "NoSchema"]
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +68,10 @@ def _pg_session(dbapi_conn: Any, _record: Any) -> None:
 
 def make_engine(url: str, **kw: Any) -> Engine:
     """An engine for `url` (sqlite:///… or postgresql+psycopg://…), checked by connecting."""
-    var = env_name("database_url")
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise DatabaseError(f"{var}: not a database URL ({masked(url)})") from None
+        raise DatabaseError(f"not a database URL ({masked(url)})") from None
     if parsed.drivername in {"postgresql", "postgres"}:
         parsed = parsed.set(drivername="postgresql+psycopg")  # psycopg 3, the documented driver
     try:
@@ -83,7 +85,7 @@ def make_engine(url: str, **kw: Any) -> Engine:
             event.listen(engine, "connect", _pg_session)
     except (NoSuchModuleError, ImportError) as exc:
         hint = " (pip install 'gexbot[postgres]')" if "postgres" in parsed.drivername else ""
-        raise DatabaseError(f"{var}: no driver for {parsed.drivername}{hint}: {exc}") from None
+        raise DatabaseError(f"no driver for {parsed.drivername}{hint}: {exc}") from None
     try:
         with engine.connect():
             pass
@@ -91,7 +93,7 @@ def make_engine(url: str, **kw: Any) -> Engine:
         engine.dispose()
         reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else ""
         raise DatabaseError(
-            f"{var}: cannot connect to {masked(url)} ({reason or type(exc).__name__})"
+            f"cannot connect to {masked(url)} ({reason or type(exc).__name__})"
         ) from None
     return engine
 
@@ -134,7 +136,7 @@ def _revisions(engine: Engine) -> tuple[str, str | None]:
     current = current_revision(engine)
     if current is not None and current not in {r.revision for r in script.walk_revisions()}:
         raise DatabaseError(
-            f"{env_name('database_url')}: the database is at revision {current}, newer than this "
+            f"the database is at revision {current}, newer than this "
             f"gexbot (which knows up to {head}); upgrade gexbot rather than migrating down"
         )
     return head, current
@@ -146,14 +148,13 @@ def require_current_schema(engine: Engine) -> str:
     head, current = _revisions(engine)
     if current == head:
         return head
-    var = env_name("database_url")
     if current is None:
-        raise DatabaseError(
-            f"{var}: the database has no gexbot schema yet; run `gexbot db upgrade` once, "
-            "then start the replicas"
+        raise NoSchema(
+            "the database has no gexbot schema yet; run `gexbot db upgrade` once (or start "
+            "the bot on SQLite, which migrates its own file)"
         )
     raise DatabaseError(
-        f"{var}: the database schema is at revision {current}, this gexbot needs {head}; "
+        f"the database schema is at revision {current}, this gexbot needs {head}; "
         "run `gexbot db upgrade` once (from the new version), then start the replicas"
     )
 

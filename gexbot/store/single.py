@@ -8,7 +8,6 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from gexbot.settings import env_name
 from gexbot.store.engine import DatabaseError
 
 
@@ -24,14 +23,14 @@ class InstanceLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        """Take the lock or raise DatabaseError naming GEXBOT_DATABASE_URL."""
+        """Take the lock or raise DatabaseError."""
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             raise DatabaseError(
-                f"{env_name('database_url')}: another gexbot is already running on this SQLite "
+                f"another gexbot is already running on this SQLite "
                 f"database ({self.path.with_suffix('')}); SQLite serves one process. Stop the "
                 "other one, or use PostgreSQL to run several."
             ) from None
