@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import statistics
 import sys
 import time
@@ -48,7 +49,9 @@ async def main(repeat: int, delay: float) -> None:
     await server.start()
     try:
         async with build_http_client(server.url, "bench") as http:
-            client = BackQuantClient(http, wall_clock=time.time, api_key="bench")
+            client = BackQuantClient(
+                http, wall_clock=time.time, api_key="bench", rng=random.Random(0)
+            )
 
             async def bundle() -> object:
                 return await client.bundle(UNIVERSE, ["expected_move", "max_pain"])

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import statistics
 import sys
 import time
@@ -26,7 +27,7 @@ async def main() -> None:
     server = SimServer(Simulator(clock=time.time), api_key="k")
     await server.start()
     async with build_http_client(server.url, "k") as http:
-        client = BackQuantClient(http, wall_clock=time.time, api_key="k")
+        client = BackQuantClient(http, wall_clock=time.time, api_key="k", rng=random.Random(0))
         snaps = [
             await client.levels(s, ["candles", "spot", "expected_move", "max_pain"])
             for s in SYMBOLS

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import sys
 import tempfile
 import time
@@ -27,24 +28,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
 from nacl.signing import SigningKey
-from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import Engine
 
 from bench.profiling import profile_if_asked
 from gexbot.adapters.backquant import BackQuantClient, build_http_client
 from gexbot.adapters.discord import DiscordRest, use_api
-from gexbot.adapters.slack import SlackNotifier
-from gexbot.app import telegram_command_bot
 from gexbot.charts.cache import ChartCache
 from gexbot.charts.renderer import ChartRenderer
 from gexbot.chat.discord import DiscordInteractions
 from gexbot.chat.service import ChatService
-from gexbot.chat.slack import SlackCommands
-from gexbot.chat.telegram import TelegramCommands
 from gexbot.core.rulefile import build_ruleset, parse_rule_file
 from gexbot.core.snapshot import BundleSnapshot
 from gexbot.loops.health import HealthServer, Metrics
 from gexbot.store.engine import make_engine, migrate
+from tests.chatkit import chat_service, chat_settings, slack_commands, telegram_commands
 from tests.fakes import FakeDiscord, FakeSlack, FakeTelegram
 from tests.processes import sim_server
 
@@ -79,13 +76,10 @@ def _percentiles(times: list[float]) -> str:
 async def _telegram(n: int, service: ChatService, engine: Engine) -> tuple[list[float], int]:
     telegram = FakeTelegram()
     await telegram.start()
-    loop = TelegramCommands(
-        telegram_command_bot(telegram.token, telegram.api_url),
-        service,
-        engine=engine,
-        allowed_users=[USER],
-        poll_timeout=5,
+    settings = chat_settings(
+        telegram=telegram, telegram_allowed_users=[USER], telegram_poll_timeout=5
     )
+    loop = telegram_commands(settings, engine, service)
     stop = asyncio.Event()
     task = asyncio.create_task(loop.run(stop))
     times = []
@@ -108,16 +102,7 @@ async def _telegram(n: int, service: ChatService, engine: Engine) -> tuple[list[
 async def _slack(n: int, service: ChatService, engine: Engine) -> tuple[list[float], int]:
     slack = FakeSlack()
     await slack.start()
-    web = AsyncWebClient(token=slack.token, base_url=slack.api_url)
-    commands = SlackCommands(
-        slack.app_token,
-        web,
-        service,
-        files=SlackNotifier(web),
-        engine=engine,
-        instance="bench",
-        clock=_now,
-    )
+    commands = slack_commands(chat_settings(slack=slack, instance="bench"), engine, service)
     stop = asyncio.Event()
     task = asyncio.create_task(commands.run(stop))
     times = []
@@ -138,8 +123,6 @@ async def _slack(n: int, service: ChatService, engine: Engine) -> tuple[list[flo
         await asyncio.sleep(0.05)
     stop.set()
     await task
-    if web.session is not None:
-        await web.session.close()
     await slack.stop()
     return times, len(slack.uploads)
 
@@ -195,17 +178,19 @@ async def main(n: int, url: str) -> None:
         engine = make_engine(f"sqlite:///{Path(tmp) / 'c.db'}")
         migrate(engine)
         async with build_http_client(url, API_KEY) as http:
-            client = BackQuantClient(http, wall_clock=time.time, api_key=API_KEY)
+            client = BackQuantClient(
+                http, wall_clock=time.time, api_key=API_KEY, rng=random.Random(0)
+            )
             latest = await client.bundle([s.upper() + "USDT" for s in SYMBOLS])
-            charts = ChartCache(client, engine, renderer, ttl=0, clock=_now)
-            service = ChatService(
-                engine=engine,
-                client=client,
-                rules=lambda: RULES,
+            charts = ChartCache(
+                client, engine, renderer, ttl=0, clock=_now, monotonic=time.monotonic
+            )
+            service = chat_service(
+                chat_settings(symbols=list(latest.symbols)),
+                engine,
+                client,
+                rules=RULES,
                 latest=lambda: _fresh(latest),
-                universe=list(latest.symbols),
-                fresh_for=30,
-                clock=_now,
                 charts=charts,
             )
             await charts.warm_up()  # `gexbot run` does this at start

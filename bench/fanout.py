@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import sys
 import tempfile
 import time
@@ -21,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.profiling import profile_if_asked
-from gexbot.app import build_notifiers
+from gexbot.app import build_notifiers, real_runtime
 from gexbot.core.alert import NotifyReason
 from gexbot.core.events import AlertEvent
 from gexbot.core.rules import Channel, ChannelKind, RuleSet, Severity
@@ -62,12 +63,14 @@ async def main(n_telegram: int, n_slack: int, n_channels: int) -> None:
             telegram_bot_token=telegram.token,
             telegram_api_url=telegram.api_url,
         )
-        notifiers = build_notifiers(settings)
+        notifiers = build_notifiers(settings, console=None, runtime=real_runtime())
         dispatcher = Dispatcher(
             engine,
             build_routes(rules, notifiers),
             clock=lambda: datetime.now(tz=UTC),
             policy=DispatchPolicy(batch=5_000, lease=600, group=False),
+            rng=random.Random(0),
+            monotonic=time.monotonic,
         )
         t0 = time.perf_counter()
         passes = 0

@@ -28,15 +28,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rich.console import Console
 
 from bench.profiling import profile_if_asked
-from gexbot.adapters.backquant import BackQuantClient, build_http_client
-from gexbot.app import build_notifiers, build_service
+from gexbot.adapters.backquant import BackQuantClient
+from gexbot.app import Fakes, compose, real_runtime
 from gexbot.core.schedule import RefreshModel, next_poll
 from gexbot.core.snapshot import BundleSnapshot
-from gexbot.loops.rules import RulesWatcher, load_rules
+from gexbot.loops.rules import load_rules
 from gexbot.settings import load_settings
 from gexbot.sim.market import SimConfig, Simulator
 from gexbot.sim.server import SimServer
-from gexbot.store.engine import make_engine, migrate
 from tests.fakes import FakeSlack
 from tests.processes import sim_server
 
@@ -98,9 +97,10 @@ def _reader(cell: list[float]) -> Callable[[], float]:
 
 
 class TimedClient(BackQuantClient):
-    """Records when each bundle response arrived."""
+    """Records when each bundle response arrived (one list for the run: the root builds the
+    client)."""
 
-    arrivals: list[float]
+    arrivals: list[float] = []  # noqa: RUF012 - shared on purpose
 
     async def bundle(self, *args: object, **kw: object) -> BundleSnapshot:
         result = await super().bundle(*args, **kw)  # type: ignore[arg-type]
@@ -138,25 +138,21 @@ async def latency(tmp: Path) -> None:
         slack_bot_token=slack.token,
         slack_api_url=slack.api_url,
     )
-    engine = make_engine(settings.database_url)
-    migrate(engine)
-    ruleset = load_rules(rules_dir)
-    async with build_http_client(server.url, "k") as http:
-        client = TimedClient(http, api_key="k", wall_clock=time.time)
-        client.arrivals = []
-        bot = build_service(
-            settings,
-            engine=engine,
-            client=client,
-            watcher=RulesWatcher(rules_dir, ruleset, universe=["BTCUSDT"]),
-            notifiers=build_notifiers(settings, console=Console(file=io.StringIO())),
-        )
+    ruleset = load_rules(rules_dir, setting="GEXBOT_RULES")
+    TimedClient.arrivals = []
+    async with compose(
+        settings,
+        ruleset,
+        Console(file=io.StringIO()),
+        runtime=real_runtime(),
+        fakes=Fakes(client_type=TimedClient),
+    ) as bot:
         stop = asyncio.Event()
         asyncio.get_running_loop().call_later(30, stop.set)
         await bot.run(stop)
     latencies = []
     for post in slack.posts:
-        before = [a for a in client.arrivals if a <= post.at]
+        before = [a for a in TimedClient.arrivals if a <= post.at]
         if before:
             latencies.append((post.at - before[-1]) * 1000)
     print(
@@ -165,39 +161,33 @@ async def latency(tmp: Path) -> None:
     )
     await slack.stop()
     await server.stop()
-    engine.dispose()
 
 
 async def soak(tmp: Path, upstream: str) -> None:
     """1,000 real cycles (HTTP poll, evaluate, persist, deliver to the console, a chart for
     the `chart: true` rules, a chart asked for every 10 cycles) against the simulator in its
     own process, so the RSS is the bot's alone; the chart renderer's is reported beside it."""
-    async with build_http_client(upstream, API_KEY) as http:
-        client = BackQuantClient(http, api_key=API_KEY, wall_clock=time.time)
-        quiet = load_settings(
-            env_file=None,
-            api_url=upstream,
-            api_key=API_KEY,
-            rules=RULES_DIR,
-            database_url=f"sqlite:///{tmp / 'soak.db'}",
-            poll_interval=0.01,
-        )
-        migrate(soak_engine := make_engine(quiet.database_url))
-        printed = io.StringIO()
-        watcher = RulesWatcher(quiet.rules, load_rules(quiet.rules), universe=quiet.symbols)
-        bot = build_service(
-            quiet,
-            engine=soak_engine,
-            client=client,
-            watcher=watcher,
-            notifiers=build_notifiers(quiet, console=Console(file=printed, width=120)),
-        )
+    quiet = load_settings(
+        env_file=None,
+        api_url=upstream,
+        api_key=API_KEY,
+        rules=RULES_DIR,
+        database_url=f"sqlite:///{tmp / 'soak.db'}",
+        poll_interval=0.01,
+    )
+    printed = io.StringIO()
+    async with compose(
+        quiet,
+        load_rules(quiet.rules, universe=quiet.symbols, setting="GEXBOT_RULES"),
+        Console(file=printed, width=120),
+        runtime=real_runtime(),
+    ) as bot:
         rss = {}
         charts = 0
         t0 = time.perf_counter()
         for cycle in range(1, 1001):
             await asyncio.sleep(0.006)  # let the simulator refresh
-            await bot.poll_once()
+            await bot.poll.once()
             await bot.dispatcher.run_once()
             if cycle % CHART_EVERY == 0:  # as `/levels SYMBOL` in a chat would
                 await bot.charts(quiet.symbols[(cycle // CHART_EVERY) % len(quiet.symbols)])
@@ -218,7 +208,6 @@ async def soak(tmp: Path, upstream: str) -> None:
         f"{renderer.restarts} restart(s); {charts} chart(s) asked for, "
         f"{text.count('[chart:')} sent with alerts ({len(text.splitlines())} console lines)"
     )
-    soak_engine.dispose()
 
 
 def _spot_to(value: float) -> Callable[[Simulator], None]:

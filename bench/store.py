@@ -65,7 +65,7 @@ def run(engine: Engine, cycles: int) -> tuple[float, float, float, float]:
     migrate(engine)
     fence = None
     if engine.dialect.name == "postgresql":  # as a replica runs it: fenced by its lease
-        elector = LeaseElector(engine, instance="bench", ttl=3600)
+        elector = LeaseElector(engine, instance="bench", ttl=3600, monotonic=time.monotonic)
         elector._tick()
         fence = elector.fence
     pipeline = Pipeline(engine, index_rules(rules()), fence=fence)

@@ -1,8 +1,11 @@
-"""The composition root: the one place that turns settings into a running service.
+"""The composition root: the one place that reads settings, the clocks and the randomness,
+and turns them into a running service.
 
 `compose` builds the whole process (database, clients, notifiers, leadership, chat, HTTP
-routes, the service and its loops); the `build_*` functions are its parts, also used by tests
-and benchmarks that assemble a service around fakes. Nothing else constructs collaborators.
+routes, the service and its loops); the `build_*` functions are its parts. Tests and
+benchmarks build through the same functions, handing in a `Runtime` of their own clocks and,
+through `Fakes`, the few parts they stand in for. Nothing below this module constructs a
+collaborator or imports `gexbot.settings`.
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from datetime import UTC
 from enum import StrEnum
 from pathlib import Path
@@ -37,10 +41,12 @@ if TYPE_CHECKING:
     from gexbot.chat.slack import SlackCommands
     from gexbot.chat.telegram import TelegramCommands
     from gexbot.core.rules import RuleSet
+    from gexbot.core.snapshot import BundleSnapshot
     from gexbot.loops.health import Metrics
+    from gexbot.loops.latest import LatestLevels
     from gexbot.loops.leadership import Leadership
     from gexbot.loops.rules import RulesWatcher
-    from gexbot.loops.service import ChatLoop, HttpRoutes, LatestLevels, Service
+    from gexbot.loops.service import ChatLoop, HttpRoutes, Service
     from gexbot.store.single import InstanceLock
     from gexbot.web.console import WebConsole
 
@@ -48,6 +54,32 @@ if TYPE_CHECKING:
 # notifier (`levels`, `check`) never loads PTB, slack-sdk, aiohttp or SQLAlchemy.
 
 log = logging.getLogger("gexbot")
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """The clocks and the randomness every part is handed."""
+
+    now: Callable[[], datetime]  # the wall clock, UTC
+    epoch: Callable[[], float]  # the wall clock in epoch seconds (HTTP stamps, signatures)
+    monotonic: Callable[[], float]  # durations, leases, caches
+    rng: random.Random  # jitter and backoff
+
+
+def real_runtime() -> Runtime:
+    """The process's own clocks and a generator seeded from the OS."""
+    return Runtime(now=utcnow, epoch=epoch, monotonic=time.monotonic, rng=random.Random())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fakes:
+    """The parts a test or a benchmark stands in for; everything else is built as in
+    production. The default stands in for nothing."""
+
+    leadership: Leadership | None = None
+    notifiers: dict[str, Notifier] | None = None
+    client_type: type[BackQuantClient] = BackQuantClient
+    retry: RetryPolicy | None = None
 
 
 def utcnow() -> datetime:
@@ -62,8 +94,10 @@ def epoch() -> float:
     return time.time()
 
 
-def build_notifiers(settings: Settings, *, console: Console | None = None) -> dict[str, Notifier]:
-    """One notifier per platform that is configured (the console always is)."""
+def build_notifiers(
+    settings: Settings, *, console: Console | None, runtime: Runtime
+) -> dict[str, Notifier]:
+    """One notifier per platform that is configured (the terminal always is)."""
     import aiohttp
     from slack_sdk.web.async_client import AsyncWebClient
     from telegram import Bot
@@ -74,8 +108,8 @@ def build_notifiers(settings: Settings, *, console: Console | None = None) -> di
     from gexbot.adapters.slack import SlackNotifier
     from gexbot.adapters.telegram import TelegramNotifier
 
-    pacer = Pacer()
-    out: dict[str, Notifier] = {"console": ConsoleNotifier(console, clock=utcnow)}
+    pacer = Pacer(clock=runtime.monotonic)
+    out: dict[str, Notifier] = {"console": ConsoleNotifier(console, clock=runtime.now)}
     if settings.slack_bot_token is not None:
         client = AsyncWebClient(
             token=settings.slack_bot_token.get_secret_value(),
@@ -95,7 +129,7 @@ def build_notifiers(settings: Settings, *, console: Console | None = None) -> di
     if settings.discord_bot_token is not None:
         out["discord"] = build_discord_notifier(settings)
     if settings.webhooks:
-        out["webhook"] = build_webhook_notifier(settings)
+        out["webhook"] = build_webhook_notifier(settings, runtime=runtime)
     return out
 
 
@@ -108,7 +142,7 @@ def build_discord_notifier(settings: Settings) -> Notifier:
     return DiscordNotifier(DiscordRest(settings.discord_bot_token.get_secret_value()))
 
 
-def build_webhook_notifier(settings: Settings) -> Notifier:
+def build_webhook_notifier(settings: Settings, *, runtime: Runtime) -> Notifier:
     """One notifier for every webhook NAME configured; a name with a bad setting stays known,
     so its deliveries fail once, naming the variable."""
     import httpx
@@ -128,20 +162,16 @@ def build_webhook_notifier(settings: Settings) -> Notifier:
         targets[name] = WebhookTarget(hook.url.get_secret_value().strip(), secret, timeout)
     # No client-wide timeout: each request carries its webhook's own.
     http = httpx.AsyncClient(follow_redirects=False, timeout=WEBHOOK_TIMEOUT)
-    return WebhookNotifier(http, targets, wall_clock=epoch, problems=problems)
+    return WebhookNotifier(http, targets, wall_clock=runtime.epoch, problems=problems)
 
 
 @asynccontextmanager
 async def backquant_client(
-    settings: Settings,
-    *,
-    wall_clock: Callable[[], float] = epoch,
-    retry: RetryPolicy | None = None,
+    settings: Settings, *, runtime: Runtime, fakes: Fakes = Fakes()
 ) -> AsyncIterator[BackQuantClient]:
     """A BackQuant client for `settings`, closed on exit. Needs `GEXBOT_API_KEY`.
 
-    `wall_clock` (epoch seconds) stamps when responses arrive, which staleness is judged by;
-    it must be the clock the service runs on.
+    The runtime's epoch clock stamps when responses arrive, which staleness is judged by.
     """
     if settings.api_key is None or not settings.api_key.get_secret_value().strip():
         raise SettingsError([f"{env_name('api_key')}: required (your BackQuant API key)"])
@@ -150,18 +180,54 @@ async def backquant_client(
         # BackQuant answers 401 to a key with surrounding whitespace (a documented cause).
         raise SettingsError([f"{env_name('api_key')}: has leading or trailing whitespace"])
     async with build_http_client(settings.api_url, key, instance=settings.instance) as http:
-        yield BackQuantClient(
+        yield fakes.client_type(
             http,
             api_key=key,
-            rng=random.Random(),
+            rng=runtime.rng,
             stale_after=settings.stale_after,
-            wall_clock=wall_clock,
-            retry=retry,
+            wall_clock=runtime.epoch,
+            retry=fakes.retry,
         )
 
 
+def build_chat_service(
+    settings: Settings,
+    *,
+    engine: Engine,
+    client: BackQuantClient,
+    rules: Callable[[], RuleSet],
+    latest: Callable[[], BundleSnapshot | None],
+    charts: Callable[[str], Awaitable[bytes]],
+    leadership: Leadership,
+    runtime: Runtime,
+) -> ChatService:
+    """The one command service every chat platform feeds."""
+    from gexbot.chat.preview import AlertPreview
+    from gexbot.chat.service import ChatService
+    from gexbot.loops.leadership import SoleInstance
+
+    return ChatService(
+        engine=engine,
+        client=client,
+        rules=rules,
+        latest=latest,
+        charts=charts,
+        describe=None if isinstance(leadership, SoleInstance) else leadership.describe,
+        universe=settings.symbols,
+        fresh_for=settings.poll_interval,
+        clock=runtime.now,
+        preview=AlertPreview(engine, client, clock=runtime.now, monotonic=runtime.monotonic),
+        alerts_per_chat=settings.chat_alerts_per_chat,
+    )
+
+
 def build_telegram_commands(
-    settings: Settings, engine: Engine, service: ChatService, leadership: Leadership
+    settings: Settings,
+    *,
+    engine: Engine,
+    chat: ChatService,
+    leadership: Leadership,
+    runtime: Runtime,
 ) -> TelegramCommands | None:
     """The Telegram command loop, when a bot token is set (None otherwise).
 
@@ -182,12 +248,13 @@ def build_telegram_commands(
     bound = settings.telegram_poll_timeout if sole else max(1.0, settings.leader_lease)
     return TelegramCommands(
         bot,
-        service,
+        chat,
         engine=engine,
         allowed_users=settings.telegram_allowed_users,
         poll_timeout=min(settings.telegram_poll_timeout, bound),
         leader=leadership.is_leader,
         conflict_backoff=min(CONFLICT_BACKOFF, 2 * bound),
+        monotonic=runtime.monotonic,
     )
 
 
@@ -205,19 +272,25 @@ def telegram_command_bot(token: str, base_url: str) -> Bot:
     )
 
 
-def build_leadership(settings: Settings, engine: Engine, metrics: Metrics) -> Leadership:
+def build_leadership(
+    settings: Settings, engine: Engine, metrics: Metrics, *, runtime: Runtime
+) -> Leadership:
     """One process on SQLite (its file lock is the guarantee); a lease on PostgreSQL."""
     from gexbot.loops.leadership import LeaseElector, SoleInstance
 
     if engine.dialect.name == "sqlite":
         return SoleInstance(settings.instance)
     return LeaseElector(
-        engine, instance=settings.instance, ttl=settings.leader_lease, metrics=metrics
+        engine,
+        instance=settings.instance,
+        ttl=settings.leader_lease,
+        metrics=metrics,
+        monotonic=runtime.monotonic,
     )
 
 
 def build_slack_commands(
-    settings: Settings, service: ChatService, engine: Engine
+    settings: Settings, *, chat: ChatService, engine: Engine, runtime: Runtime
 ) -> SlackCommands | None:
     """Slack commands, when the bot token and a transport (Socket Mode's app token, or the
     signing secret of the HTTP endpoint) are set."""
@@ -231,6 +304,7 @@ def build_slack_commands(
         return None
     from slack_sdk.web.async_client import AsyncWebClient
 
+    from gexbot.adapters.pacing import Pacer
     from gexbot.adapters.slack import SlackNotifier
     from gexbot.chat.slack import SlackCommands
 
@@ -241,20 +315,24 @@ def build_slack_commands(
     return SlackCommands(
         app_token.get_secret_value() if app_token is not None else None,
         web,
-        service,
-        files=SlackNotifier(web),  # the same upload (and channel lookup) as alerts
+        chat,
+        # the same upload (and channel lookup) as alerts
+        files=SlackNotifier(web, pacer=Pacer(clock=runtime.monotonic)),
         engine=engine,
         instance=settings.instance,
-        clock=utcnow,
+        clock=runtime.now,
         allowed_users=settings.slack_allowed_users,
+        monotonic=runtime.monotonic,
     )
 
 
 def build_discord_commands(
     settings: Settings,
-    service: ChatService,
+    *,
+    chat: ChatService,
     leadership: Leadership,
     notifiers: Mapping[str, Notifier],
+    runtime: Runtime,
 ) -> DiscordCommands | None:
     """Discord's `/gex`: registered with the application id, answered on the Interactions
     endpoint (public key) and/or over the Gateway; None when none of these is set."""
@@ -271,11 +349,11 @@ def build_discord_commands(
     rest = notifier.rest  # one client per bot token: one set of rate-limit buckets
     token = settings.discord_bot_token.get_secret_value()
     answers = DiscordInteractions(
-        service,
+        chat,
         rest,
         public_key=settings.discord_public_key,
         allowed_users=settings.discord_allowed_users,
-        wall_clock=epoch,
+        wall_clock=runtime.epoch,
     )
     gateway = None
     if settings.discord_gateway:
@@ -290,17 +368,20 @@ def build_discord_commands(
 
 
 def build_charts(
-    settings: Settings,
-    client: BackQuantClient,
-    engine: Engine,
-    *,
-    clock: Callable[[], datetime] = utcnow,
+    settings: Settings, client: BackQuantClient, engine: Engine, *, runtime: Runtime
 ) -> ChartCache:
     """The shared chart cache over its renderer process (started on first use)."""
     from gexbot.charts.cache import ChartCache
     from gexbot.charts.renderer import ChartRenderer
 
-    return ChartCache(client, engine, ChartRenderer(), ttl=settings.poll_interval / 2, clock=clock)
+    return ChartCache(
+        client,
+        engine,
+        ChartRenderer(),
+        ttl=settings.poll_interval / 2,
+        clock=runtime.now,
+        monotonic=runtime.monotonic,
+    )
 
 
 def build_service(
@@ -310,100 +391,157 @@ def build_service(
     client: BackQuantClient,
     watcher: RulesWatcher,
     notifiers: dict[str, Notifier],
-    leadership: Leadership | None = None,
-    metrics: Metrics | None = None,
-    charts: ChartCache | None = None,
-    latest: LatestLevels | None = None,
-    clock: Callable[[], datetime] = utcnow,
-    rng: random.Random | None = None,
-    quiet_cycles: bool = False,
-    chat_loops: Sequence[ChatLoop] = (),
-    http_routes: Sequence[HttpRoutes] = (),
+    leadership: Leadership,
+    metrics: Metrics,
+    charts: ChartCache,
+    latest: LatestLevels,
+    runtime: Runtime,
+    quiet_cycles: bool,
+    chat_loops: Sequence[ChatLoop],
+    http_routes: Sequence[HttpRoutes],
 ) -> Service:
-    """The service and its parts: cycle pipeline, dispatcher, chart cache, latest levels."""
+    """The service and its loops over the parts `compose` built."""
     from gexbot.core.evaluate import index_rules
     from gexbot.loops.cycle import Pipeline
     from gexbot.loops.deliver import Dispatcher, DispatchPolicy, build_routes
-    from gexbot.loops.health import Metrics
-    from gexbot.loops.leadership import SoleInstance
-    from gexbot.loops.service import LatestLevels, Service
+    from gexbot.loops.dispatch import DispatchLoop
+    from gexbot.loops.health import Health
+    from gexbot.loops.poll import PollConfig, PollLoop
+    from gexbot.loops.reload import RulesReload
+    from gexbot.loops.service import Listen, Service
+    from gexbot.loops.waits import Changes
 
-    leadership = leadership or SoleInstance(settings.instance)
-    rng = rng or random.Random()
     rules = watcher.rules
-    charts = charts or build_charts(settings, client, engine, clock=clock)
-    return Service(
-        settings,
-        engine=engine,
+    wake, changes = asyncio.Event(), Changes()
+    pipeline = Pipeline(engine, index_rules(rules.rules), fence=leadership.fence)
+    dispatcher = Dispatcher(
+        engine,
+        build_routes(rules, notifiers),
+        clock=runtime.now,
+        warnings_to=rules.warnings_notify,
+        policy=DispatchPolicy(lease=settings.delivery_lease),
+        rng=runtime.rng,
+        notifiers=notifiers,
+        charts=charts,
+        monotonic=runtime.monotonic,
+    )
+    poll = PollLoop(
+        PollConfig(
+            symbols=settings.symbols,
+            exchanges=settings.exchanges,
+            interval=settings.poll_interval,
+            missing_after=settings.missing_after,
+            stale_after=settings.stale_after,
+            quiet=quiet_cycles,
+        ),
         client=client,
         watcher=watcher,
-        notifiers=notifiers,
-        pipeline=Pipeline(engine, index_rules(rules.rules), fence=leadership.fence),
-        dispatcher=Dispatcher(
-            engine,
-            build_routes(rules, notifiers),
-            clock=clock,
-            warnings_to=rules.warnings_notify,
-            policy=DispatchPolicy(lease=settings.delivery_lease),
-            rng=rng,
-            notifiers=notifiers,
-            charts=charts,
-        ),
-        charts=charts,
+        pipeline=pipeline,
         leadership=leadership,
-        latest=latest or LatestLevels(engine, leadership),
-        metrics=metrics or Metrics(),
-        rng=rng,
-        clock=clock,
-        quiet_cycles=quiet_cycles,
+        latest=latest,
+        metrics=metrics,
+        engine=engine,
+        clock=runtime.now,
+        rng=runtime.rng,
+        wake=wake,
+        changes=changes,
+    )
+
+    def last_stamps() -> tuple[datetime | None, datetime | None]:
+        last = latest.bundle
+        return (last.received_at, last.upstream_at) if last else (None, None)
+
+    return Service(
+        leadership=leadership,
+        poll=poll,
+        dispatch=DispatchLoop(dispatcher, metrics=metrics, wake=wake, changes=changes),
+        reload=RulesReload(
+            watcher,
+            pipeline=pipeline,
+            dispatcher=dispatcher,
+            leadership=leadership,
+            notifiers=notifiers,
+            engine=engine,
+            clock=runtime.now,
+            wake=wake,
+        ),
+        pipeline=pipeline,
+        health=Health(
+            poll=lambda: poll.state,
+            leadership=leadership,
+            interval=settings.poll_interval,
+            rate_limit_remaining=lambda: client.rate_limit.remaining,
+            personal_counts=pipeline.personal_counts,
+            last_stamps=last_stamps,
+            clock=runtime.now,
+        ),
+        metrics=metrics,
+        latest=latest,
+        charts=charts,
+        changes=changes,
+        notifiers=notifiers,
         chat_loops=chat_loops,
         http_routes=http_routes,
+        listen=Listen(settings.http_host, settings.http_port) if settings.http_port else None,
+        warm_charts=lambda: any(r.chart for r in watcher.rules.rules),
     )
 
 
 @asynccontextmanager
 async def compose(
-    settings: Settings, ruleset: RuleSet, console: Console, *, quiet_cycles: bool = False
+    settings: Settings,
+    ruleset: RuleSet,
+    console: Console | None,
+    *,
+    runtime: Runtime,
+    quiet_cycles: bool = False,
+    fakes: Fakes = Fakes(),
 ) -> AsyncIterator[Service]:
     """The whole running process for `settings`: database (locked on SQLite, migrated or
     checked), BackQuant client, notifiers, leadership, chat commands and their HTTP
     endpoints, and the service over them. Everything is closed on exit."""
-    from gexbot.chat.preview import AlertPreview
-    from gexbot.chat.service import ChatService
     from gexbot.loops.health import Metrics
-    from gexbot.loops.leadership import SoleInstance
+    from gexbot.loops.latest import LatestLevels
     from gexbot.loops.rules import RulesWatcher
-    from gexbot.loops.service import LatestLevels
 
     # Off the event loop: connecting and migrating block, and nothing else may stall meanwhile.
     engine, lock = await asyncio.to_thread(_open_database, settings, Purpose.RUN)
     try:
-        notifiers = build_notifiers(settings, console=console)
-        async with backquant_client(settings) as client:
-            watcher = RulesWatcher(settings.rules, ruleset, universe=settings.symbols)
+        notifiers = (
+            fakes.notifiers
+            if fakes.notifiers is not None
+            else build_notifiers(settings, console=console, runtime=runtime)
+        )
+        async with backquant_client(settings, runtime=runtime, fakes=fakes) as client:
+            watcher = RulesWatcher(
+                settings.rules, ruleset, universe=settings.symbols, setting=env_name("rules")
+            )
             metrics = Metrics()
-            leadership = build_leadership(settings, engine, metrics)
-            charts = build_charts(settings, client, engine, clock=utcnow)
+            leadership = fakes.leadership or build_leadership(
+                settings, engine, metrics, runtime=runtime
+            )
+            charts = build_charts(settings, client, engine, runtime=runtime)
             latest = LatestLevels(engine, leadership)
-            chat = ChatService(
+            chat = build_chat_service(
+                settings,
                 engine=engine,
                 client=client,
                 rules=lambda: watcher.rules,
                 latest=latest,
                 charts=charts,
-                describe=None if isinstance(leadership, SoleInstance) else leadership.describe,
-                universe=settings.symbols,
-                fresh_for=settings.poll_interval,
-                clock=utcnow,
-                preview=AlertPreview(engine, client, clock=utcnow),
-                alerts_per_chat=settings.chat_alerts_per_chat,
+                leadership=leadership,
+                runtime=runtime,
             )
             chat_loops: list[ChatLoop] = []
             http_routes: list[HttpRoutes] = []
-            telegram_commands = build_telegram_commands(settings, engine, chat, leadership)
+            telegram_commands = build_telegram_commands(
+                settings, engine=engine, chat=chat, leadership=leadership, runtime=runtime
+            )
             if telegram_commands is not None:
                 chat_loops.append(telegram_commands.run)
-            slack_commands = build_slack_commands(settings, chat, engine)
+            slack_commands = build_slack_commands(
+                settings, chat=chat, engine=engine, runtime=runtime
+            )
             if slack_commands is not None:
                 chat_loops.append(slack_commands.run)
                 if settings.slack_signing_secret is not None:
@@ -411,7 +549,9 @@ async def compose(
 
                     secret = settings.slack_signing_secret.get_secret_value()
                     http_routes.append(SlackEndpoint(slack_commands, secret).add_routes)
-            discord_commands = build_discord_commands(settings, chat, leadership, notifiers)
+            discord_commands = build_discord_commands(
+                settings, chat=chat, leadership=leadership, notifiers=notifiers, runtime=runtime
+            )
             if discord_commands is not None:
                 chat_loops.append(discord_commands.run)
                 if discord_commands.interactions is not None:
@@ -426,12 +566,15 @@ async def compose(
                 metrics=metrics,
                 charts=charts,
                 latest=latest,
+                runtime=runtime,
                 quiet_cycles=quiet_cycles,
                 chat_loops=chat_loops,
                 http_routes=http_routes,
             )
             if settings.http_port:
-                service.http_routes.append(build_console(settings, service, engine).add_routes)
+                service.http_routes.append(
+                    build_console(settings, service, engine, runtime=runtime).add_routes
+                )
             yield service
     finally:
         if lock is not None:
@@ -439,7 +582,9 @@ async def compose(
         engine.dispose()
 
 
-def build_console(settings: Settings, service: Service, engine: Engine) -> WebConsole:
+def build_console(
+    settings: Settings, service: Service, engine: Engine, *, runtime: Runtime
+) -> WebConsole:
     """The web console over the running service: its latest levels, the store, its role."""
     from gexbot.web.console import WebConsole
 
@@ -450,7 +595,7 @@ def build_console(settings: Settings, service: Service, engine: Engine) -> WebCo
         role=service.leadership.describe,
         chart=service.charts.of_snapshot,
         changes=service.changes,
-        clock=utcnow,
+        clock=runtime.now,
         token=token,
     )
 

@@ -254,7 +254,9 @@ async def test_monthly_quota_at_zero_is_reported_not_slept_on(
     await srv.start()
     try:
         async with build_http_client(srv.url, "k") as http:
-            client = BackQuantClient(http, api_key="k", sleep=sleeps, wall_clock=clock)
+            client = BackQuantClient(
+                http, api_key="k", sleep=sleeps, wall_clock=clock, rng=random.Random(0)
+            )
             await client.bundle(["BTCUSDT"])
             with pytest.raises(FetchError) as info:
                 await client.bundle(["BTCUSDT"])
@@ -272,7 +274,12 @@ async def test_connection_refused_is_transient(sleeps: Sleeps) -> None:
     transport = httpx.AsyncHTTPTransport(retries=0)
     async with build_http_client("http://127.0.0.1:9", "k", transport=transport) as http:
         client = BackQuantClient(
-            http, wall_clock=time.time, api_key="k", sleep=sleeps, retry=RetryPolicy(attempts=2)
+            http,
+            wall_clock=time.time,
+            api_key="k",
+            sleep=sleeps,
+            retry=RetryPolicy(attempts=2),
+            rng=random.Random(0),
         )
         with pytest.raises(FetchError) as info:
             await client.bundle(["BTCUSDT"])
@@ -289,6 +296,7 @@ async def test_timeouts_are_transient(server: SimServer, sim: Simulator, sleeps:
             api_key=server.api_key,
             sleep=sleeps,
             retry=RetryPolicy(attempts=1),
+            rng=random.Random(0),
         )
         with pytest.raises(FetchError) as info:
             await client.bundle(["BTCUSDT"])
@@ -305,7 +313,9 @@ async def test_any_meta_version_is_accepted(clock: Clock, version: str) -> None:
     await srv.start()
     try:
         async with build_http_client(srv.url, "k") as http:
-            bundle = await BackQuantClient(http, api_key="k", wall_clock=clock).bundle(["BTCUSDT"])
+            bundle = await BackQuantClient(
+                http, api_key="k", wall_clock=clock, rng=random.Random(0)
+            ).bundle(["BTCUSDT"])
     finally:
         await srv.stop()
     assert bundle.api_version == version
@@ -314,7 +324,9 @@ async def test_any_meta_version_is_accepted(clock: Clock, version: str) -> None:
 
 async def test_base_url_with_v2_suffix_is_accepted(server: SimServer, clock: Clock) -> None:
     async with build_http_client(server.url + "/v2/", server.api_key) as http:
-        client = BackQuantClient(http, api_key=server.api_key, wall_clock=clock)
+        client = BackQuantClient(
+            http, api_key=server.api_key, wall_clock=clock, rng=random.Random(0)
+        )
         bundle = await client.bundle(["BTCUSDT"])
     assert bundle.symbols["BTCUSDT"].status is SymbolStatus.OK
 
@@ -327,9 +339,9 @@ async def test_requests_carry_key_header_and_user_agent(server: SimServer) -> No
 
     async with build_http_client(server.url, server.api_key) as http:
         http.event_hooks["request"].append(hook)
-        await BackQuantClient(http, wall_clock=time.time, api_key=server.api_key).bundle(
-            ["BTCUSDT"]
-        )
+        await BackQuantClient(
+            http, wall_clock=time.time, api_key=server.api_key, rng=random.Random(0)
+        ).bundle(["BTCUSDT"])
     assert seen[0].headers["X-API-Key"] == server.api_key
     assert seen[0].headers["User-Agent"].startswith("gexbot/")
     assert server.api_key not in str(seen[0].url)
@@ -341,7 +353,9 @@ async def test_wrong_key_names_the_setting_and_never_the_key(
     wrong = "bq_live_0123456789abcdef0123456789abcdef"
     caplog.set_level(logging.DEBUG)
     async with build_http_client(server.url, wrong) as http:
-        client = BackQuantClient(http, wall_clock=time.time, api_key=wrong, sleep=sleeps)
+        client = BackQuantClient(
+            http, wall_clock=time.time, api_key=wrong, sleep=sleeps, rng=random.Random(0)
+        )
         with pytest.raises(FetchError) as info:
             await client.bundle(["BTCUSDT"])
     err = info.value

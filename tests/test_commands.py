@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import Engine
 from telegram import Bot
 
 from gexbot.adapters.backquant import BackQuantClient, build_http_client
-from gexbot.adapters.slack import SlackNotifier
-from gexbot.app import telegram_command_bot, utcnow
+from gexbot.app import utcnow
 from gexbot.charts.cache import ChartCache
 from gexbot.charts.renderer import ChartRenderer
 from gexbot.chat.service import ChatService
@@ -24,9 +23,12 @@ from gexbot.chat.telegram import TelegramCommands
 from gexbot.core.audience import Scope
 from gexbot.core.commands import CommandError, CommandName, parse_command
 from gexbot.core.rulefile import build_ruleset, parse_rule_file
+from gexbot.loops.leadership import Leadership, SoleInstance
+from gexbot.settings import Settings
 from gexbot.sim.market import Simulator
 from gexbot.sim.server import SimServer
 from gexbot.store.ops import active_mutes, list_subscriptions
+from tests.chatkit import chat_service, chat_settings, slack_commands, telegram_commands
 from tests.fakes import FakeSlack, FakeTelegram
 from tests.waiting import until
 
@@ -106,7 +108,11 @@ async def world(db: Engine) -> AsyncIterator[tuple[FakeTelegram, SimServer, Back
     sim = SimServer(Simulator(clock=time.time), api_key="k")
     await sim.start()
     async with build_http_client(sim.url, "k") as http:
-        yield telegram, sim, BackQuantClient(http, wall_clock=time.time, api_key="k")
+        yield (
+            telegram,
+            sim,
+            BackQuantClient(http, wall_clock=time.time, api_key="k", rng=random.Random(0)),
+        )
     await sim.stop()
     await telegram.stop()
 
@@ -125,20 +131,14 @@ def _service(
     db: Engine,
     client: BackQuantClient,
     charts: Callable[[str], Awaitable[bytes]] | None = None,
+    settings: Settings | None = None,
 ) -> ChatService:
     if charts is None:
         _RENDERERS.append(ChartRenderer())
-        charts = ChartCache(client, db, _RENDERERS[-1], ttl=0, clock=utcnow)
-    return ChatService(
-        engine=db,
-        client=client,
-        rules=lambda: RULES,
-        latest=lambda: None,
-        universe=["BTCUSDT", "ETHUSDT", "SOLUSDT", "HYPEUSDT"],
-        fresh_for=30,
-        clock=utcnow,
-        charts=charts,
-    )
+        charts = ChartCache(
+            client, db, _RENDERERS[-1], ttl=0, clock=utcnow, monotonic=time.monotonic
+        )
+    return chat_service(settings or chat_settings(), db, client, rules=RULES, charts=charts)
 
 
 @asynccontextmanager
@@ -149,18 +149,11 @@ async def _slack(
     `socket` is False: the HTTP endpoint then carries them)."""
     slack = FakeSlack()
     await slack.start()
-    web = AsyncWebClient(token=slack.token, base_url=slack.api_url)
-    token = slack.app_token if socket else None
-    commands = SlackCommands(
-        token,
-        web,
-        _service(db, client),
-        files=SlackNotifier(web),
-        engine=db,
-        instance="r1",
-        clock=utcnow,
-        **kw,
+    transport: dict[str, Any] = (
+        {} if socket else {"slack_app_token": None, "slack_signing_secret": "s3cret"}
     )
+    settings = chat_settings(slack=slack, **transport, **kw)
+    commands = slack_commands(settings, db, _service(db, client, settings=settings))
     stop = asyncio.Event()
     task = asyncio.create_task(commands.run(stop))
     try:
@@ -168,19 +161,20 @@ async def _slack(
     finally:
         stop.set()
         await task
-        if web.session is not None:
-            await web.session.close()
         await slack.stop()
 
 
 def _loop(
-    db: Engine, telegram: FakeTelegram, client: BackQuantClient, **kw: Any
+    db: Engine,
+    telegram: FakeTelegram,
+    client: BackQuantClient,
+    *,
+    charts: Callable[[str], Awaitable[bytes]] | None = None,
+    leadership: Leadership | None = None,
 ) -> TelegramCommands:
-    service = _service(db, client, kw.pop("charts", None))
-    bot = Bot(telegram.token, base_url=telegram.api_url)
-    return TelegramCommands(
-        bot, service, engine=db, allowed_users=[ALLOWED, SECOND], poll_timeout=1, **kw
-    )
+    settings = chat_settings(telegram=telegram, telegram_allowed_users=[ALLOWED, SECOND])
+    chat = _service(db, client, charts, settings)
+    return telegram_commands(settings, db, chat, leadership=leadership)
 
 
 async def _run_until(
@@ -253,16 +247,7 @@ async def test_levels_of_one_symbol_takes_its_chart_from_the_shared_source(
         asked.append(symbol)
         return b"\x89PNG shared"
 
-    service = ChatService(
-        engine=db,
-        client=client,
-        rules=lambda: RULES,
-        latest=lambda: None,
-        universe=["BTCUSDT", "ETHUSDT"],
-        fresh_for=30,
-        clock=utcnow,
-        charts=shared,
-    )
+    service = _service(db, client, shared)
     one = await service.answer("levels btc", platform="telegram", chat_id="1", user="1")
     both = await service.answer("levels btc eth", platform="telegram", chat_id="1", user="1")
     assert one.chart is not None
@@ -306,10 +291,7 @@ async def test_a_text_reply_does_not_queue_behind_a_chart_upload(
     async def chart(_symbol: str) -> bytes:
         return b"\x89PNG quick"
 
-    bot = telegram_command_bot(telegram.token, telegram.api_url)  # as `gexbot run` builds it
-    loop = TelegramCommands(
-        bot, _service(db, client, chart), engine=db, allowed_users=[ALLOWED], poll_timeout=1
-    )
+    loop = _loop(db, telegram, client, charts=chart)  # its Bot as `gexbot run` builds it
     stop = asyncio.Event()
     task = asyncio.create_task(loop.run(stop))
     telegram.push_command("/levels btc", user=ALLOWED)
@@ -323,6 +305,17 @@ async def test_a_text_reply_does_not_queue_behind_a_chart_upload(
     await task
 
 
+class _Leading(SoleInstance):
+    """Leads while its cell says so (a replica gaining the lease)."""
+
+    def __init__(self, cell: list[bool]) -> None:
+        super().__init__("r1")
+        self._cell = cell
+
+    def is_leader(self) -> bool:
+        return self._cell[0]
+
+
 async def test_only_the_leader_polls_telegram_and_it_resumes_from_the_stored_offset(
     db: Engine, world: tuple[FakeTelegram, SimServer, BackQuantClient]
 ) -> None:
@@ -331,7 +324,7 @@ async def test_only_the_leader_polls_telegram_and_it_resumes_from_the_stored_off
     await _run_until(_loop(db, telegram, client), lambda: len(telegram.messages) >= 1)
     telegram.offsets.clear()
     leading = [False]
-    loop = _loop(db, telegram, client, leader=lambda: leading[0])
+    loop = _loop(db, telegram, client, leadership=_Leading(leading))
     stop = asyncio.Event()
     task = asyncio.create_task(loop.run(stop))
     # An observation window: a standby's defect would show as a getUpdates call within it.
@@ -354,7 +347,17 @@ async def test_a_second_instance_conflict_backs_off_without_crashing(
     telegram, _, client = world
     telegram.conflicts = 2
     telegram.push_command("/help", user=ALLOWED)
-    loop = _loop(db, telegram, client, conflict_backoff=0.2)
+    # The root waits out a 409 for about two long polls (2 s here); a unit of the loop, so
+    # built by hand with a short wait.
+    loop = TelegramCommands(
+        Bot(telegram.token, base_url=telegram.api_url),
+        _service(db, client),
+        engine=db,
+        allowed_users=[ALLOWED],
+        poll_timeout=1,
+        conflict_backoff=0.2,
+        monotonic=time.monotonic,
+    )
     await _run_until(loop, lambda: len(telegram.messages) >= 1)
     assert "another process is polling this Telegram bot token (409 Conflict)" in caplog.text
     assert caplog.text.count("409 Conflict") == 1  # logged once, not per retry
@@ -413,7 +416,7 @@ async def test_slack_strangers_get_a_refusal_and_no_data_when_users_are_listed(
 ) -> None:
     _, _, client = world
     levels = {"command": "/gex", "text": "levels btc", "channel_id": "C1"}
-    async with _slack(db, client, allowed_users=["U1"]) as (slack, _commands):
+    async with _slack(db, client, slack_allowed_users=["U1"]) as (slack, _commands):
         ack = await slack.envelope("slash_commands", {**levels, "user_id": "U9", "trigger_id": "a"})
         assert ack["payload"]["text"] == "Sorry, this bot only answers its desk."
         ack = await slack.envelope("slash_commands", {**levels, "user_id": "U1", "trigger_id": "b"})

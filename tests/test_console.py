@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
@@ -306,7 +307,14 @@ async def test_the_console_chart_comes_from_the_held_snapshot_once_per_refresh(d
     from gexbot.charts.renderer import ChartRenderer
 
     renderer = ChartRenderer()
-    charts = ChartCache(_NoUpstream(), db, renderer, ttl=15, clock=lambda: T0)  # type: ignore[arg-type]
+    charts = ChartCache(
+        _NoUpstream(),  # type: ignore[arg-type]
+        db,
+        renderer,
+        ttl=15,
+        clock=lambda: T0,
+        monotonic=time.monotonic,
+    )
     try:
         snap = snapshot(101, hvl=100, call_resistance=105)
         first = await charts.of_snapshot(snap)

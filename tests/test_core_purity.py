@@ -52,25 +52,22 @@ ALLOWED_IMPORTS = frozenset(
     }
 )
 ALLOWED_PACKAGES = ("gexbot.core",)
-#: Calls that read the clock, draw randomness, touch files or the console, or run code.
-FORBIDDEN_CALLS = frozenset(
+#: Builtins that touch files or the console, or run code.
+FORBIDDEN_BUILTINS = frozenset(
+    {"open", "print", "input", "exec", "eval", "compile", "__import__", "breakpoint"}
+)
+#: Fully qualified names that read a clock; referring to one at all (a call, `f = D.now`,
+#: `getattr(dt.datetime, "now")`) is refused, however it was imported.
+CLOCKS = frozenset(
     {
-        "open",
-        "print",
-        "input",
-        "exec",
-        "eval",
-        "compile",
-        "__import__",
-        "breakpoint",
-        "datetime.now",
-        "datetime.utcnow",
-        "datetime.today",
         "datetime.datetime.now",
         "datetime.datetime.utcnow",
         "datetime.datetime.today",
-        "date.today",
         "datetime.date.today",
+        "time.time",
+        "time.time_ns",
+        "time.monotonic",
+        "time.monotonic_ns",
     }
 )
 #: Modules whose functions must not be called at all (the generator comes in as an argument).
@@ -85,12 +82,44 @@ def _resolve(module: str, level: int, name: str | None) -> str:
     return ".".join([*base, name] if name else base)
 
 
-def _dotted(node: ast.expr) -> str | None:
+def _aliases(tree: ast.AST, module: str) -> dict[str, str]:
+    """Each local name an import binds, to the qualified name it stands for
+    (`import datetime as dt` → dt: datetime; `from datetime import datetime as D` → D:
+    datetime.datetime)."""
+    names: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.asname:
+                    names[a.asname] = a.name
+                else:
+                    top = a.name.split(".")[0]
+                    names[top] = top
+        elif isinstance(node, ast.ImportFrom):
+            target = _resolve(module, node.level, node.module)
+            for a in node.names:
+                names[a.asname or a.name] = f"{target}.{a.name}"
+    return names
+
+
+def _qualified(node: ast.expr, aliases: dict[str, str]) -> str | None:
+    """The qualified name `node` refers to, imports resolved; None when it is not a plain
+    (possibly getattr'd) dotted name."""
     if isinstance(node, ast.Name):
-        return node.id
+        return aliases.get(node.id, node.id)
     if isinstance(node, ast.Attribute):
-        inner = _dotted(node.value)
+        inner = _qualified(node.value, aliases)
         return f"{inner}.{node.attr}" if inner else None
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "getattr"
+        and len(node.args) >= 2
+        and isinstance(node.args[1], ast.Constant)
+        and isinstance(node.args[1].value, str)
+    ):
+        inner = _qualified(node.args[0], aliases)
+        return f"{inner}.{node.args[1].value}" if inner else None
     return None
 
 
@@ -100,10 +129,35 @@ def _allowed(name: str) -> bool:
     )
 
 
-def problems(source: str, module: str) -> list[str]:
-    """Every import outside the allow-list and every forbidden call in `source`."""
+def clock_reads(source: str, module: str) -> list[str]:
+    """Every reference to a clock, and every unseeded `random.Random()`, in `source`."""
+    tree = ast.parse(source)
+    aliases = _aliases(tree, module)
     found: list[str] = []
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute | ast.Call) or (
+            isinstance(node, ast.Name) and node.id in aliases
+        ):
+            name = _qualified(node, aliases)
+            if name in CLOCKS:
+                found.append(f"reads {name}")
+        if (
+            isinstance(node, ast.Call)
+            and not node.args
+            and not node.keywords
+            and _qualified(node.func, aliases) == "random.Random"
+        ):
+            found.append("unseeded random.Random()")
+    return sorted(set(found))
+
+
+def problems(source: str, module: str) -> list[str]:
+    """Every import outside the allow-list, every clock read and every forbidden call in
+    `source`."""
+    tree = ast.parse(source)
+    aliases = _aliases(tree, module)
+    found: list[str] = []
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found += [f"import {a.name}" for a in node.names if not _allowed(a.name)]
         elif isinstance(node, ast.ImportFrom):
@@ -111,10 +165,12 @@ def problems(source: str, module: str) -> list[str]:
             if not _allowed(target):
                 found.append(f"from {target} import …")
         elif isinstance(node, ast.Call):
-            name = _dotted(node.func)
-            if name and (name in FORBIDDEN_CALLS or name.startswith(FORBIDDEN_CALL_MODULES)):
+            name = _qualified(node.func, aliases)
+            if (name in FORBIDDEN_BUILTINS and name not in aliases) or (
+                name and name.startswith(FORBIDDEN_CALL_MODULES)
+            ):
                 found.append(f"call {name}()")
-    return found
+    return found + clock_reads(source, module)
 
 
 @pytest.mark.parametrize("path", sorted(CORE.glob("*.py")), ids=lambda p: p.name)
@@ -131,11 +187,27 @@ def test_core_module_does_no_io(path: Path) -> None:
         ("import threading", "import threading"),
         ("import urllib.request", "import urllib.request"),
         ("from gexbot.adapters import backquant", "from gexbot.adapters import …"),
-        ("from datetime import datetime\nx = datetime.now()", "call datetime.now()"),
-        ("import datetime\nx = datetime.datetime.now()", "call datetime.datetime.now()"),
+        ("from datetime import datetime\nx = datetime.now()", "reads datetime.datetime.now"),
+        ("import datetime\nx = datetime.datetime.now()", "reads datetime.datetime.now"),
+        # the evasions: aliases, a name bound to the function, getattr
+        ("import datetime as dt\nx = dt.datetime.now()", "reads datetime.datetime.now"),
+        ("from datetime import datetime as D\nx = D.now()", "reads datetime.datetime.now"),
+        ("from datetime import date as d\nx = d.today()", "reads datetime.date.today"),
+        (
+            "from datetime import datetime\nf = datetime.utcnow\nx = f()",
+            "reads datetime.datetime.utcnow",
+        ),
+        ("import datetime as dt\nx = getattr(dt.datetime, 'now')()", "reads datetime.datetime.now"),
+        ("import time as t\nx = t.monotonic()", "reads time.monotonic"),
+        ("from time import time as now\nx = now()", "reads time.time"),
+        ("from time import monotonic\nx = monotonic()", "reads time.monotonic"),
+        ("import time\nx = getattr(time, 'time')()", "reads time.time"),
         ("x = open('f')", "call open()"),
         ("import random\nx = random.random()", "call random.random()"),
         ("import random\nr = random.Random()", "call random.Random()"),
+        ("import random as rnd\nx = rnd.random()", "call random.random()"),
+        ("from random import random as r\nx = r()", "call random.random()"),
+        ("from random import Random\nr = Random()", "unseeded random.Random()"),
     ],
 )
 def test_the_check_itself_catches_each_kind_of_impurity(planted: str, reported: str) -> None:
@@ -143,9 +215,37 @@ def test_the_check_itself_catches_each_kind_of_impurity(planted: str, reported: 
 
 
 def test_the_check_lets_pure_code_through() -> None:
+    assert (
+        problems(
+            "from datetime import datetime\ndef f(now: datetime) -> datetime:\n"
+            "    return now.replace(microsecond=0)\n",
+            "gexbot.core.planted",
+        )
+        == []
+    )
     source = (
         "from __future__ import annotations\nimport random\nfrom . import wire\n"
         "from .snapshot import Level\n"
         "def f(rng: random.Random) -> float:\n    return rng.random()\n"
     )
     assert problems(source, "gexbot.core.planted") == []
+
+
+PACKAGE = CORE.parent
+#: The composition root reads the clocks and seeds the generators for everyone; the simulator
+#: is BackQuant's side of the wire and runs its market on its own clock.
+CLOCK_OWNERS = ("app.py", "sim/")
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(
+        p
+        for p in PACKAGE.rglob("*.py")
+        if not p.relative_to(PACKAGE).as_posix().startswith(CLOCK_OWNERS)
+    ),
+    ids=lambda p: p.relative_to(PACKAGE).as_posix(),
+)
+def test_only_the_root_reads_a_clock_or_makes_an_unseeded_generator(path: Path) -> None:
+    module = "gexbot." + ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
+    assert clock_reads(path.read_text(encoding="utf-8"), module) == []

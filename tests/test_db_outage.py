@@ -12,7 +12,7 @@ from pathlib import Path
 from rich.console import Console
 from sqlalchemy import make_url
 
-from gexbot.app import compose
+from gexbot.app import compose, real_runtime
 from gexbot.loops.rules import load_rules
 from gexbot.settings import load_settings
 from gexbot.sim.market import Simulator
@@ -67,7 +67,12 @@ async def test_the_bot_outlives_a_database_outage_and_answers_after_it(
         )
         stop = asyncio.Event()
         try:
-            async with compose(settings, load_rules(rules), Console(file=io.StringIO())) as bot:
+            async with compose(
+                settings,
+                load_rules(rules, setting="GEXBOT_RULES"),
+                Console(file=io.StringIO()),
+                runtime=real_runtime(),
+            ) as bot:
                 task = asyncio.create_task(bot.run(stop))
                 telegram.push_command("/status", user=TRADER)
                 await until(lambda: telegram.replies_to(TRADER), timeout=20, what="a first answer")

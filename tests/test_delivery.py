@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
-from gexbot.app import build_notifiers
+from gexbot.app import build_notifiers, real_runtime
 from gexbot.cli.check import channel_problems
 from gexbot.core.evaluate import index_rules
 from gexbot.core.rulefile import build_ruleset, parse_rule_file
@@ -73,7 +75,7 @@ class Bot:
             telegram_bot_token=telegram.token,
             telegram_api_url=telegram.api_url,
         )
-        self.notifiers = build_notifiers(settings)
+        self.notifiers = build_notifiers(settings, console=None, runtime=real_runtime())
         self.now = T0 + timedelta(seconds=30)  # the dispatcher runs right after the 2nd cycle
         self.pipeline = Pipeline(db, index_rules(rules.rules))
         self.dispatcher = Dispatcher(
@@ -83,6 +85,8 @@ class Bot:
             warnings_to=rules.warnings_notify,
             policy=DispatchPolicy(max_attempts=3),
             charts=charts,
+            rng=random.Random(0),
+            monotonic=time.monotonic,
         )
 
     async def close(self) -> None:
@@ -167,12 +171,18 @@ async def test_a_rate_limited_destination_does_not_hold_up_the_others(
 async def test_a_channel_without_its_token_is_dead_with_the_variable_named(db: Engine) -> None:
     rules = _ruleset()
     settings = load_settings(env_file=None)
-    notifiers = build_notifiers(settings)
+    notifiers = build_notifiers(settings, console=None, runtime=real_runtime())
     now = datetime(2026, 11, 24, tzinfo=UTC)
     pipeline = Pipeline(db, index_rules(rules.rules))
     pipeline.run(bundle(snapshot(99, hvl=100)), now=now)
     pipeline.run(bundle(snapshot(101, hvl=100)), now=now)
-    dispatcher = Dispatcher(db, build_routes(rules, notifiers), clock=lambda: now)
+    dispatcher = Dispatcher(
+        db,
+        build_routes(rules, notifiers),
+        clock=lambda: now,
+        rng=random.Random(0),
+        monotonic=time.monotonic,
+    )
     stats = await dispatcher.run_once()
     assert len(stats.dead) == 2
     with db.connect() as conn:
@@ -196,7 +206,7 @@ def test_check_names_the_missing_token_of_each_used_platform() -> None:
 def test_the_example_rules_need_no_token(tmp_path: Path) -> None:
     from gexbot.loops.rules import load_rules
 
-    rules = load_rules(Path(__file__).resolve().parents[1] / "rules")
+    rules = load_rules(Path(__file__).resolve().parents[1] / "rules", setting="GEXBOT_RULES")
     assert channel_problems(load_settings(env_file=None), rules) == []
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -13,7 +14,7 @@ from sqlalchemy import Engine, select
 
 from gexbot.adapters.discord import DiscordNotifier, DiscordRest, use_api
 from gexbot.adapters.notify import DeliveryError
-from gexbot.app import build_notifiers
+from gexbot.app import build_notifiers, real_runtime
 from gexbot.cli.check import channel_problems, discord_command_problems
 from gexbot.core.alert import NotifyReason
 from gexbot.core.evaluate import index_rules
@@ -303,7 +304,7 @@ async def test_alerts_and_charts_reach_discord_and_a_refusing_channel_dies_once(
     settings = load_settings(
         env_file=None, discord_bot_token=discord.token, discord_api_url=discord.api_url
     )
-    notifiers = build_notifiers(settings)
+    notifiers = build_notifiers(settings, console=None, runtime=real_runtime())
     png = b"\x89PNG-levels"
 
     async def chart(_symbol: str) -> bytes:
@@ -316,6 +317,8 @@ async def test_alerts_and_charts_reach_discord_and_a_refusing_channel_dies_once(
         clock=lambda: now,
         warnings_to=rules.warnings_notify,
         charts=chart,
+        rng=random.Random(0),
+        monotonic=time.monotonic,
     )
     discord.script[GONE].append((403, {"message": "Missing Access", "code": 50001}, {}))
     try:

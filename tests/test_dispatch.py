@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -56,8 +57,11 @@ async def dispatch_due(
     policy: DispatchPolicy,
     rng: random.Random | None = None,
 ) -> DispatchStats:
+    rng = rng or random.Random(0)
     routes = {"tty": Route(Channel("tty", ChannelKind.CONSOLE, "console"), sender)}
-    dispatcher = Dispatcher(db, routes, clock=lambda: now, policy=policy, rng=rng)
+    dispatcher = Dispatcher(
+        db, routes, clock=lambda: now, policy=policy, rng=rng, monotonic=time.monotonic
+    )
     return await dispatcher.run_once()
 
 

@@ -3,6 +3,7 @@ handled once, and what a replica refuses at start."""
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Iterator
@@ -89,8 +90,8 @@ def test_a_holder_whose_session_is_gone_is_replaced_before_its_lease_expires(pg:
 def test_a_standby_takes_over_at_once_when_the_leaders_process_is_gone(
     pg: Engine, request: pytest.FixtureRequest
 ) -> None:
-    a = LeaseElector(pg, instance="a", ttl=60)
-    b = LeaseElector(pg, instance="b", ttl=60)
+    a = LeaseElector(pg, instance="a", ttl=60, monotonic=time.monotonic)
+    b = LeaseElector(pg, instance="b", ttl=60, monotonic=time.monotonic)
     request.addfinalizer(b.close)
     a._tick()
     b._tick()
@@ -248,8 +249,8 @@ async def test_before_poll_renews_and_refuses_once_the_lease_is_gone(
 async def test_release_on_stop_hands_over_without_waiting_for_expiry(
     pg: Engine, caplog: pytest.LogCaptureFixture, request: pytest.FixtureRequest
 ) -> None:
-    a = LeaseElector(pg, instance="a", ttl=60)
-    b = LeaseElector(pg, instance="b", ttl=60)
+    a = LeaseElector(pg, instance="a", ttl=60, monotonic=time.monotonic)
+    b = LeaseElector(pg, instance="b", ttl=60, monotonic=time.monotonic)
     request.addfinalizer(a.close)
     request.addfinalizer(b.close)
     a._tick()
@@ -273,7 +274,7 @@ def test_a_deposed_leaders_cycle_commits_nothing(
     pipeline.run(bundle(snapshot(99, hvl=100)), now=T0)
     clock.t += 1  # frozen past its lease…
     time.sleep(0.4)
-    b = LeaseElector(pg, instance="b", ttl=30)
+    b = LeaseElector(pg, instance="b", ttl=30, monotonic=time.monotonic)
     request.addfinalizer(b.close)
     b._tick()  # …and replaced
     with pytest.raises(NotLeader):
@@ -305,7 +306,9 @@ async def test_a_replica_frozen_past_its_claim_does_not_send_on_waking(db: Engin
     sender = Recorder()
     routes = {"tty": Route(Channel("tty", ChannelKind.CONSOLE, "console"), sender)}
     policy = DispatchPolicy(lease=10)
-    dispatcher = Dispatcher(db, routes, clock=lambda: T0, policy=policy, monotonic=clock)
+    dispatcher = Dispatcher(
+        db, routes, clock=lambda: T0, policy=policy, monotonic=clock, rng=random.Random(0)
+    )
 
     original = dispatcher._deliver_channel
 

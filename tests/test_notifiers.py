@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import logging
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -52,7 +53,7 @@ async def telegram() -> AsyncIterator[FakeTelegram]:
 
 def slack_notifier(fake: FakeSlack, token: str | None = None) -> SlackNotifier:
     client = AsyncWebClient(token=token or fake.token, base_url=fake.api_url)
-    return SlackNotifier(client, pacer=NoWait())
+    return SlackNotifier(client, pacer=NoWait(clock=time.monotonic))
 
 
 _OPEN: list[TelegramNotifier] = []
@@ -60,7 +61,7 @@ _OPEN: list[TelegramNotifier] = []
 
 async def telegram_notifier(fake: FakeTelegram, token: str | None = None) -> TelegramNotifier:
     bot = Bot(token or fake.token, base_url=fake.api_url)
-    notifier = TelegramNotifier(bot, pacer=NoWait())
+    notifier = TelegramNotifier(bot, pacer=NoWait(clock=time.monotonic))
     _OPEN.append(notifier)
     return notifier
 
@@ -140,7 +141,7 @@ async def test_slack_bad_token_is_permanent_and_never_echoed(
 async def test_slack_unreachable_is_transient() -> None:
     client = AsyncWebClient(token="xoxb-x", base_url="http://127.0.0.1:9/api/")
     with pytest.raises(DeliveryError) as info:
-        await SlackNotifier(client, pacer=NoWait()).send("C1", [alert()])
+        await SlackNotifier(client, pacer=NoWait(clock=time.monotonic)).send("C1", [alert()])
     assert not info.value.permanent
 
 

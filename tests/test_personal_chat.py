@@ -4,27 +4,24 @@ clients against the local fakes, with the preview replayed on the simulator's hi
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 import time
 from collections.abc import AsyncIterator
 
 import pytest
-from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import Engine
-from telegram import Bot
 
 from gexbot.adapters.backquant import BackQuantClient, build_http_client
-from gexbot.adapters.slack import SlackNotifier
 from gexbot.app import utcnow
-from gexbot.chat.preview import AlertPreview
 from gexbot.chat.service import ChatService
-from gexbot.chat.slack import SlackCommands
-from gexbot.chat.telegram import TelegramCommands
 from gexbot.core.rulefile import build_ruleset, parse_rule_file
+from gexbot.settings import Settings
 from gexbot.sim.market import Simulator
 from gexbot.sim.server import SimServer
 from gexbot.store.ops import active_mutes
 from gexbot.store.personal import list_alerts
+from tests.chatkit import chat_service, chat_settings, slack_commands, telegram_commands
 from tests.fakes import FakeSlack, FakeTelegram
 from tests.waiting import until
 
@@ -45,40 +42,27 @@ async def client() -> AsyncIterator[BackQuantClient]:
     sim = SimServer(Simulator(clock=time.time), api_key="k")
     await sim.start()
     async with build_http_client(sim.url, "k") as http:
-        yield BackQuantClient(http, wall_clock=time.time, api_key="k")
+        yield BackQuantClient(http, wall_clock=time.time, api_key="k", rng=random.Random(0))
     await sim.stop()
 
 
-def _service(db: Engine, client: BackQuantClient, *, per_chat: int = 25) -> ChatService:
+def _service(settings: Settings, db: Engine, client: BackQuantClient) -> ChatService:
     async def no_chart(_symbol: str) -> bytes:
         raise AssertionError("no chart is asked for here")
 
-    return ChatService(
-        engine=db,
-        client=client,
-        rules=lambda: RULES,
-        latest=lambda: None,
-        universe=["BTCUSDT", "ETHUSDT", "SOLUSDT", "HYPEUSDT"],
-        fresh_for=30,
-        clock=utcnow,
-        charts=no_chart,
-        preview=AlertPreview(db, client, clock=utcnow),
-        alerts_per_chat=per_chat,
-    )
+    return chat_service(settings, db, client, rules=RULES, charts=no_chart)
 
 
 async def _telegram(
     db: Engine, client: BackQuantClient, telegram: FakeTelegram, n: int, *, per_chat: int = 25
 ) -> None:
     """Run the command loop until `n` messages went out."""
-    bot = Bot(telegram.token, base_url=telegram.api_url)
-    loop = TelegramCommands(
-        bot,
-        _service(db, client, per_chat=per_chat),
-        engine=db,
-        allowed_users=[TRADER, OTHER],
-        poll_timeout=1,
+    settings = chat_settings(
+        telegram=telegram,
+        telegram_allowed_users=[TRADER, OTHER],
+        chat_alerts_per_chat=per_chat,
     )
+    loop = telegram_commands(settings, db, _service(settings, db, client))
     stop = asyncio.Event()
     task = asyncio.create_task(loop.run(stop))
     try:
@@ -169,16 +153,8 @@ async def test_slack_alerts_belong_to_the_channel_they_were_typed_in(
 ) -> None:
     slack = FakeSlack()
     await slack.start()
-    web = AsyncWebClient(token=slack.token, base_url=slack.api_url)
-    commands = SlackCommands(
-        slack.app_token,
-        web,
-        _service(db, client),
-        files=SlackNotifier(web),
-        engine=db,
-        instance="r1",
-        clock=utcnow,
-    )
+    settings = chat_settings(slack=slack)
+    commands = slack_commands(settings, db, _service(settings, db, client))
     stop = asyncio.Event()
     task = asyncio.create_task(commands.run(stop))
     try:
@@ -202,8 +178,6 @@ async def test_slack_alerts_belong_to_the_channel_they_were_typed_in(
     finally:
         stop.set()
         await task
-        if web.session is not None:
-            await web.session.close()
         await slack.stop()
     with db.connect() as conn:
         (alert,) = list_alerts(conn)
@@ -218,7 +192,7 @@ async def test_slack_alerts_belong_to_the_channel_they_were_typed_in(
 async def test_status_counts_the_personal_alerts_per_platform(
     db: Engine, client: BackQuantClient
 ) -> None:
-    service = _service(db, client)
+    service = _service(chat_settings(), db, client)
     for chat, platform in (("1", "telegram"), ("2", "telegram"), ("C1", "slack")):
         await service.answer("alert btc crosses hvl", platform=platform, chat_id=chat, user="u")
     status = await service.answer("status", platform="telegram", chat_id="1", user="u")

@@ -57,7 +57,7 @@ def test_every_example_file_is_valid_and_points_editors_at_the_schema(path: Path
 
 
 def test_the_examples_load_together_as_a_desk_would_use_them() -> None:
-    ruleset = load_rules(EXAMPLES)
+    ruleset = load_rules(EXAMPLES, setting="GEXBOT_RULES")
     kinds = {r.condition.kind for r in ruleset.rules}
     assert kinds == set(ConditionKind)
     assert ruleset.warnings_notify == ("tty",)
@@ -154,7 +154,12 @@ def _write(path: Path, body: str) -> None:
 def test_watcher_reloads_changed_files_and_reports_changed_rules(tmp_path: Path) -> None:
     f = tmp_path / "r.yaml"
     _write(f, "rules:\n  - {id: a, when: {crosses: hvl}}\n  - {id: b, when: {above: hvl}}\n")
-    watcher = RulesWatcher(tmp_path, load_rules(tmp_path), universe=["BTCUSDT"])
+    watcher = RulesWatcher(
+        tmp_path,
+        load_rules(tmp_path, setting="GEXBOT_RULES"),
+        universe=["BTCUSDT"],
+        setting="GEXBOT_RULES",
+    )
     assert not watcher.changed_on_disk()
     _write(
         f,
@@ -172,7 +177,12 @@ def test_watcher_reloads_changed_files_and_reports_changed_rules(tmp_path: Path)
 def test_watcher_refuses_an_invalid_version_and_keeps_the_old_rules(tmp_path: Path) -> None:
     f = tmp_path / "r.yaml"
     _write(f, "rules:\n  - {id: a, when: {crosses: hvl}}\n")
-    watcher = RulesWatcher(tmp_path, load_rules(tmp_path), universe=["BTCUSDT"])
+    watcher = RulesWatcher(
+        tmp_path,
+        load_rules(tmp_path, setting="GEXBOT_RULES"),
+        universe=["BTCUSDT"],
+        setting="GEXBOT_RULES",
+    )
     _write(f, "rules:\n  - {id: a, when: {crosses: hlv}}\n")
     reload = watcher.reload()
     assert not reload.accepted

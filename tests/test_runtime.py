@@ -6,8 +6,10 @@ import asyncio
 import io
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +18,14 @@ import pytest
 from rich.console import Console
 
 from gexbot.adapters.backquant import RetryPolicy
-from gexbot.app import backquant_client, build_notifiers, build_service
+from gexbot.app import Fakes, compose, real_runtime
 from gexbot.cli import main
-from gexbot.loops.rules import RulesWatcher, load_rules
+from gexbot.loops.rules import load_rules
 from gexbot.loops.service import Service
 from gexbot.settings import Settings, load_settings
 from gexbot.sim.market import Fault, FaultKind, Simulator
 from gexbot.sim.server import SimServer
-from gexbot.store.engine import make_engine, migrate
+from gexbot.store.engine import make_engine
 from tests.conftest import threaded_sim
 
 RULES = """
@@ -39,7 +41,6 @@ rules:
 
 @pytest.fixture
 async def sim_server() -> AsyncIterator[SimServer]:
-    import time
 
     sim = Simulator(clock=time.time)
     server = SimServer(sim, api_key="k")
@@ -66,23 +67,30 @@ def _settings(tmp_path: Path, url: str, **kw: object) -> Settings:
 
 @asynccontextmanager
 async def _bot(
-    settings: Settings, console: Console | None = None, **kw: Any
+    settings: Settings,
+    console: Console | None = None,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    quiet_cycles: bool = False,
+    **fakes: Any,
 ) -> AsyncIterator[Service]:
-    """A Service on `settings` (database migrated, rules loaded; console notifier if given)."""
-    engine = make_engine(settings.database_url)
-    migrate(engine)
-    watcher = RulesWatcher(settings.rules, load_rules(settings.rules), universe=settings.symbols)
-    notifiers = build_notifiers(settings, console=console) if console is not None else {}
-    try:
-        clock = kw.get("clock")
-        epoch = (lambda: clock().timestamp()) if clock is not None else time.time
-        retry = kw.pop("retry", None)
-        async with backquant_client(settings, wall_clock=epoch, retry=retry) as client:
-            yield build_service(
-                settings, engine=engine, client=client, watcher=watcher, notifiers=notifiers, **kw
-            )
-    finally:
-        engine.dispose()
+    """The service `gexbot run` builds on `settings`, through the same root (no notifier but
+    the console, when one is given; a clock of the test's own, when given)."""
+    runtime = real_runtime()
+    if clock is not None:
+        runtime = replace(runtime, now=clock, epoch=lambda: clock().timestamp())
+    if console is None:
+        fakes.setdefault("notifiers", {})
+    rules = load_rules(settings.rules, setting="GEXBOT_RULES")
+    async with compose(
+        settings,
+        rules,
+        console,
+        runtime=runtime,
+        quiet_cycles=quiet_cycles,
+        fakes=Fakes(**fakes),
+    ) as bot:
+        yield bot
 
 
 async def test_health_and_metrics_follow_the_feed(tmp_path: Path, sim_server: SimServer) -> None:
@@ -92,7 +100,7 @@ async def test_health_and_metrics_follow_the_feed(tmp_path: Path, sim_server: Si
         ok, body = bot.health()
         assert not ok
         assert body["reason"] == "no successful poll yet"
-        await bot.poll_once()
+        await bot.poll.once()
         ok, body = bot.health()
         assert ok
         assert body["status"] == "ok"
@@ -114,8 +122,8 @@ async def test_health_and_metrics_follow_the_feed(tmp_path: Path, sim_server: Si
         assert "gexbot_rate_limit_remaining" in metrics
         # The feed fails for longer than 3 intervals: unhealthy, with the reason.
         sim_server.sim.inject(Fault(FaultKind.HTTP_ERROR, status=503, count=100))
-        bot.state.last_success = bot.state.last_success.replace(year=2000)  # type: ignore[union-attr]
-        await bot.poll_once()
+        bot.poll.state.last_success = bot.poll.state.last_success.replace(year=2000)  # type: ignore[union-attr]
+        await bot.poll.once()
         ok, body = bot.health()
         assert not ok
         assert "feed down" in str(body["reason"])
@@ -128,7 +136,7 @@ async def test_a_failing_cycle_is_logged_and_the_next_one_runs(
     settings = _settings(tmp_path, sim_server.url)
     async with _bot(settings, Console(file=io.StringIO())) as bot:
         calls = 0
-        real = bot.poll_once
+        real = bot.poll.once
 
         async def flaky(*, dry_run: bool = False) -> object:
             nonlocal calls
@@ -137,10 +145,10 @@ async def test_a_failing_cycle_is_logged_and_the_next_one_runs(
                 raise RuntimeError("a bug in one cycle")
             return await real(dry_run=dry_run)
 
-        bot.poll_once = flaky  # type: ignore[method-assign,assignment]
+        bot.poll.once = flaky  # type: ignore[method-assign,assignment]
         stop = asyncio.Event()
         asyncio.get_running_loop().call_later(2.5, stop.set)
-        await bot.poll_loop(stop)
+        await bot.poll.run(stop)
     assert calls >= 2
     assert "cycle failed; the next one runs as scheduled" in caplog.text
     assert bot.metrics.cycle_errors._value.get() == 1
@@ -153,10 +161,10 @@ async def test_hot_reload_swaps_valid_rules_and_refuses_broken_ones(
     out = io.StringIO()
     async with _bot(settings, Console(file=out, width=200)) as bot:
         (settings.rules / "r.yaml").write_text(RULES.replace("above: 1", "below: 1"))
-        bot.apply_reload()
+        bot.reload.apply()
         assert bot.pipeline.rules.rules[0].condition.kind.value == "below"
         (settings.rules / "r.yaml").write_text(RULES.replace("above: 1", "above: hvll"))
-        bot.apply_reload()
+        bot.reload.apply()
         assert bot.pipeline.rules.rules[0].condition.kind.value == "below"  # kept
         await bot.dispatcher.run_once()
     assert "New rule files refused, the previous rules stay active" in out.getvalue()
@@ -246,7 +254,7 @@ async def test_a_standby_is_healthy_without_polling_and_says_who_leads(
     settings = _settings(tmp_path, sim_server.url, http_port=0)
     async with _bot(settings, leadership=_Standby()) as bot:
         stop = asyncio.Event()
-        task = asyncio.create_task(bot.poll_loop(stop))
+        task = asyncio.create_task(bot.poll.run(stop))
         await asyncio.sleep(0.5)
         stop.set()
         await task
@@ -255,9 +263,9 @@ async def test_a_standby_is_healthy_without_polling_and_says_who_leads(
     assert body["reason"] == "standby; leader is r1"
     assert body["role"] == "standby"
     assert body["leader"] == "r1"
-    assert bot.state.cycles == 0
+    assert bot.poll.state.cycles == 0
     assert sim_server.request_log == []
-    assert bot.status()["role"] == "standby"
+    assert bot.health.status()["role"] == "standby"
 
 
 async def test_an_alert_chart_for_several_destinations_is_fetched_once(
@@ -295,7 +303,7 @@ async def test_quiet_cycles_log_only_events_and_a_heartbeat_a_minute(
             for n in range(40):  # 80 s of polling every 2 s; one poll fails (not quiet)
                 if n == 35:
                     sim.inject(Fault(status=400))
-                await bot.poll_once()
+                await bot.poll.once()
                 clock.advance(2.0)
     finally:
         await server.stop()

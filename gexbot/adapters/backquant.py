@@ -140,7 +140,7 @@ class BackQuantClient:
         *,
         api_key: str,
         retry: RetryPolicy | None = None,
-        rng: random.Random | None = None,
+        rng: random.Random,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         wall_clock: Callable[[], float],
         stale_after: float = 90.0,
@@ -148,7 +148,7 @@ class BackQuantClient:
         self._http = http
         self._secret = api_key
         self._retry = retry or RetryPolicy()
-        self._rng = rng or random.Random()
+        self._rng = rng
         self._sleep = sleep
         self._wall_clock = wall_clock
         self._stale_after = stale_after  # GEXBOT_STALE_AFTER: parsing yields final statuses

@@ -8,7 +8,6 @@ concurrent senders on one event loop queue fairly and never burst.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable, Sequence
 
 #: Telegram: 30 messages/s overall, 1/s per chat, 20/min per group (core.telegram.org/bots/faq).
@@ -26,7 +25,7 @@ class Pacer:
     def __init__(
         self,
         *,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float],
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._clock = clock

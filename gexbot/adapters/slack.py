@@ -44,9 +44,9 @@ class SlackNotifier:
     platform = "slack"
     groups = True
 
-    def __init__(self, client: AsyncWebClient, *, pacer: Pacer | None = None) -> None:
+    def __init__(self, client: AsyncWebClient, *, pacer: Pacer) -> None:
         self._client = client
-        self._pacer = pacer or Pacer()
+        self._pacer = pacer
 
     async def send_image(
         self, target: str, png: bytes, title: str, *, thread_ts: str | None = None

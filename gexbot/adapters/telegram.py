@@ -52,12 +52,12 @@ class TelegramNotifier:
         self,
         bot: Bot,
         *,
-        pacer: Pacer | None = None,
+        pacer: Pacer,
         migrated: dict[str, str] | None = None,
         on_migrated: OnMigrated | None = None,
     ) -> None:
         self._bot = bot
-        self._pacer = pacer or Pacer()
+        self._pacer = pacer
         self.migrated = migrated if migrated is not None else {}
         self._on_migrated = on_migrated
         self._ready = False

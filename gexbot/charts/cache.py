@@ -9,7 +9,6 @@ this module, and so the bot, never imports matplotlib.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -35,7 +34,7 @@ class ChartCache:
         *,
         ttl: float,
         clock: Callable[[], datetime],
-        monotonic: Callable[[], float] = time.monotonic,
+        monotonic: Callable[[], float],
     ) -> None:
         self._client = client
         self._engine = engine

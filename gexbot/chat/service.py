@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -55,7 +54,7 @@ REFUSE_AGAIN_AFTER = 3600.0  # one refusal per stranger per hour: no flooding ei
 class Refusals:
     """When a stranger is due a refusal: at most once per REFUSE_AGAIN_AFTER (any platform)."""
 
-    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, monotonic: Callable[[], float]) -> None:
         self._monotonic = monotonic
         self._last: dict[object, float] = {}
 

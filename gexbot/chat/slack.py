@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -55,7 +54,7 @@ class SlackCommands:
         instance: str,
         clock: Callable[[], datetime],
         allowed_users: Sequence[str] = (),
-        monotonic: Callable[[], float] = time.monotonic,
+        monotonic: Callable[[], float],
     ) -> None:
         self._allowed = frozenset(allowed_users)  # empty: every member of the workspace
         self._refusals = Refusals(monotonic)

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import html
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from sqlalchemy import Engine
@@ -50,7 +49,7 @@ class TelegramCommands:
         engine: Engine,
         allowed_users: Sequence[int],
         poll_timeout: float = 25.0,
-        monotonic: Callable[[], float] = time.monotonic,
+        monotonic: Callable[[], float],
         leader: Callable[[], bool] = lambda: True,
         conflict_backoff: float = CONFLICT_BACKOFF,
     ) -> None:

@@ -55,7 +55,7 @@ def startup_problems(settings: Settings, *, need_key: bool) -> tuple[list[str], 
         problems.append("GEXBOT_API_KEY: required (your BackQuant API key)")
     ruleset = None
     try:
-        ruleset = load_rules(settings.rules, universe=settings.symbols)
+        ruleset = load_rules(settings.rules, universe=settings.symbols, setting=env_name("rules"))
     except RulesError as exc:
         problems.extend(str(p) for p in exc.problems)
     else:

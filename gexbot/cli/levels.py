@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.console import Console
 
 from gexbot.adapters.backquant import MULTI_INCLUDES, FetchError
-from gexbot.app import backquant_client, utcnow
+from gexbot.app import backquant_client, real_runtime, utcnow
 from gexbot.cli import EXIT_FAILED, EXIT_INVALID, EXIT_OK
 from gexbot.cli.tables import levels_table
 from gexbot.core.levels_view import levels_view
@@ -26,7 +26,7 @@ def print_bundle(console: Console, bundle: BundleSnapshot) -> None:
 async def levels(settings: Settings, names: list[str], console: Console, err: Console) -> int:
     """`gexbot levels`: the current levels of `names` (default: the universe) as tables."""
     symbols = [normalize_symbol(s) for s in names] or settings.symbols
-    async with backquant_client(settings) as client:
+    async with backquant_client(settings, runtime=real_runtime()) as client:
         try:
             bundle = await client.bundle(symbols, MULTI_INCLUDES, settings.exchanges)
         except FetchError as exc:
@@ -47,7 +47,7 @@ async def chart(settings: Settings, symbol: str, output: Path, err: Console) -> 
             highlight=False,
         )
         return EXIT_INVALID
-    async with backquant_client(settings) as client:
+    async with backquant_client(settings, runtime=real_runtime()) as client:
         try:
             snap = await client.levels(sym, ["candles", "spot", "expected_move", "max_pain"])
         except FetchError as exc:

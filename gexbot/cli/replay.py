@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gexbot.adapters.backquant import FetchError
-from gexbot.app import Purpose, backquant_client, open_database, utcnow
+from gexbot.app import Purpose, backquant_client, open_database, real_runtime, utcnow
 from gexbot.cli import EXIT_INVALID, EXIT_OK
 from gexbot.core.format import fmt_age
 from gexbot.core.history import SymbolHistory
@@ -26,7 +26,7 @@ from gexbot.core.rules import Rule
 from gexbot.core.snapshot import Level
 from gexbot.core.symbols import SUPPORTED_SYMBOLS, normalize_symbol
 from gexbot.loops.rules import load_rules
-from gexbot.settings import Settings, load_settings
+from gexbot.settings import Settings, env_name, load_settings
 from gexbot.store.errors import NoSchema
 from gexbot.store.snapshots import load_history
 
@@ -69,7 +69,7 @@ async def load_series(
     """History per symbol from the chosen source, oldest first."""
     series: dict[str, SymbolHistory] = {}
     if req.source == "api":
-        async with backquant_client(settings) as client:
+        async with backquant_client(settings, runtime=real_runtime()) as client:
             for sym in req.symbols:
                 try:
                     stress = await client.stress_history(sym, req.days)
@@ -246,7 +246,9 @@ async def replay(args: argparse.Namespace, console: Console, err: Console) -> in
     try:
         symbols = check_request(args.days, args.symbols, args.source, settings.symbols)
         rules = load_rules(
-            settings.rules, universe=list(dict.fromkeys([*settings.symbols, *symbols]))
+            settings.rules,
+            universe=list(dict.fromkeys([*settings.symbols, *symbols])),
+            setting=env_name("rules"),
         )
     except ReplayInputError as exc:
         err.print(f"gexbot replay: {exc}", markup=False, highlight=False)

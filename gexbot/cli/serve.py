@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from rich.console import Console
 
 from gexbot.adapters.backquant import MULTI_INCLUDES
-from gexbot.app import backquant_client, compose, epoch
+from gexbot.app import backquant_client, compose, epoch, real_runtime
 from gexbot.cli import EXIT_FAILED, EXIT_OK, count
 from gexbot.cli.check import startup_problems
 from gexbot.cli.levels import print_bundle
@@ -48,11 +48,13 @@ async def serve(
             err.print(line, markup=False, highlight=False, soft_wrap=True)
         err.print(f"gexbot did not start: {count(len(problems), 'problem')}", markup=False)
         return EXIT_FAILED
-    async with compose(settings, ruleset, console, quiet_cycles=quiet_cycles) as bot:
+    async with compose(
+        settings, ruleset, console, runtime=real_runtime(), quiet_cycles=quiet_cycles
+    ) as bot:
         if once:
             return await _once(bot, console, dry_run=dry_run)
         stop = stop or asyncio.Event()
-        on_signals(stop, reload=bot.reload_requested)
+        on_signals(stop, reload=bot.reload.requested)
         sole = isinstance(bot.leadership, SoleInstance)
         log.info(
             "gexbot started: %d rules, %d symbols, polling %s every %gs, database %s, "
@@ -83,9 +85,9 @@ async def _once(bot: Service, console: Console, *, dry_run: bool) -> int:
                 soft_wrap=True,
             )
             return EXIT_FAILED
-        report, _ = await bot.poll_once(dry_run=dry_run)
-        if bot.state.last_failure is not None:
-            console.print(f"poll failed: {bot.state.last_failure}", markup=False)
+        report, _ = await bot.poll.once(dry_run=dry_run)
+        if bot.poll.state.last_failure is not None:
+            console.print(f"poll failed: {bot.poll.state.last_failure}", markup=False)
         events = report.events if report else ()
         if dry_run:
             if not events:
@@ -98,7 +100,7 @@ async def _once(bot: Service, console: Console, *, dry_run: bool) -> int:
         await bot.leadership.release()
         bot.leadership.close()
         await bot.close_notifiers()
-    return EXIT_FAILED if bot.state.last_failure is not None else EXIT_OK
+    return EXIT_FAILED if bot.poll.state.last_failure is not None else EXIT_OK
 
 
 async def demo(args: argparse.Namespace, console: Console, err: Console) -> int:
@@ -125,7 +127,7 @@ async def demo(args: argparse.Namespace, console: Console, err: Console) -> int:
             "Alerts print below as they fire (usually within a minute). Ctrl-C stops.\n"
         )
         if args.levels:
-            async with backquant_client(settings) as client:
+            async with backquant_client(settings, runtime=real_runtime()) as client:
                 print_bundle(console, await client.bundle(settings.symbols, MULTI_INCLUDES))
         stop = asyncio.Event()
         if args.duration:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -72,10 +71,10 @@ class Dispatcher:
         clock: Callable[[], datetime],
         warnings_to: Sequence[str] = (),
         policy: DispatchPolicy | None = None,
-        rng: random.Random | None = None,
+        rng: random.Random,
         notifiers: dict[str, Notifier] | None = None,
         charts: Callable[[str], Awaitable[bytes | None]] | None = None,
-        monotonic: Callable[[], float] = time.monotonic,
+        monotonic: Callable[[], float],
     ) -> None:
         self._engine = engine
         self._monotonic = monotonic
@@ -85,7 +84,7 @@ class Dispatcher:
         self._clock = clock
         self.warnings_to = tuple(warnings_to)
         self._policy = policy or DispatchPolicy()
-        self._rng = rng or random.Random()
+        self._rng = rng
         self._reported: set[str] = set()
 
     async def run_once(self) -> DispatchStats:

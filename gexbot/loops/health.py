@@ -3,8 +3,9 @@ Slack command endpoint, when it is on)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from typing import Protocol
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -60,6 +61,96 @@ class Metrics:
             "Times this process became or stopped being the leader",
             registry=r,
         )
+
+
+class PollRecord(Protocol):
+    """What health reads of the poll loop's state."""
+
+    started_at: datetime
+    last_success: datetime | None
+    cycles: int
+
+    @property
+    def last_failure(self) -> object | None: ...
+
+
+class Roles(Protocol):
+    """What health reads of the leadership."""
+
+    def describe(self) -> dict[str, object]: ...
+
+
+class Health:
+    """`/healthz` and `/status` of one replica.
+
+    Leader: healthy while the last successful poll is younger than 3 intervals. Standby:
+    healthy while it can read the lease (it is ready to take over).
+    """
+
+    def __init__(
+        self,
+        *,
+        poll: Callable[[], PollRecord],
+        leadership: Roles,
+        interval: float,
+        rate_limit_remaining: Callable[[], int | None],
+        personal_counts: Callable[[], Mapping[str, int]],
+        last_stamps: Callable[[], tuple[datetime | None, datetime | None]],
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._poll = poll
+        self._leadership = leadership
+        self._interval = interval
+        self._rate_limit_remaining = rate_limit_remaining
+        self._personal_counts = personal_counts
+        self._last_stamps = last_stamps
+        self._clock = clock
+
+    def __call__(self) -> tuple[bool, dict[str, object]]:
+        """(healthy, the body of `/healthz`)."""
+        role = self._leadership.describe()
+        if role["role"] != "leader":  # Role.LEADER: leadership imports this module
+            ok = role.get("database_error") is None
+            leader = role.get("leader")
+            reason = f"standby; leader is {leader}" if leader else "standby; no leader right now"
+            if not ok:
+                reason = f"standby cannot reach the database ({role['database_error']})"
+            return ok, {"status": "ok" if ok else "down", "reason": reason, **role}
+        ok, body = self._poll_health()
+        return ok, {**body, **role, "personal_alerts": dict(self._personal_counts())}
+
+    def status(self) -> dict[str, object]:
+        """`/status`: the role, the leader, and this process's polling record."""
+        state = self._poll()
+        received, upstream = self._last_stamps()
+        return {
+            **self._leadership.describe(),
+            "cycles": state.cycles,
+            "last_success": state.last_success,
+            "started_at": state.started_at,
+            # our clock vs upstream's: a large gap between the two is clock skew, not lag
+            "last_received_at": received,
+            "last_upstream_at": upstream,
+        }
+
+    def _poll_health(self) -> tuple[bool, dict[str, object]]:
+        state = self._poll()
+        now = self._clock()
+        limit = 3 * self._interval
+        last = state.last_success
+        age = (now - last).total_seconds() if last else None
+        ok = age is not None and age <= limit
+        reason = "ok" if ok else ("no successful poll yet" if last is None else "feed down")
+        if not ok and state.last_failure is not None:
+            reason += f": {state.last_failure}"
+        return ok, {
+            "status": "ok" if ok else "down",
+            "reason": reason,
+            "last_success": last,
+            "age_seconds": age,
+            "limit_seconds": limit,
+            "rate_limit_remaining": self._rate_limit_remaining(),
+        }
 
 
 class HealthServer:

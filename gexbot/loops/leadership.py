@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -139,7 +138,7 @@ class LeaseElector:
         instance: str,
         ttl: float,
         metrics: Metrics | None = None,
-        monotonic: Callable[[], float] = time.monotonic,
+        monotonic: Callable[[], float],
     ) -> None:
         self.instance = instance
         self._engine = engine

@@ -17,17 +17,17 @@ from gexbot.core.rulefile import (
 )
 from gexbot.core.rules import Location, Rule, RuleSet
 from gexbot.core.symbols import SUPPORTED_SYMBOLS
-from gexbot.settings import env_name
 
 log = logging.getLogger(__name__)
 
 RULE_SUFFIXES = (".yaml", ".yml")
 
 
-def rule_files(path: Path) -> list[Path]:
-    """The rule files at `path`, in name order; RulesError naming GEXBOT_RULES if none."""
+def rule_files(path: Path, *, setting: str) -> list[Path]:
+    """The rule files at `path`, in name order; RulesError naming `setting` (the variable the
+    path came from) if there are none."""
     where = Location(str(path), 1, 1)
-    var = env_name("rules")
+    var = setting
     if path.is_file():
         return [path]
     if path.is_dir():
@@ -38,10 +38,11 @@ def rule_files(path: Path) -> list[Path]:
     raise RulesError([Problem(where, f"{var}: no such file or directory")])
 
 
-def load_rules(path: Path, *, universe: Sequence[str] = SUPPORTED_SYMBOLS) -> RuleSet:
-    """Read, parse and merge every rule file at `path`; RulesError lists every problem."""
+def load_rules(path: Path, *, setting: str, universe: Sequence[str] = SUPPORTED_SYMBOLS) -> RuleSet:
+    """Read, parse and merge every rule file at `path` (named by the variable `setting`);
+    RulesError lists every problem."""
     parsed: list[ParsedFile] = []
-    for file in rule_files(path):
+    for file in rule_files(path, setting=setting):
         try:
             text = file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
@@ -59,7 +60,7 @@ def fingerprint(path: Path) -> str:
     """A digest of the rule files' names and contents: changes when any file does."""
     digest = hashlib.sha256()
     try:
-        files = rule_files(path)
+        files = rule_files(path, setting="")
     except RulesError:
         return ""
     for file in files:
@@ -91,8 +92,11 @@ class RulesWatcher:
     An invalid new version is refused with its located problems and the previous rules stay.
     """
 
-    def __init__(self, path: Path, rules: RuleSet, *, universe: Sequence[str]) -> None:
+    def __init__(
+        self, path: Path, rules: RuleSet, *, universe: Sequence[str], setting: str
+    ) -> None:
         self.path = path
+        self._setting = setting
         self.rules = rules
         self._universe = universe
         self._seen = fingerprint(path)
@@ -105,7 +109,7 @@ class RulesWatcher:
         """Load the files again; keep the old rules when the new ones are invalid."""
         self._seen = fingerprint(self.path)
         try:
-            new = load_rules(self.path, universe=self._universe)
+            new = load_rules(self.path, universe=self._universe, setting=self._setting)
         except RulesError as exc:
             for problem in exc.problems:
                 log.error("rules not reloaded: %s", problem)
