@@ -194,3 +194,71 @@ async def test_no_step_of_a_crash_loses_or_doubles_an_enqueued_alert(
             OutboxState.SENT: 1,
             OutboxState.DEAD: 0,
         }
+
+
+async def test_an_unreadable_payload_is_dead_at_the_claim_and_the_rest_still_go(
+    db: Engine,
+) -> None:
+    _alert(db)
+    with db.begin() as conn:
+        conn.execute(
+            outbox.insert().values(
+                alert_key="y|BTCUSDT",
+                seq=1,
+                channel="tty",
+                payload={"rule_id": "y"},  # no time, no reason: another version wrote it
+                state="pending",
+                attempts=0,
+                due_at=T0,
+                created_at=T0,
+            )
+        )
+    sender = Recorder()
+    stats = await dispatch_due(db, sender, now=T0, policy=POLICY)
+    assert len(stats.sent) == 1
+    assert sender.sent == [("x|BTCUSDT", 1)]
+    with db.connect() as conn:
+        bad = conn.execute(select(outbox).where(outbox.c.alert_key == "y|BTCUSDT")).one()
+    assert bad.state == "dead"
+    assert "unreadable payload" in bad.last_error
+
+
+class _StolenWhileSending(Recorder):
+    """Sends, but meanwhile another replica re-claimed the row (our lease lapsed)."""
+
+    def __init__(self, db: Engine) -> None:
+        super().__init__()
+        self._db = db
+
+    async def send(self, target: str, items: Sequence[Rendered]) -> str | None:
+        with self._db.begin() as conn:
+            assert claim(conn, now=T0 + timedelta(seconds=31), lease=30) != []
+        return await super().send(target, items)
+
+
+async def test_a_mark_that_finds_the_row_no_longer_ours_is_not_counted_and_says_so(
+    db: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    _alert(db)
+    stats = await dispatch_due(db, _StolenWhileSending(db), now=T0, policy=POLICY)
+    assert stats.sent == []  # the other replica's outcome stands
+    assert "sent after their claim lapsed; they may arrive twice" in caplog.text
+    assert _state(db)[0] == "sending"  # the other replica's claim
+
+
+async def test_a_retry_mark_on_a_row_another_replica_holds_changes_nothing(
+    db: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    _alert(db)
+
+    class StolenThenFails(_StolenWhileSending):
+        async def send(self, target: str, items: Sequence[Rendered]) -> str | None:
+            await super().send(target, items)
+            raise DeliveryError("502 from the platform")
+
+    caplog.set_level("INFO")
+    stats = await dispatch_due(db, StolenThenFails(db), now=T0, policy=POLICY)
+    assert stats.retried == []
+    assert "claimed by another replica meanwhile" in caplog.text
+    state, attempts, error = _state(db)
+    assert (state, attempts, error) == ("sending", 2, None)

@@ -94,7 +94,7 @@ def test_prune_deletes_old_sent_rows_and_history_but_keeps_the_rest(db: Engine) 
     with db.begin() as conn:
         enqueue(conn, [(event, ["a", "b"])], now=T0)
         row = claim(conn, now=T0, lease=30, limit=1)[0]
-        mark_sent(conn, row.id, now=T0, provider_id=None)
+        mark_sent(conn, row, now=T0, provider_id=None)
         save_snapshot(conn, bundle(snapshot(1.0, hvl=2.0)))
     done = prune(db, now=T0 + timedelta(days=31), retention_days=30)
     assert (done.sent, done.history) == (1, 1)

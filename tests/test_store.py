@@ -163,10 +163,10 @@ def test_marks_retry_dead_and_sent(db: Engine) -> None:
     with db.begin() as conn:
         enqueue(conn, [(_event(), ["a", "b", "c"])], now=T0)
         a, b, c = claim(conn, now=T0, lease=30)
-        assert mark_sent(conn, a.id, now=T0, provider_id="1700000000.000100")
-        assert mark_retry(conn, b.id, due_at=T0 + timedelta(minutes=5), error="429")
-        assert mark_dead(conn, c.id, error="channel_not_found")
-        assert not mark_sent(conn, a.id, now=T0, provider_id="x")  # no longer ours
+        assert mark_sent(conn, a, now=T0, provider_id="1700000000.000100")
+        assert mark_retry(conn, b, due_at=T0 + timedelta(minutes=5), error="429")
+        assert mark_dead(conn, c, error="channel_not_found")
+        assert not mark_sent(conn, a, now=T0, provider_id="x")  # no longer ours
         assert counts(conn) == {
             OutboxState.PENDING: 1,
             OutboxState.SENDING: 0,

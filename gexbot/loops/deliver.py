@@ -117,7 +117,7 @@ class Dispatcher:
         # One message per cycle: rows created at the same instant came from the same cycle.
         groups: dict[object, list[OutboxRow]] = {}
         for row in rows:
-            groups.setdefault(row.payload.get("at"), []).append(row)
+            groups.setdefault(row.event.at, []).append(row)
         return list(groups.values())
 
     def route_for(self, channel: str) -> Route | None:
@@ -151,13 +151,13 @@ class Dispatcher:
                 continue
             outcome = await self._send(route, channel, message)
             if not isinstance(outcome, DeliveryError):
-                await self._finish(message, mark_sent, stats.sent, provider_id=outcome)
+                stats.sent.extend(await self._mark_sent(channel, message, provider_id=outcome))
                 await self._attach_charts(route, message)
                 continue
             attempts = max(r.attempts for r in message)
             if outcome.permanent or attempts >= self._policy.max_attempts:
                 log.error("delivery to %s failed for good: %s", channel, outcome)
-                await self._finish(message, mark_dead, stats.dead, error=str(outcome))
+                stats.dead.extend(await self._mark_dead(channel, message, error=str(outcome)))
                 if outcome.unreachable and ":" in channel:
                     await self._pause_chat(channel, str(outcome))
                 await self._warn_dead(channel, route, str(outcome))
@@ -172,7 +172,9 @@ class Dispatcher:
                 )
             log.warning("delivery to %s failed (%s); retry in %.0fs", channel, outcome, delay)
             due = self._clock() + timedelta(seconds=delay)
-            await self._finish(message, mark_retry, stats.retried, due_at=due, error=str(outcome))
+            stats.retried.extend(
+                await self._mark_retry(channel, message, due_at=due, error=str(outcome))
+            )
 
     async def _send(
         self, route: Route | None, channel: str, rows: list[OutboxRow]
@@ -210,7 +212,7 @@ class Dispatcher:
         """
         if self._charts is None or route is None or route.notifier is None:
             return
-        symbols = dict.fromkeys(r.event.symbol for r in rows if r.payload.get("chart"))
+        symbols = dict.fromkeys(r.event.symbol for r in rows if r.event.chart)
         for symbol in symbols:
             try:
                 png = await self._charts(symbol)
@@ -225,19 +227,56 @@ class Dispatcher:
                     type(exc).__name__,
                 )
 
-    async def _finish(
-        self, rows: list[OutboxRow], mark: Callable[..., bool], into: list[int], **kw: object
-    ) -> None:
-        if "provider_id" in kw:
-            kw["now"] = self._clock()
+    async def _mark_sent(
+        self, channel: str, rows: list[OutboxRow], *, provider_id: str | None
+    ) -> list[int]:
+        """Mark `rows` sent; the ids that were still ours."""
+        now = self._clock()
 
-        def _do() -> None:
+        def _do() -> list[int]:
             with self._engine.begin() as conn:
-                for row in rows:
-                    mark(conn, row.id, **kw)
+                return [r.id for r in rows if mark_sent(conn, r, now=now, provider_id=provider_id)]
 
-        await asyncio.to_thread(_do)
-        into.extend(r.id for r in rows)
+        ours = await asyncio.to_thread(_do)
+        if len(ours) < len(rows):
+            # Our claim lapsed while sending: another replica may have claimed these rows and
+            # will send them again (the one duplicate window the outbox admits).
+            log.warning(
+                "%d message(s) to %s were sent after their claim lapsed; they may arrive twice",
+                len(rows) - len(ours),
+                channel,
+            )
+        return ours
+
+    async def _mark_retry(
+        self, channel: str, rows: list[OutboxRow], *, due_at: datetime, error: str
+    ) -> list[int]:
+        """Put `rows` back for `due_at`; the ids that were still ours."""
+
+        def _do() -> list[int]:
+            with self._engine.begin() as conn:
+                return [r.id for r in rows if mark_retry(conn, r, due_at=due_at, error=error)]
+
+        return self._still_ours(channel, rows, await asyncio.to_thread(_do))
+
+    async def _mark_dead(self, channel: str, rows: list[OutboxRow], *, error: str) -> list[int]:
+        """Give `rows` up; the ids that were still ours."""
+
+        def _do() -> list[int]:
+            with self._engine.begin() as conn:
+                return [r.id for r in rows if mark_dead(conn, r, error=error)]
+
+        return self._still_ours(channel, rows, await asyncio.to_thread(_do))
+
+    @staticmethod
+    def _still_ours(channel: str, rows: list[OutboxRow], ours: list[int]) -> list[int]:
+        if len(ours) < len(rows):  # another replica holds them now: its outcome stands
+            log.info(
+                "%d message(s) to %s were claimed by another replica meanwhile; left to it",
+                len(rows) - len(ours),
+                channel,
+            )
+        return ours
 
     async def _pause_chat(self, channel: str, error: str) -> None:
         """Pause the personal alerts of a chat that blocked the bot or is gone: they are listed

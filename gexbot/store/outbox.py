@@ -32,19 +32,14 @@ class OutboxState(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class OutboxRow:
-    """A claimed message."""
+    """A claimed message, its payload parsed once at the claim."""
 
     id: int
     alert_key: str
     seq: int
     channel: str
-    payload: dict[str, Any]
+    event: AlertEvent
     attempts: int
-
-    @property
-    def event(self) -> AlertEvent:
-        """The alert this row carries."""
-        return AlertEvent.from_payload(self.payload)
 
 
 def enqueue(
@@ -118,28 +113,42 @@ def claim(
             outbox.c.attempts,
         )
     )
-    rows = [
-        OutboxRow(r.id, r.alert_key, r.seq, r.channel, dict(r.payload), r.attempts)
-        for r in conn.execute(stmt)
-    ]
+    rows: list[OutboxRow] = []
+    unreadable: list[tuple[int, int]] = []
+    for r in conn.execute(stmt).all():
+        try:
+            event = AlertEvent.from_payload(r.payload)
+        except (KeyError, TypeError, ValueError):
+            unreadable.append((r.id, r.attempts))  # a newer or broken version wrote it
+            continue
+        rows.append(OutboxRow(r.id, r.alert_key, r.seq, r.channel, event, r.attempts))
+    for row_id, attempt in unreadable:
+        _dead(conn, row_id, attempt, "unreadable payload (written by another gexbot version?)")
     return sorted(rows, key=lambda r: r.id)
 
 
-def _finish(conn: Connection, row_id: int, **values: Any) -> bool:
+def _finish(conn: Connection, row_id: int, attempt: int, **values: Any) -> bool:
+    """Apply `values` if the row is still sending under the claim that read it (its attempt
+    count is the claim's token: a later claim by another replica raised it); False if not."""
     stmt = (
         update(outbox)
-        .where(outbox.c.id == row_id, outbox.c.state == OutboxState.SENDING.value)
+        .where(
+            outbox.c.id == row_id,
+            outbox.c.state == OutboxState.SENDING.value,
+            outbox.c.attempts == attempt,
+        )
         .values(**values)
         .returning(outbox.c.id)
     )
     return conn.execute(stmt).first() is not None
 
 
-def mark_sent(conn: Connection, row_id: int, *, now: datetime, provider_id: str | None) -> bool:
-    """The message went out; False if the row was no longer ours (lease lost)."""
+def mark_sent(conn: Connection, row: OutboxRow, *, now: datetime, provider_id: str | None) -> bool:
+    """The message went out; False if the row was no longer ours (claim lapsed, re-claimed)."""
     return _finish(
         conn,
-        row_id,
+        row.id,
+        row.attempts,
         state=OutboxState.SENT.value,
         sent_at=now,
         lease_until=None,
@@ -148,11 +157,13 @@ def mark_sent(conn: Connection, row_id: int, *, now: datetime, provider_id: str 
     )
 
 
-def mark_retry(conn: Connection, row_id: int, *, due_at: datetime, error: str) -> bool:
-    """Sending failed for now; try again at `due_at`. `error` must already be redacted."""
+def mark_retry(conn: Connection, row: OutboxRow, *, due_at: datetime, error: str) -> bool:
+    """Sending failed for now; try again at `due_at` (`error` already redacted). False if the
+    row was no longer ours."""
     return _finish(
         conn,
-        row_id,
+        row.id,
+        row.attempts,
         state=OutboxState.PENDING.value,
         due_at=due_at,
         lease_until=None,
@@ -160,11 +171,17 @@ def mark_retry(conn: Connection, row_id: int, *, due_at: datetime, error: str) -
     )
 
 
-def mark_dead(conn: Connection, row_id: int, *, error: str) -> bool:
-    """Sending cannot succeed (permanent error or attempts exhausted)."""
+def mark_dead(conn: Connection, row: OutboxRow, *, error: str) -> bool:
+    """Sending cannot succeed (permanent error or attempts exhausted). False if the row was no
+    longer ours."""
+    return _dead(conn, row.id, row.attempts, error)
+
+
+def _dead(conn: Connection, row_id: int, attempt: int, error: str) -> bool:
     return _finish(
         conn,
         row_id,
+        attempt,
         state=OutboxState.DEAD.value,
         lease_until=None,
         last_error=error[:MAX_ERROR_CHARS],
