@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 from collections.abc import AsyncIterator, Iterator
@@ -52,6 +53,22 @@ class Sleeps:
 def _ptb_timedelta(monkeypatch: pytest.MonkeyPatch) -> None:
     # PTB 22 warns on every RetryAfter access unless this opt-in is set (notes §1.5).
     monkeypatch.setenv("PTB_TIMEDELTA", "1")
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    # `main([...])` run in-process configures logging: it points the root handler at that test's
+    # captured stderr (closed afterwards) and quiets `gexbot` to WARNING. Undo both, so a later
+    # test's caplog sees INFO records and no handler writes to a closed stream.
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    levels = {name: logging.getLogger(name).level for name in logging.root.manager.loggerDict}
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger):
+            logger.setLevel(levels.get(name, logging.NOTSET))
 
 
 @pytest.fixture

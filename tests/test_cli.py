@@ -128,6 +128,7 @@ def test_check_passes_on_defaults_with_the_example_rules(tmp_path: Path) -> None
     assert out.stdout.startswith("OK: 10 rules, 1 channel, 4 of 4 symbols covered")
 
 
+@pytest.mark.slow
 def test_demo_runs_the_bot_on_embedded_defaults_and_alerts_quickly(tmp_path: Path) -> None:
     env = _env(tmp_path, GEXBOT_RULES=str(ROOT / "rules"))
     out = gexbot("demo", "--for", "25", "--levels", env=env, cwd=tmp_path, timeout=90)

@@ -9,6 +9,7 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, create_engine, select
 
 from gexbot.store.tables import outbox
@@ -55,6 +56,7 @@ async def _drained(engine: Engine, quiet_at: float) -> None:
             return
 
 
+@pytest.mark.slow
 async def test_sigkill_at_random_instants_loses_nothing(tmp_path: Path) -> None:
     scenario = tmp_path / "scenario.yaml"
     scenario.write_text(crossing_scenario(CROSSING_TICKS))

@@ -81,6 +81,7 @@ async def sim_url(tmp_path: Path) -> AsyncIterator[str]:
     await proc.wait()
 
 
+@pytest.mark.slow
 async def test_run_delivers_exactly_the_expected_messages_and_stops_on_sigterm(
     tmp_path: Path, sim_url: str
 ) -> None:

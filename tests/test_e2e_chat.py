@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
+import pytest
 from slack_sdk.signature import SignatureVerifier
 
 from tests.fakes import FakeSlack, FakeTelegram
@@ -74,6 +75,7 @@ async def _slack_http(port: int, text: str) -> str:
     raise AssertionError("the Slack endpoint never opened")
 
 
+@pytest.mark.slow
 async def test_mute_silences_unmute_restores_subscribe_adds_a_chat(tmp_path: Path) -> None:
     (tmp_path / "scenario.yaml").write_text(SCENARIO)
     (tmp_path / "rules").mkdir()

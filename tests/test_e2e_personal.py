@@ -10,6 +10,7 @@ import signal
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.fakes import FakeTelegram
 from tests.processes import sim_server
@@ -34,6 +35,7 @@ def _alerts_of(telegram: FakeTelegram, chat: int) -> list[str]:
     return [t for t in telegram.replies_to(chat) if " · alert #" in t]
 
 
+@pytest.mark.slow
 async def test_personal_alerts_in_the_real_process(tmp_path: Path) -> None:
     (tmp_path / "scenario.yaml").write_text(SCENARIO)
     (tmp_path / "rules").mkdir()

@@ -332,6 +332,7 @@ def _replica_env(
     return env
 
 
+@pytest.mark.slow
 async def test_three_replicas_survive_a_dozen_leader_failures(
     tmp_path: Path, ha_db: tuple[Engine, str]
 ) -> None:
@@ -529,6 +530,7 @@ def _first_alert_ages(rows: list[Any], terms: list[Term]) -> None:
             term.first_alert_age = (after[0].created_at - computed).total_seconds()
 
 
+@pytest.mark.slow
 async def test_a_successor_keeps_the_poll_cadence_after_kills_a_freeze_and_a_restart(
     tmp_path: Path, ha_db: tuple[Engine, str]
 ) -> None:
