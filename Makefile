@@ -14,11 +14,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/gexbot demo
 
+# Everything: the fast tests on two workers, then the slow end-to-end runs one at a time (they
+# time real processes, so they do not share the two cores with other tests).
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not slow" -n 2 -q
+	$(PY) -m pytest -m slow
 
 # The edit loop: lint, types and the tests not marked slow (the slow end-to-end runs stay in
 # `make test`, which CI runs).
@@ -26,7 +29,7 @@ check: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	$(PY) -m pytest -m "not slow" -q
+	$(PY) -m pytest -m "not slow" -n 2 -q
 
 fmt: $(STAMP)
 	$(VENV)/bin/ruff format .

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.profiling import profile_if_asked
 from gexbot.adapters.backquant import BackQuantClient, build_http_client
-from gexbot.core.symbols import SUPPORTED_SYMBOLS
+from gexbot.core.market.symbols import SUPPORTED_SYMBOLS
 from gexbot.sim.market import SimConfig, Simulator
 from gexbot.sim.server import SimServer
 

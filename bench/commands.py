@@ -37,8 +37,8 @@ from gexbot.charts.cache import ChartCache
 from gexbot.charts.renderer import ChartRenderer
 from gexbot.chat.discord import DiscordInteractions
 from gexbot.chat.service import ChatService
-from gexbot.core.rulefile import build_ruleset, parse_rule_file
-from gexbot.core.snapshot import BundleSnapshot
+from gexbot.core.language.rulefile import build_ruleset, parse_rule_file
+from gexbot.core.market.snapshot import BundleSnapshot
 from gexbot.loops.health import HealthServer, Metrics
 from gexbot.store.engine import make_engine, migrate
 from tests.chatkit import chat_service, chat_settings, slack_commands, telegram_commands

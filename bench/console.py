@@ -29,7 +29,7 @@ from sqlalchemy import Engine, insert
 
 from bench.personal_alerts import SPOT, frame
 from bench.profiling import profile_if_asked
-from gexbot.core.snapshot import SymbolSnapshot
+from gexbot.core.market.snapshot import SymbolSnapshot
 from gexbot.loops.health import HealthServer, Metrics
 from gexbot.loops.waits import Changes
 from gexbot.store.engine import DatabaseError, make_engine, migrate

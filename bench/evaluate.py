@@ -21,12 +21,12 @@ from types import MappingProxyType
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.profiling import profile_if_asked
-from gexbot.core.alert import StatusBook
-from gexbot.core.cycle import run_rules
-from gexbot.core.evaluate import index_rules
-from gexbot.core.rules import Band, Condition, ConditionKind, Direction, Rule
-from gexbot.core.snapshot import BundleSnapshot, Level, SymbolSnapshot
-from gexbot.core.wire import entry_to_snapshot
+from gexbot.core.alerts.cycle import run_rules
+from gexbot.core.alerts.evaluate import index_rules
+from gexbot.core.alerts.states import StatusBook
+from gexbot.core.language.model import Band, Condition, ConditionKind, Direction, Rule
+from gexbot.core.market.snapshot import BundleSnapshot, Level, SymbolSnapshot
+from gexbot.core.market.wire import entry_to_snapshot
 from gexbot.sim import payloads
 from gexbot.sim.market import DEMO_CONFIG, SimConfig, Simulator
 

@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.profiling import profile_if_asked
 from gexbot.app import build_notifiers, real_runtime
-from gexbot.core.alert import NotifyReason
-from gexbot.core.events import AlertEvent
-from gexbot.core.rules import Channel, ChannelKind, RuleSet, Severity
+from gexbot.core.alerts.events import AlertEvent
+from gexbot.core.alerts.states import NotifyReason
+from gexbot.core.language.model import Channel, ChannelKind, RuleSet, Severity
 from gexbot.loops.deliver import Dispatcher, DispatchPolicy, build_routes
 from gexbot.settings import load_settings
 from gexbot.store.engine import make_engine, migrate

@@ -37,9 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import Engine, insert
 
 from bench.profiling import profile_if_asked
-from gexbot.core.evaluate import index_rules
-from gexbot.core.personal import parse_alert
-from gexbot.core.snapshot import BundleSnapshot, Level, SymbolSnapshot, SymbolStatus
+from gexbot.core.alerts.evaluate import index_rules
+from gexbot.core.market.snapshot import BundleSnapshot, Level, SymbolSnapshot, SymbolStatus
+from gexbot.core.personal.grammar import parse_alert
 from gexbot.loops.cycle import Pipeline
 from gexbot.store.engine import DatabaseError, make_engine, migrate
 from gexbot.store.tables import personal_alerts, revisions

@@ -27,7 +27,7 @@ from sqlalchemy import insert
 
 from bench.profiling import profile_if_asked
 from gexbot.chat.preview import AlertPreview
-from gexbot.core.personal import PersonalAlert, parse_alert
+from gexbot.core.personal.grammar import PersonalAlert, parse_alert
 from gexbot.store.engine import make_engine, migrate
 from gexbot.store.tables import snapshot_history
 

@@ -23,13 +23,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.profiling import profile_if_asked
 from gexbot.cli.replay import run_replay
-from gexbot.core.history import SymbolHistory
-from gexbot.core.replay import frames, history_to_snapshots, replay
-from gexbot.core.rules import Condition, ConditionKind, Direction, Rule
-from gexbot.core.snapshot import Level
-from gexbot.core.wire import stress_history
+from gexbot.core.language.model import Condition, ConditionKind, Direction, Rule
+from gexbot.core.market.snapshot import Level
+from gexbot.core.market.wire import stress_history
+from gexbot.core.replay.history import SymbolHistory
 from gexbot.sim import payloads
 from gexbot.sim.market import SimConfig, Simulator
+from tests.reference_replay import frames, history_to_snapshots, replay
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "HYPEUSDT"]
 LEVELS = [Level.HVL, Level.CALL_RESISTANCE, Level.PUT_SUPPORT]

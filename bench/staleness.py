@@ -30,8 +30,8 @@ from rich.console import Console
 from bench.profiling import profile_if_asked
 from gexbot.adapters.backquant import BackQuantClient
 from gexbot.app import Fakes, compose, real_runtime
-from gexbot.core.schedule import RefreshModel, next_poll
-from gexbot.core.snapshot import BundleSnapshot
+from gexbot.core.market.schedule import RefreshModel, next_poll
+from gexbot.core.market.snapshot import BundleSnapshot
 from gexbot.loops.rules import load_rules
 from gexbot.settings import load_settings
 from gexbot.sim.market import SimConfig, Simulator

@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import Engine, event
 
 from bench.profiling import profile_if_asked
-from gexbot.core.evaluate import index_rules
-from gexbot.core.rules import Condition, ConditionKind, Rule
-from gexbot.core.snapshot import BundleSnapshot, SymbolSnapshot, SymbolStatus
+from gexbot.core.alerts.evaluate import index_rules
+from gexbot.core.language.model import Condition, ConditionKind, Rule
+from gexbot.core.market.snapshot import BundleSnapshot, SymbolSnapshot, SymbolStatus
 from gexbot.loops.cycle import Pipeline
 from gexbot.loops.leadership import LeaseElector
 from gexbot.store.engine import DatabaseError, make_engine, migrate

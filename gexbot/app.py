@@ -40,8 +40,8 @@ if TYPE_CHECKING:
     from gexbot.chat.service import ChatService
     from gexbot.chat.slack import SlackCommands
     from gexbot.chat.telegram import TelegramCommands
-    from gexbot.core.rules import RuleSet
-    from gexbot.core.snapshot import BundleSnapshot
+    from gexbot.core.language.model import RuleSet
+    from gexbot.core.market.snapshot import BundleSnapshot
     from gexbot.loops.health import Metrics
     from gexbot.loops.latest import LatestLevels
     from gexbot.loops.leadership import Leadership
@@ -103,13 +103,13 @@ def build_notifiers(
     from telegram import Bot
     from telegram.request import HTTPXRequest
 
-    from gexbot.adapters.console import ConsoleNotifier
     from gexbot.adapters.pacing import Pacer
     from gexbot.adapters.slack import SlackNotifier
     from gexbot.adapters.telegram import TelegramNotifier
+    from gexbot.adapters.terminal import TerminalNotifier
 
     pacer = Pacer(clock=runtime.monotonic)
-    out: dict[str, Notifier] = {"console": ConsoleNotifier(console, clock=runtime.now)}
+    out: dict[str, Notifier] = {"terminal": TerminalNotifier(console, clock=runtime.now)}
     if settings.slack_bot_token is not None:
         client = AsyncWebClient(
             token=settings.slack_bot_token.get_secret_value(),
@@ -401,7 +401,7 @@ def build_service(
     http_routes: Sequence[HttpRoutes],
 ) -> Service:
     """The service and its loops over the parts `compose` built."""
-    from gexbot.core.evaluate import index_rules
+    from gexbot.core.alerts.evaluate import index_rules
     from gexbot.loops.cycle import Pipeline
     from gexbot.loops.deliver import Dispatcher, DispatchPolicy, build_routes
     from gexbot.loops.dispatch import DispatchLoop

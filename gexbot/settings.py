@@ -19,8 +19,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from gexbot.core.rules import SNOWFLAKE, webhook_env, webhook_key
-from gexbot.core.symbols import SUPPORTED_SYMBOLS, normalize_symbol, suggest_symbol
+from gexbot.core.language.model import SNOWFLAKE, webhook_env, webhook_key
+from gexbot.core.market.symbols import SUPPORTED_SYMBOLS, normalize_symbol, suggest_symbol
 
 ENV_PREFIX = "GEXBOT_"
 # GEXBOT_WEBHOOK_<NAME>_URL / _SECRET / _TIMEOUT: names are the users', so no fixed field.

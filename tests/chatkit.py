@@ -18,8 +18,8 @@ from gexbot.app import (
 from gexbot.chat.service import ChatService
 from gexbot.chat.slack import SlackCommands
 from gexbot.chat.telegram import TelegramCommands
-from gexbot.core.rules import RuleSet
-from gexbot.core.snapshot import BundleSnapshot
+from gexbot.core.language.model import RuleSet
+from gexbot.core.market.snapshot import BundleSnapshot
 from gexbot.loops.leadership import Leadership, SoleInstance
 from gexbot.settings import Settings, load_settings
 from tests.fakes import FakeSlack, FakeTelegram

@@ -6,7 +6,7 @@ import os
 import time
 from typing import Any
 
-from gexbot.core.snapshot import SymbolSnapshot
+from gexbot.core.market.snapshot import SymbolSnapshot
 
 
 def png_of_symbol(snap: SymbolSnapshot, *, prices: Any = ()) -> bytes:

@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
-from gexbot.core.alert import AlertStatus, NotifyReason, StatusBook
-from gexbot.core.audience import RULES_ONLY, Audience
-from gexbot.core.cycle import run_rules
-from gexbot.core.events import AlertEvent
-from gexbot.core.lifecycle import Decision
-from gexbot.core.rules import Band, Condition, ConditionKind, Direction, Rule, Severity
-from gexbot.core.snapshot import BundleSnapshot, Level, SymbolSnapshot, SymbolStatus
+from gexbot.core.alerts.audience import RULES_ONLY, Audience
+from gexbot.core.alerts.cycle import run_rules
+from gexbot.core.alerts.events import AlertEvent
+from gexbot.core.alerts.lifecycle import Decision
+from gexbot.core.alerts.states import AlertStatus, NotifyReason, StatusBook
+from gexbot.core.language.model import Band, Condition, ConditionKind, Direction, Rule, Severity
+from gexbot.core.market.snapshot import BundleSnapshot, Level, SymbolSnapshot, SymbolStatus
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 MISSING = "missing"

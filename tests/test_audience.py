@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from gexbot.core.audience import Audience, Mute, Scope, Subscription
-from gexbot.core.events import events_for
-from gexbot.core.lifecycle import Decision
+from gexbot.core.alerts.audience import Audience, Mute, Scope, Subscription
+from gexbot.core.alerts.events import events_for
+from gexbot.core.alerts.lifecycle import Decision
 from tests.rulekit import T0, Stepper, make_rule
 
 UNTIL = T0 + timedelta(days=1)

@@ -14,8 +14,8 @@ from matplotlib.image import imread
 
 from gexbot.adapters.backquant import BackQuantClient
 from gexbot.charts.render import render_chart
-from gexbot.core.snapshot import Candle, Level, SymbolSnapshot, SymbolStatus
-from gexbot.core.wire import multi_to_snapshots, parse_envelope
+from gexbot.core.market.snapshot import Candle, Level, SymbolSnapshot, SymbolStatus
+from gexbot.core.market.wire import multi_to_snapshots, parse_envelope
 from tests.conftest import EXAMPLES
 from tests.schema import load_json
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.processes import sim_server
+from tests.waiting import until_sync
 
 ROOT = Path(__file__).resolve().parents[1]
 WRONG_KEY = "bq_live_ffffffffffffffffffffffffffffffff"
@@ -169,8 +173,34 @@ def test_run_without_key_or_rules_names_both_and_exits_2(tmp_path: Path) -> None
     assert not (tmp_path / "gexbot.db").exists()  # nothing started half-configured
 
 
+def _locked(path: Path) -> bool:
+    """Whether another process holds the bot's lock on `path` (a non-blocking try says)."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def _last_poll(db: Path) -> object:
+    """When a bot on `db` last stored a snapshot (None before any; a bot storing one is
+    running its loops)."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+            return conn.execute("SELECT max(received_at) FROM snapshot_last").fetchone()[0]
+    except sqlite3.Error:  # not created yet, or busy mid-write
+        return None
+
+
 def test_a_second_process_on_the_same_sqlite_file_is_refused(sim_url: str, tmp_path: Path) -> None:
-    import time
 
     env = _env(
         tmp_path,
@@ -181,11 +211,11 @@ def test_a_second_process_on_the_same_sqlite_file_is_refused(sim_url: str, tmp_p
     )
     with _start_run(env, tmp_path) as first:
         try:
-            for _ in range(100):  # wait until the first one holds the database
-                if (tmp_path / "gexbot.db.lock").exists() and (tmp_path / "gexbot.db").exists():
-                    break
-                time.sleep(0.1)
-            time.sleep(1.0)
+            until_sync(
+                lambda: _locked(tmp_path / "gexbot.db.lock"),
+                timeout=30,
+                what="the first process to hold the database",
+            )
             second = gexbot("run", env=env, cwd=tmp_path)
             assert second.returncode == 2
             assert "another gexbot is already running on this SQLite database" in second.stderr
@@ -194,8 +224,13 @@ def test_a_second_process_on_the_same_sqlite_file_is_refused(sim_url: str, tmp_p
             first.terminate()
             assert first.wait(timeout=10) == 0
     # Once it is gone, a new process starts normally (the kernel dropped the lock).
+    before = _last_poll(tmp_path / "gexbot.db")
     third = _start_run(env, tmp_path)
-    time.sleep(3)
+    until_sync(
+        lambda: third.poll() is not None or _last_poll(tmp_path / "gexbot.db") != before,
+        timeout=60,
+        what="the new process's first poll",
+    )
     assert third.poll() is None
     third.terminate()
     _, err = third.communicate(timeout=10)

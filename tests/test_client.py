@@ -18,8 +18,8 @@ from gexbot.adapters.backquant import (
     RetryPolicy,
     build_http_client,
 )
-from gexbot.core.poll_failure import FetchErrorKind
-from gexbot.core.snapshot import Level, SymbolStatus
+from gexbot.core.market.poll_failure import FetchErrorKind
+from gexbot.core.market.snapshot import Level, SymbolStatus
 from gexbot.sim.market import Fault, FaultKind, Simulator
 from gexbot.sim.server import SimServer
 from tests.conftest import Clock, Sleeps

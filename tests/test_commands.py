@@ -20,9 +20,9 @@ from gexbot.charts.renderer import ChartRenderer
 from gexbot.chat.service import ChatService
 from gexbot.chat.slack import SlackCommands
 from gexbot.chat.telegram import TelegramCommands
-from gexbot.core.audience import Scope
-from gexbot.core.commands import CommandError, CommandName, parse_command
-from gexbot.core.rulefile import build_ruleset, parse_rule_file
+from gexbot.core.alerts.audience import Scope
+from gexbot.core.commands.chat import CommandError, CommandName, parse_command
+from gexbot.core.language.rulefile import build_ruleset, parse_rule_file
 from gexbot.loops.leadership import Leadership, SoleInstance
 from gexbot.settings import Settings
 from gexbot.sim.market import Simulator
@@ -92,7 +92,7 @@ STRANGER = 999
 RULES = build_ruleset(
     [
         parse_rule_file(
-            "channels: {tty: {console: true}}\ndefaults: {notify: tty}\n"
+            "channels: {tty: {terminal: true}}\ndefaults: {notify: tty}\n"
             "rules: [{id: hvl-regime, when: {crosses: hvl}}]\n",
             "r.yaml",
         )
@@ -378,10 +378,8 @@ async def test_slack_slash_command_and_mention_over_socket_mode(
         # Slack redelivers (or another replica got it first): acknowledged, not answered twice.
         again = await slack.envelope("slash_commands", {**levels, "trigger_id": "T1"})
         assert "payload" not in again
-        for _ in range(100):  # the chart follows the reply, as a file in that channel
-            if slack.uploads:
-                break
-            await asyncio.sleep(0.05)
+        # The chart follows the reply, as a file in that channel.
+        await until(lambda: slack.uploads, timeout=10, what="the chart upload")
         assert [(c, t) for c, t, _ in slack.uploads] == [("C1", "GEX levels")]
         assert slack.uploads[0][2].startswith(b"\x89PNG")
         ack = await slack.envelope(
@@ -401,10 +399,7 @@ async def test_slack_slash_command_and_mention_over_socket_mode(
                 }
             },
         )
-        for _ in range(50):
-            if slack.posts:
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: slack.posts, timeout=10, what="the answer to the mention")
         assert slack.posts[0].channel == "C2"
         assert slack.posts[0].text.startswith("gexbot commands")
 
@@ -427,11 +422,8 @@ async def test_slack_strangers_get_a_refusal_and_no_data_when_users_are_listed(
                 "events_api",
                 {"event_id": f"E{n}", "event": {**event, "ts": f"{n}.1", "user": "U9"}},
             )
-        for _ in range(50):
-            if slack.posts:
-                break
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.2)
+        await until(lambda: slack.posts, timeout=10, what="the refusal")
+        await asyncio.sleep(0.2)  # an observation window: a second refusal would show in it
         assert [p.text for p in slack.posts] == ["Sorry, this bot only answers its desk."]
         assert "refused a command from Slack user U9" in caplog.text
 
@@ -522,11 +514,10 @@ async def test_slack_http_endpoint_verifies_signatures_and_answers_once(
                         "/slack/events", content=mention, headers=_signed(mention)
                     )
                     assert resp.status_code == 200
-                for _ in range(100):
-                    if slack.posts and slack.uploads:
-                        break
-                    await asyncio.sleep(0.05)
-                await asyncio.sleep(0.2)
+                await until(
+                    lambda: slack.posts and slack.uploads, timeout=10, what="the answer and chart"
+                )
+                await asyncio.sleep(0.2)  # an observation window: a retry answered twice shows
             assert [(p.channel, p.text.split("\n")[0]) for p in slack.posts] == [
                 ("C2", "gexbot commands:")
             ]

@@ -16,11 +16,11 @@ import pytest
 from aiohttp import web
 from sqlalchemy import Engine, insert, update
 
-from gexbot.core.alert import AlertState, AlertStatus
-from gexbot.core.audience import Mute, Scope
-from gexbot.core.console_view import ConsoleView, delivery_what, symbol_cards, view_json
-from gexbot.core.personal import parse_alert
-from gexbot.core.snapshot import BundleSnapshot, SymbolSnapshot
+from gexbot.core.alerts.audience import Mute, Scope
+from gexbot.core.alerts.states import AlertState, AlertStatus
+from gexbot.core.market.snapshot import BundleSnapshot, SymbolSnapshot
+from gexbot.core.personal.grammar import parse_alert
+from gexbot.core.present.console_view import ConsoleView, delivery_what, symbol_cards, view_json
 from gexbot.loops.health import HealthServer, Metrics
 from gexbot.loops.waits import Changes
 from gexbot.store.console import console_rows
@@ -46,7 +46,7 @@ def test_a_card_per_symbol_with_each_level_and_its_distance() -> None:
     rows = {r.label: r for r in card.levels}
     assert rows["HVL"].distance == "-0.99%"
     assert not rows["HVL"].above
-    assert rows["Call resist."].above
+    assert rows["Call resistance"].above
     assert card.chart_key == T0.isoformat()
     assert symbol_cards(None, T0) == ()
 

@@ -9,6 +9,7 @@ README's picture is made this way).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -22,6 +23,7 @@ from tests.fakes import FakeReceiver
 from tests.processes import bot_env, clean_env, sim_server
 from tests.test_e2e import _start
 from tests.test_e2e_chat import _free_port
+from tests.waiting import eventually
 
 playwright_api = pytest.importorskip("playwright.async_api", reason="Playwright is not installed")
 
@@ -40,7 +42,7 @@ steps:
 """
 RULES = """
 channels:
-  tty: {console: true}
+  tty: {terminal: true}
   flow: {webhook: flow}
 rules:
   - id: btc-above-hvl
@@ -75,27 +77,38 @@ async def bot(tmp_path: Path) -> AsyncIterator[str]:
         GEXBOT_HTTP_TOKEN=TOKEN,
     )
     process = await _start("run", env=env, cwd=tmp_path)
+
+    async def serving() -> str | None:
+        if process.returncode is not None:
+            return "exited"
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:  # the port opens a moment after start-up
+            return None
+        writer.close()
+        return "serving"
+
     try:
+        if await eventually(serving, timeout=60, what="the console's port to open") == "exited":
+            _, err = await process.communicate()
+            pytest.fail(f"the bot exited at start-up:\n{err.decode()[-3000:]}")
         yield f"http://127.0.0.1:{port}"
     finally:
-        process.send_signal(signal.SIGTERM)
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
         _, err = await process.communicate()
         upstream.close()
         await receiver.stop()
     assert TOKEN not in err.decode()
 
 
+@pytest.mark.slow
 async def test_the_console_in_a_browser(bot: str) -> None:
     async with playwright_api.async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
             page = await browser.new_page(viewport={"width": 1280, "height": 900})
-            for _ in range(100):  # the port opens a moment after start-up
-                try:
-                    first = await page.goto(f"{bot}/")
-                    break
-                except playwright_api.Error:
-                    await page.wait_for_timeout(100)
+            first = await page.goto(f"{bot}/")
             assert first is not None
             assert first.status == 401  # no token yet: the login form
 

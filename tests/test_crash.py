@@ -15,6 +15,7 @@ from sqlalchemy import Engine, create_engine, select
 from gexbot.store.tables import outbox
 from tests.fakes import FakeSlack, FakeTelegram
 from tests.test_e2e import _start
+from tests.waiting import until
 
 KILLS = 20
 CROSSING_TICKS = 140  # crossings stop after 70 s (refresh 0.5 s): then the outbox can drain
@@ -48,12 +49,17 @@ def crossing_scenario(steps: int, refresh: float = 0.5) -> str:
 async def _drained(engine: Engine, quiet_at: float) -> None:
     """Alerts come every second and Slack takes one post per second per channel: wait for
     the scenario to end and the backlog to drain before the clean stop."""
-    while time.monotonic() < quiet_at + 40:
-        await asyncio.sleep(0.5)
+
+    def states() -> set[str]:
         with engine.connect() as conn:
-            states = {r.state for r in conn.execute(select(outbox.c.state))}
-        if time.monotonic() > quiet_at and states == {"sent"}:
-            return
+            return {r.state for r in conn.execute(select(outbox.c.state))}
+
+    await until(
+        lambda: time.monotonic() > quiet_at and states() == {"sent"},
+        timeout=quiet_at + 40 - time.monotonic(),
+        what="the scenario to end and the outbox to drain",
+        interval=0.5,
+    )
 
 
 @pytest.mark.slow

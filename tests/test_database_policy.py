@@ -32,7 +32,7 @@ def env(empty_db: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> En
     monkeypatch.setenv("GEXBOT_DATABASE_URL", empty_db.url.render_as_string(hide_password=False))
     rules = tmp_path / "rules.yaml"
     rules.write_text(
-        "channels: {t: {console: true}}\nrules: [{id: x, when: {crosses: hvl}, notify: t}]\n"
+        "channels: {t: {terminal: true}}\nrules: [{id: x, when: {crosses: hvl}, notify: t}]\n"
     )
     monkeypatch.setenv("GEXBOT_RULES", str(rules))
     return empty_db

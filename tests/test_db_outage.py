@@ -9,6 +9,7 @@ import io
 import time
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 from sqlalchemy import make_url
 
@@ -23,7 +24,7 @@ from tests.fakes import FakeTelegram, TcpProxy
 from tests.waiting import until
 
 RULES = """
-channels: {tty: {console: true}}
+channels: {tty: {terminal: true}}
 warnings: {notify: [tty]}
 rules:
   - id: above-1
@@ -34,6 +35,7 @@ rules:
 TRADER = 4242
 
 
+@pytest.mark.slow
 async def test_the_bot_outlives_a_database_outage_and_answers_after_it(
     tmp_path: Path, pg_unavailable: str | None
 ) -> None:

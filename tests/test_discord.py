@@ -16,17 +16,18 @@ from gexbot.adapters.discord import DiscordNotifier, DiscordRest, use_api
 from gexbot.adapters.notify import DeliveryError
 from gexbot.app import build_notifiers, real_runtime
 from gexbot.cli.check import channel_problems, discord_command_problems
-from gexbot.core.alert import NotifyReason
-from gexbot.core.evaluate import index_rules
-from gexbot.core.render import Rendered, discord_message, render
-from gexbot.core.rulefile import build_ruleset, parse_rule_file, rule_file_json_schema
-from gexbot.core.rules import Channel, ChannelKind, RuleSet, Severity
+from gexbot.core.alerts.evaluate import index_rules
+from gexbot.core.alerts.states import NotifyReason
+from gexbot.core.language.model import Channel, ChannelKind, RuleSet, Severity
+from gexbot.core.language.rulefile import build_ruleset, parse_rule_file, rule_file_json_schema
+from gexbot.core.present.render import Rendered, discord_message, render
 from gexbot.loops.cycle import Pipeline
-from gexbot.loops.deliver import Dispatcher, build_routes
+from gexbot.loops.deliver import Dispatcher, DispatchPolicy, build_routes
 from gexbot.settings import SettingsError, load_settings
 from gexbot.store.tables import outbox
 from tests.fakes import FakeDiscord
 from tests.rulekit import T0, alert_event, bundle, snapshot
+from tests.waiting import until
 
 CHANNEL = "123456789012345678"
 OTHER = "876543210987654321"
@@ -157,12 +158,9 @@ async def test_a_rate_limited_channel_does_not_hold_up_another(
 ) -> None:
     discord.script[CHANNEL].append((429, {"retry_after": 2.0}, {}))
     slow = asyncio.create_task(notifier.send(CHANNEL, [_item()]))
-    t0 = time.monotonic()
-    while not discord.posts:  # the limited request has been answered
-        await asyncio.sleep(0.01)
+    await until(lambda: discord.posts, timeout=10, what="the limited request's 429")
     await notifier.send(OTHER, [_item()])
-    assert time.monotonic() - t0 < 1.5
-    assert not slow.done()
+    assert not slow.done()  # the other channel was served while this one waits out its 2 s
     await slow
     assert len(discord.to(CHANNEL)) == 1
 
@@ -317,6 +315,7 @@ async def test_alerts_and_charts_reach_discord_and_a_refusing_channel_dies_once(
         clock=lambda: now,
         warnings_to=rules.warnings_notify,
         charts=chart,
+        policy=DispatchPolicy(lease=60),
         rng=random.Random(0),
         monotonic=time.monotonic,
     )
@@ -369,8 +368,7 @@ async def test_a_global_429_holds_every_channel_for_its_wait(
     await notifier.send(OTHER, [_item()])  # logged in, buckets known
     discord.script[CHANNEL].append((429, {"retry_after": 1.0, "global": True}, {}))
     limited = asyncio.create_task(notifier.send(CHANNEL, [_item()]))
-    while len(discord.posts) < 2:  # the global 429 has been answered
-        await asyncio.sleep(0.01)
+    await until(lambda: len(discord.posts) >= 2, timeout=10, what="the global 429")
     told = discord.posts[-1].at
     await notifier.send(OTHER, [_item()])  # another channel waits for the global limit too
     assert discord.posts[-1].at - told >= 1.0 - 0.05

@@ -18,8 +18,8 @@ from nacl.signing import SigningKey
 from gexbot.adapters.discord import DiscordRest, use_api
 from gexbot.chat.discord import DiscordGateway, DiscordInteractions, register_commands
 from gexbot.chat.service import REFUSAL, Reply
-from gexbot.core.commands import CommandName
-from gexbot.core.discord_commands import read_invocation, registration, reply_data
+from gexbot.core.commands.chat import CommandName
+from gexbot.core.commands.slash import read_invocation, registration, reply_data
 from tests.fakes import FakeDiscord
 from tests.waiting import until
 
@@ -218,9 +218,8 @@ async def test_a_command_is_answered_privately_and_its_chart_follows(endpoint: S
 
 async def test_a_slow_answer_is_deferred_then_edited_in(endpoint: Start) -> None:
     ep = await endpoint(Answers(delay=0.6), answer_within=0.1)
-    t0 = time.monotonic()
     resp = await ep.post(_interaction("alert", "btc crosses hvl"))
-    assert time.monotonic() - t0 < 0.5
+    # A deferral (type 5), not the answer: the response did not wait for the 0.6 s answer.
     assert resp.json() == {"type": 5, "data": {"flags": 64}}
     await until(lambda: ep.discord.to("tok-alert"), timeout=5, what="the edited reply")
     (edit,) = [p for p in ep.discord.to("tok-alert") if p.method == "PATCH"]

@@ -10,9 +10,9 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import Engine, select
 
-from gexbot.core.evaluate import index_rules
-from gexbot.core.render import Rendered
-from gexbot.core.rules import Channel, ChannelKind
+from gexbot.core.alerts.evaluate import index_rules
+from gexbot.core.language.model import Channel, ChannelKind
+from gexbot.core.present.render import Rendered
 from gexbot.loops.cycle import Pipeline
 from gexbot.loops.deliver import DeliveryError, Dispatcher, DispatchPolicy, DispatchStats, Route
 from gexbot.store.outbox import OutboxState, claim, counts
@@ -25,7 +25,7 @@ POLICY = DispatchPolicy(lease=30, max_attempts=3, base_delay=2, max_delay=60)
 class Recorder:
     """A notifier that records what it sent and can be told to fail."""
 
-    platform = "console"
+    platform = "terminal"
     groups = True
 
     def __init__(self, errors: list[DeliveryError | Exception] | None = None) -> None:
@@ -58,7 +58,7 @@ async def dispatch_due(
     rng: random.Random | None = None,
 ) -> DispatchStats:
     rng = rng or random.Random(0)
-    routes = {"tty": Route(Channel("tty", ChannelKind.CONSOLE, "console"), sender)}
+    routes = {"tty": Route(Channel("tty", ChannelKind.TERMINAL, "terminal"), sender)}
     dispatcher = Dispatcher(
         db, routes, clock=lambda: now, policy=policy, rng=rng, monotonic=time.monotonic
     )

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes import FakeSlack, FakeTelegram
+from tests.waiting import until
 
 SCENARIO = """
 walk: false
@@ -106,7 +107,18 @@ async def test_run_delivers_exactly_the_expected_messages_and_stops_on_sigterm(
     )
     bot = await _start("run", env=env, cwd=tmp_path)
     try:
-        await asyncio.sleep(22)
+        # The scenario ends at t = 15 s with SOL served again: the last message expected.
+        await until(
+            lambda: (
+                bot.returncode is not None
+                or (
+                    any("SOLUSDT is served again" in p.text for p in slack.posts)
+                    and len(telegram.messages) >= 2
+                )
+            ),
+            timeout=90,
+            what="the scenario's last alert",
+        )
         assert bot.returncode is None, "the bot died"
         t0 = asyncio.get_running_loop().time()
         bot.send_signal(signal.SIGTERM)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
 import socket
+import sqlite3
 import time
 from pathlib import Path
 from urllib.parse import urlencode
@@ -17,7 +19,7 @@ from slack_sdk.signature import SignatureVerifier
 
 from tests.fakes import FakeSlack, FakeTelegram
 from tests.test_e2e import _start
-from tests.waiting import until
+from tests.waiting import eventually, until
 
 TRADER, COLLEAGUE = 111, 222
 SCENARIO = """
@@ -43,6 +45,20 @@ rules:
 SECRET = "e2e-signing-secret"
 
 
+def _side(db: Path, rule_id: str, symbol: str) -> float | None:
+    """The side of its level a crossing rule last recorded (+1 above, -1 below; None before
+    the bot wrote it): the stored state an operator would read."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+            row = conn.execute(
+                "SELECT baseline FROM alert_state WHERE rule_id = ? AND symbol = ?",
+                (rule_id, symbol),
+            ).fetchone()
+    except sqlite3.Error:  # not created yet, or busy mid-write
+        return None
+    return float(row[0]) if row and row[0] is not None else None
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -61,18 +77,19 @@ async def _slack_http(port: int, text: str) -> str:
         "X-Slack-Signature": signature,
     }
     async with httpx.AsyncClient() as http:
-        for _ in range(50):  # the port opens a moment after start-up
+
+        async def attempt() -> httpx.Response | None:
             try:
-                resp = await http.post(
+                return await http.post(
                     f"http://127.0.0.1:{port}/slack/commands", content=body, headers=headers
                 )
-            except httpx.ConnectError:
-                await asyncio.sleep(0.1)
-                continue
-            assert resp.status_code == 200, resp.text
-            reply: str = resp.json()["text"]
-            return reply
-    raise AssertionError("the Slack endpoint never opened")
+            except httpx.ConnectError:  # the port opens a moment after start-up
+                return None
+
+        resp = await eventually(attempt, timeout=30, what="the Slack endpoint to open")
+    assert resp.status_code == 200, resp.text
+    reply: str = resp.json()["text"]
+    return reply
 
 
 @pytest.mark.slow
@@ -87,7 +104,6 @@ async def test_mute_silences_unmute_restores_subscribe_adds_a_chat(tmp_path: Pat
     assert sim.stdout is not None
     url = re.search(r"(http://127\.0\.0\.1:\d+)", (await sim.stdout.readline()).decode())
     assert url
-    sim_started = asyncio.get_running_loop().time()
     telegram, slack = FakeTelegram(), FakeSlack()
     await telegram.start()
     await slack.start()
@@ -116,15 +132,22 @@ async def test_mute_silences_unmute_restores_subscribe_adds_a_chat(tmp_path: Pat
         # The same desk on Slack, over the signed HTTP endpoint: it sees the mute.
         assert "rule hvl-regime for" in await _slack_http(port, "status")
         # The up-cross happens at step 9 while muted; afterwards unmute and subscribe.
-        await asyncio.sleep(max(0.0, sim_started + 12 - asyncio.get_running_loop().time()))
+        await until(
+            lambda: (_side(tmp_path / "b.db", "hvl-regime", "BTCUSDT") or 0) > 0,
+            timeout=40,
+            what="the up-cross, recorded while muted",
+        )
         telegram.push_command("/unmute hvl-regime", user=TRADER)
         telegram.push_command("/subscribe BTC", user=COLLEAGUE)
         await until(lambda: telegram.replies_to(COLLEAGUE), timeout=5, what="the refusal")
         # The down-cross at step 18 reaches both chats.
         await until(
-            lambda: len(telegram.replies_to(COLLEAGUE)) >= 2, timeout=15, what="a second reply"
+            lambda: (
+                len(telegram.replies_to(COLLEAGUE)) >= 2 and len(telegram.replies_to(TRADER)) >= 3
+            ),
+            timeout=40,
+            what="the down-cross in both chats",
         )
-        await asyncio.sleep(1)
         bot.send_signal(signal.SIGTERM)
         _, err = await asyncio.wait_for(bot.communicate(), timeout=10)
         assert bot.returncode == 0

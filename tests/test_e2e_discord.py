@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from nacl.signing import SigningKey
 
 from tests.fakes import FakeDiscord
@@ -25,7 +26,7 @@ from tests.processes import bot_env, clean_env, sim_server
 from tests.test_crash import crossing_scenario
 from tests.test_e2e import _start
 from tests.test_e2e_chat import _free_port
-from tests.waiting import until
+from tests.waiting import eventually, until
 
 APP = "111111111111111111"
 DESK = "123456789012345678"
@@ -66,14 +67,16 @@ async def _post(port: int, payload: dict[str, Any], *, good: bool = True) -> htt
     signature = KEY.sign(ts.encode() + body).signature.hex() if good else "00" * 64
     headers = {"X-Signature-Ed25519": signature, "X-Signature-Timestamp": ts}
     async with httpx.AsyncClient(timeout=10) as http:
-        for _ in range(100):  # the port opens a moment after start-up
+
+        async def attempt() -> httpx.Response | None:
             try:
                 return await http.post(
                     f"http://127.0.0.1:{port}/discord/interactions", content=body, headers=headers
                 )
-            except httpx.ConnectError:
-                await asyncio.sleep(0.1)
-    raise AssertionError("the Interactions endpoint never opened")
+            except httpx.ConnectError:  # the port opens a moment after start-up
+                return None
+
+        return await eventually(attempt, timeout=30, what="the Interactions endpoint to open")
 
 
 def _answer(discord: FakeDiscord, resp: httpx.Response, token: str) -> str | None:
@@ -85,6 +88,7 @@ def _answer(discord: FakeDiscord, resp: httpx.Response, token: str) -> str | Non
     return str(edits[0].payload["content"]) if edits else None
 
 
+@pytest.mark.slow
 async def test_discord_from_the_real_process(tmp_path: Path) -> None:
     (tmp_path / "scenario.yaml").write_text(crossing_scenario(240))  # a cross every second
     (tmp_path / "rules").mkdir()
@@ -158,6 +162,7 @@ async def test_discord_from_the_real_process(tmp_path: Path) -> None:
     assert discord.token not in err.decode()
 
 
+@pytest.mark.slow
 async def test_discord_commands_over_the_gateway_from_the_real_process(tmp_path: Path) -> None:
     """No public URL: GEXBOT_DISCORD_GATEWAY=true, a command pushed on the fake Gateway."""
     (tmp_path / "rules").mkdir()

@@ -28,7 +28,7 @@ steps:
   - {at: 12, spot: {BTCUSDT: 81000}}
   - {at: 24, spot: {BTCUSDT: 80000}}
 """
-RULES = "channels: {tty: {console: true}}\nwarnings: {notify: tty}\nrules: []\n"
+RULES = "channels: {tty: {terminal: true}}\nwarnings: {notify: tty}\nrules: []\n"
 
 
 def _alerts_of(telegram: FakeTelegram, chat: int) -> list[str]:

@@ -16,6 +16,7 @@ import signal
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from sqlalchemy import create_engine, select
 
 from gexbot.store.tables import outbox
@@ -46,6 +47,7 @@ rules:
 """
 
 
+@pytest.mark.slow
 async def test_webhooks_from_the_real_process(tmp_path: Path) -> None:
     scenario = tmp_path / "scenario.yaml"
     scenario.write_text(crossing_scenario(60))  # a cross every second for 30 s

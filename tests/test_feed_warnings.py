@@ -7,11 +7,11 @@ from types import MappingProxyType
 
 import pytest
 
-from gexbot.core.alert import AlertState, AlertStatus, NotifyReason, StatusBook
-from gexbot.core.events import ALL_SYMBOLS, WarningKind, is_warning, warning_event
-from gexbot.core.feed_warnings import FeedContext, feed_warnings, step_warning
-from gexbot.core.rules import Severity
-from gexbot.core.snapshot import BundleSnapshot, SymbolSnapshot, SymbolStatus
+from gexbot.core.alerts.events import ALL_SYMBOLS, WarningKind, is_warning, warning_event
+from gexbot.core.alerts.feed_warnings import FeedContext, feed_warnings, step_warning
+from gexbot.core.alerts.states import AlertState, AlertStatus, NotifyReason, StatusBook
+from gexbot.core.language.model import Severity
+from gexbot.core.market.snapshot import BundleSnapshot, SymbolSnapshot, SymbolStatus
 from tests.rulekit import T0, snapshot
 
 

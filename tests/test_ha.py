@@ -35,7 +35,7 @@ from gexbot.store.tables import outbox
 from tests.conftest import fresh_database
 from tests.fakes import FakeSlack, FakeTelegram, TcpProxy, TelegramMessage
 from tests.test_crash import RULES, crossing_scenario
-from tests.waiting import until
+from tests.waiting import eventually, until
 
 PERIOD = 2.0  # the simulator's refresh and GEXBOT_POLL_INTERVAL
 LEASE = 1.0  # GEXBOT_LEADER_LEASE
@@ -135,9 +135,9 @@ def ha_db(tmp_path: Path, pg_unavailable: str | None) -> Iterator[tuple[Engine, 
 async def _roles(cluster: Cluster) -> dict[str, tuple[str, str | None]]:
     """Each live replica's /status, once they agree on one leader (a replica back from a
     freeze learns who leads at its next lease check)."""
-    roles: dict[str, tuple[str, str | None]] = {}
     async with httpx.AsyncClient() as http:
-        for _ in range(50):
+
+        async def agreed() -> dict[str, tuple[str, str | None]] | None:
             roles = {}
             for r in cluster.replicas.values():
                 if r.proc.returncode is None:
@@ -146,10 +146,10 @@ async def _roles(cluster: Cluster) -> dict[str, tuple[str, str | None]]:
                     assert health["role"] == status["role"]
                     roles[r.name] = (status["role"], status["leader"])
             leaders = {n for n, (role, _) in roles.items() if role == "leader"}
-            if len(leaders) == 1 and {leader for _, leader in roles.values()} == leaders:
-                break
-            await asyncio.sleep(0.1)
-    return roles
+            one = len(leaders) == 1 and {leader for _, leader in roles.values()} == leaders
+            return roles if one else None
+
+        return await eventually(agreed, timeout=20, what="the replicas to agree on one leader")
 
 
 async def _inject(

@@ -7,9 +7,9 @@ from datetime import timedelta
 
 import numpy as np
 
-from gexbot.core.history import SymbolHistory, gap_starts
-from gexbot.core.replay import history_to_snapshots, with_gaps
-from gexbot.core.snapshot import Level, StressHistory
+from gexbot.core.market.snapshot import Level, StressHistory
+from gexbot.core.replay.history import SymbolHistory, gap_starts
+from tests.reference_replay import history_to_snapshots, with_gaps
 from tests.rulekit import T0
 
 

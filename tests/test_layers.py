@@ -94,3 +94,15 @@ def test_the_check_itself_sees_every_spelling_of_an_import(
     source: str, module: str, parts: set[str]
 ) -> None:
     assert imported_parts(source, module) == parts
+
+
+@pytest.mark.parametrize(
+    "package",
+    sorted(p.parent for p in PACKAGE.rglob("__init__.py")),
+    ids=lambda p: p.relative_to(PACKAGE.parent).as_posix(),
+)
+def test_every_package_says_what_it_holds(package: Path) -> None:
+    # `ls` plus the first line of each `__init__` is the map a newcomer reads.
+    tree = ast.parse((package / "__init__.py").read_text(encoding="utf-8"))
+    doc = ast.get_docstring(tree)
+    assert doc, f"{package.relative_to(PACKAGE.parent)} has no docstring"

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from gexbot.core.alert import AlertState, NotifyReason
-from gexbot.core.evaluate import Cause
-from gexbot.core.rules import Direction
+from gexbot.core.alerts.evaluate import Cause
+from gexbot.core.alerts.states import AlertState, NotifyReason
+from gexbot.core.language.model import Direction
 from tests.rulekit import MISSING, STALE, Stepper, make_rule
 
 H = 100.0  # the level in most cases
@@ -212,7 +212,7 @@ def test_rules_only_watch_their_symbols() -> None:
 
 
 def test_a_cycle_over_several_symbols_decides_each_independently() -> None:
-    from gexbot.core.cycle import run_rules
+    from gexbot.core.alerts.cycle import run_rules
     from tests.rulekit import T0, bundle, snapshot
 
     rule = make_rule("crosses")
@@ -250,7 +250,7 @@ def test_reason_names_are_stable() -> None:
 
 
 def test_a_status_book_takes_a_cycle_s_changes_in() -> None:
-    from gexbot.core.alert import AlertStatus, StatusBook
+    from gexbot.core.alerts.states import AlertStatus, StatusBook
 
     book = StatusBook({"r": {"BTCUSDT": AlertStatus(seq=1)}})
     book.apply({("r", "ETHUSDT"): AlertStatus(seq=2), ("q", "BTCUSDT"): AlertStatus(seq=3)})

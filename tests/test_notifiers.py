@@ -16,7 +16,7 @@ from gexbot.adapters.notify import DeliveryError
 from gexbot.adapters.pacing import Pacer
 from gexbot.adapters.slack import SlackNotifier
 from gexbot.adapters.telegram import TelegramNotifier
-from gexbot.core.render import Rendered, render
+from gexbot.core.present.render import Rendered, render
 from tests.fakes import FakeSlack, FakeTelegram
 from tests.rulekit import alert_event
 

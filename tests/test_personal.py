@@ -10,15 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 
-from gexbot.core.alert import AlertStatus, NotifyReason
-from gexbot.core.audience import Mute, Scope
-from gexbot.core.evaluate import index_rules
-from gexbot.core.personal import AlertSyntaxError, PersonalAlert, parse_alert
-from gexbot.core.personal_index import PersonalIndex
-from gexbot.core.render import render
-from gexbot.core.rulefile import build_ruleset, parse_rule_file
-from gexbot.core.rules import Rule
-from gexbot.core.snapshot import BundleSnapshot
+from gexbot.core.alerts.audience import Mute, Scope
+from gexbot.core.alerts.evaluate import index_rules
+from gexbot.core.alerts.states import AlertStatus, NotifyReason
+from gexbot.core.language.model import Rule
+from gexbot.core.language.rulefile import build_ruleset, parse_rule_file
+from gexbot.core.market.snapshot import BundleSnapshot
+from gexbot.core.personal.grammar import AlertSyntaxError, PersonalAlert, parse_alert
+from gexbot.core.personal.index import PersonalIndex
+from gexbot.core.present.render import render
 from gexbot.loops.cycle import Pipeline
 from gexbot.store import engine as store_engine
 from gexbot.store.ops import add_mute
@@ -280,7 +280,7 @@ def test_a_long_first_load_holds_no_transaction_open(
 
 def test_a_personal_alert_goes_to_its_chat_only_and_once_deletes_it(db: Engine) -> None:
     yaml = build_ruleset([parse_rule_file(
-        "channels: {desk: {console: true}}\n"
+        "channels: {desk: {terminal: true}}\n"
         "rules:\n  - {id: desk-hvl, symbols: [BTCUSDT], when: {crosses: hvl}, notify: [desk]}\n",
         "r.yaml",
     )])  # fmt: skip

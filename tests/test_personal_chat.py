@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from gexbot.adapters.backquant import BackQuantClient, build_http_client
 from gexbot.app import utcnow
 from gexbot.chat.service import ChatService
-from gexbot.core.rulefile import build_ruleset, parse_rule_file
+from gexbot.core.language.rulefile import build_ruleset, parse_rule_file
 from gexbot.settings import Settings
 from gexbot.sim.market import Simulator
 from gexbot.sim.server import SimServer
@@ -29,7 +29,7 @@ TRADER, OTHER, STRANGER = 111, 222, 999
 RULES = build_ruleset(
     [
         parse_rule_file(
-            "channels: {tty: {console: true}}\n"
+            "channels: {tty: {terminal: true}}\n"
             "rules: [{id: hvl-regime, when: {crosses: hvl}, notify: tty}]\n",
             "r.yaml",
         )

@@ -9,12 +9,12 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gexbot.core.alert import StatusBook
-from gexbot.core.cycle import run_rules
-from gexbot.core.evaluate import index_rules
-from gexbot.core.personal_index import PersonalIndex
-from gexbot.core.rules import Band, Condition, ConditionKind, Direction, Rule
-from gexbot.core.snapshot import BundleSnapshot, Level, SymbolSnapshot, SymbolStatus
+from gexbot.core.alerts.cycle import run_rules
+from gexbot.core.alerts.evaluate import index_rules
+from gexbot.core.alerts.states import StatusBook
+from gexbot.core.language.model import Band, Condition, ConditionKind, Direction, Rule
+from gexbot.core.market.snapshot import BundleSnapshot, Level, SymbolSnapshot, SymbolStatus
+from gexbot.core.personal.index import PersonalIndex
 from tests.rulekit import T0, bundle, snapshot
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")

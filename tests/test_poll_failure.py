@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from gexbot.core.poll_failure import FetchErrorKind, delay_after_failure
+from gexbot.core.market.poll_failure import FetchErrorKind, delay_after_failure
 
 K = FetchErrorKind
 

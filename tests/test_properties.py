@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gexbot.core.alert import NotifyReason
+from gexbot.core.alerts.states import NotifyReason
 from tests.rulekit import Stepper, make_rule
 
 LEVEL = 100.0

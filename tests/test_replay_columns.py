@@ -8,11 +8,11 @@ from datetime import timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gexbot.core.history import histories
-from gexbot.core.replay import frames, replay
-from gexbot.core.replay_columns import replay_columns
-from gexbot.core.rules import Rule
-from gexbot.core.snapshot import SymbolSnapshot, SymbolStatus
+from gexbot.core.language.model import Rule
+from gexbot.core.market.snapshot import SymbolSnapshot, SymbolStatus
+from gexbot.core.replay.columns import replay_columns
+from gexbot.core.replay.history import histories
+from tests.reference_replay import frames, replay
 from tests.rulekit import T0, make_rule, snapshot
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")

@@ -10,8 +10,13 @@ from pathlib import Path
 import pytest
 
 from gexbot.cli import main
-from gexbot.core.rulefile import RulesError, build_ruleset, parse_rule_file, rule_file_json_schema
-from gexbot.core.rules import ConditionKind, Severity
+from gexbot.core.language.model import ChannelKind, ConditionKind, Severity
+from gexbot.core.language.rulefile import (
+    RulesError,
+    build_ruleset,
+    parse_rule_file,
+    rule_file_json_schema,
+)
 from gexbot.loops.rules import RulesWatcher, load_rules
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,7 +103,7 @@ def test_an_empty_rules_directory_names_the_setting(
 
 def test_every_problem_of_a_file_is_reported_at_once() -> None:
     text = """
-channels: {tty: {console: true}}
+channels: {tty: {terminal: true}}
 defaults: {notify: tty}
 rules:
   - id: a
@@ -113,6 +118,20 @@ rules:
         build_ruleset([parse_rule_file(text, "f.yaml")])
     lines = [str(p) for p in info.value.problems]
     assert [line.split(": ")[0] for line in lines] == ["f.yaml:6:21", "f.yaml:8:18", "f.yaml:11:14"]
+
+
+def test_the_terminal_channel_is_also_read_by_its_older_name() -> None:
+    for key in ("terminal", "console"):
+        text = (
+            f"channels: {{t: {{{key}: true}}}}\n"
+            "rules: [{id: r, when: {crosses: hvl}, notify: t}]\n"
+        )
+        ruleset = build_ruleset([parse_rule_file(text, "f.yaml")])
+        assert ruleset.channels["t"].kind is ChannelKind.TERMINAL
+    with pytest.raises(RulesError, match="exactly one of"):
+        build_ruleset(
+            [parse_rule_file("channels: {t: {terminal: true, console: true}}\n", "f.yaml")]
+        )
 
 
 def test_a_channel_is_resolved_across_files_and_defaults_stay_per_file() -> None:
@@ -148,7 +167,7 @@ def test_schema_command_prints_the_committed_schema(capsys: pytest.CaptureFixtur
 
 
 def _write(path: Path, body: str) -> None:
-    path.write_text("channels: {tty: {console: true}}\ndefaults: {notify: tty}\n" + body)
+    path.write_text("channels: {tty: {terminal: true}}\ndefaults: {notify: tty}\n" + body)
 
 
 def test_watcher_reloads_changed_files_and_reports_changed_rules(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from gexbot.store.engine import make_engine
 from tests.conftest import threaded_sim
 
 RULES = """
-channels: {tty: {console: true}}
+channels: {tty: {terminal: true}}
 warnings: {notify: [tty]}
 defaults: {notify: tty, cooldown: 0s}
 rules:

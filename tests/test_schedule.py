@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gexbot.core.schedule import RefreshModel, first_poll_after_takeover, next_poll
+from gexbot.core.market.schedule import RefreshModel, first_poll_after_takeover, next_poll
 
 T0 = datetime(2026, 5, 14, 9, 0, tzinfo=UTC)
 

@@ -21,6 +21,9 @@ from gexbot.sim.chain import Levels
 from gexbot.sim.market import DEMO_CONFIG, SimConfig, Simulator
 from tests.conftest import Clock
 
+#: A month of simulated market per seed: minutes of CPU, so it runs with the slow tests.
+pytestmark = pytest.mark.slow
+
 
 @dataclass(slots=True)
 class Record:

@@ -8,10 +8,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import Engine, event, func, insert, select
 
-from gexbot.core.alert import AlertState, AlertStatus, NotifyReason
-from gexbot.core.evaluate import index_rules
-from gexbot.core.events import AlertEvent
-from gexbot.core.snapshot import Level, SymbolStatus
+from gexbot.core.alerts.evaluate import index_rules
+from gexbot.core.alerts.events import AlertEvent
+from gexbot.core.alerts.states import AlertState, AlertStatus, NotifyReason
+from gexbot.core.market.snapshot import Level, SymbolStatus
 from gexbot.loops.cycle import Pipeline
 from gexbot.store.dialect import CHUNK, execute_rows
 from gexbot.store.outbox import (
@@ -289,7 +289,7 @@ def test_only_changed_statuses_are_written(db: Engine) -> None:
 
 
 def test_missing_and_stale_symbols_are_stored_without_touching_rules(db: Engine) -> None:
-    from gexbot.core.snapshot import SymbolSnapshot
+    from gexbot.core.market.snapshot import SymbolSnapshot
 
     p = _pipeline(db)
     p.run(bundle(snapshot(99, hvl=100)), now=T0)

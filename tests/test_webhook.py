@@ -22,10 +22,10 @@ from jsonschema import Draft202012Validator, FormatChecker
 
 from gexbot.adapters.notify import DeliveryError
 from gexbot.adapters.webhook import WebhookNotifier, WebhookTarget
-from gexbot.core.alert import NotifyReason
-from gexbot.core.events import ALL_SYMBOLS, WarningKind, warning_event
-from gexbot.core.render import render
-from gexbot.core.webhook import PayloadKind, delivery_id, payload_kind
+from gexbot.core.alerts.events import ALL_SYMBOLS, WarningKind, warning_event
+from gexbot.core.alerts.states import NotifyReason
+from gexbot.core.present.render import render
+from gexbot.core.present.webhook import PayloadKind, delivery_id, payload_kind
 from gexbot.settings import load_settings, webhook_problems
 from tests.fakes import FakeReceiver
 from tests.rulekit import T0, alert_event

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gexbot.core.snapshot import Level, SymbolStatus
-from gexbot.core.wire import (
+from gexbot.core.market.snapshot import Level, SymbolStatus
+from gexbot.core.market.wire import (
     WireFormatError,
     entry_to_snapshot,
     merge_bundles,

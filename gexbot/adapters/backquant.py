@@ -8,20 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from functools import partial
+from typing import TypedDict, TypeVar, Unpack
 
 import httpx
 
 from gexbot import USER_AGENT
-from gexbot.core.backoff import backoff_delay, parse_retry_after, seconds_until_reset
-from gexbot.core.poll_failure import FetchErrorKind
-from gexbot.core.snapshot import BundleSnapshot, StressHistory, SymbolSnapshot
-from gexbot.core.symbols import chunks, dedupe
-from gexbot.core.wire import (
+from gexbot.core.market.backoff import backoff_delay, parse_retry_after, seconds_until_reset
+from gexbot.core.market.poll_failure import FetchErrorKind
+from gexbot.core.market.snapshot import BundleSnapshot, StressHistory, SymbolSnapshot
+from gexbot.core.market.symbols import chunks, dedupe
+from gexbot.core.market.wire import (
     Envelope,
     WireFormatError,
     merge_bundles,
@@ -30,6 +32,7 @@ from gexbot.core.wire import (
     parse_single,
     stress_history,
 )
+from gexbot.core.present.format import printable
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -40,6 +43,15 @@ SINGLE_INCLUDES = MULTI_INCLUDES | {"spot", "candles"}
 
 
 _RETRIED = frozenset({FetchErrorKind.TRANSIENT, FetchErrorKind.RATE_LIMITED})
+
+
+class _Where(TypedDict, total=False):
+    """Where a failed request stood, as `FetchError` keeps it."""
+
+    status: int | None
+    code: str | None
+    retry_after: float | None
+    request_id: str | None
 
 
 class FetchError(Exception):
@@ -70,16 +82,14 @@ class FetchError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class RateLimitState:
-    """The last rate-limit and quota headers seen, for status and metrics."""
+    """The last rate-limit and quota headers seen: the poller's metrics read `remaining` and
+    `quota_remaining`; a 429 reads `reset` and whether the quota is spent."""
 
     limit: int | None = None
     remaining: int | None = None
     reset: datetime | None = None
     quota_limit: int | None = None
-    quota_used: int | None = None
     quota_remaining: int | None = None
-    quota_period: str | None = None
-    degraded_limiter: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,13 +102,34 @@ class RetryPolicy:
     max_wait: float = 60.0
 
 
+#: Counts and epoch seconds a header may hold; anything beyond is not a reading (`inf`, `1e400`).
+_HEADER_MAX = 2**53
+
+
 def _int_header(headers: httpx.Headers, name: str) -> int | None:
+    """A non-negative whole-number header, or None (absent, or unreadable: logged once per
+    response, since a header we cannot read must count as absent, never fail the request)."""
     value = headers.get(name)
     if value is None:
         return None
     try:
-        return int(float(value))
+        number = float(value)
     except ValueError:
+        number = math.nan
+    if not (0 <= number <= _HEADER_MAX):  # also false for NaN
+        log.warning("ignored an unreadable %s header: %s", name, printable(value, limit=40))
+        return None
+    return int(number)
+
+
+def _printable_or_none(text: str | None) -> str | None:
+    return printable(text, limit=128) if text is not None else None
+
+
+def _epoch(seconds: int | None) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(seconds, tz=UTC) if seconds is not None else None
+    except (OverflowError, OSError, ValueError):  # beyond the platform's datetime range
         return None
 
 
@@ -179,14 +210,17 @@ class BackQuantClient:
             if exchanges:
                 params["exchanges"] = ",".join(exchanges)
             env = await self._get("/v2/multi/gex/levels", params)
+            received_at = self._received_at()
             parts.append(
                 self._parse(
                     "multi levels payload",
-                    parse_multi,
-                    env,
-                    part,
-                    received_at=self._received_at(),
-                    stale_after=self._stale_after,
+                    partial(
+                        parse_multi,
+                        env,
+                        part,
+                        received_at=received_at,
+                        stale_after=self._stale_after,
+                    ),
                 )
             )
         return merge_bundles(parts)
@@ -198,13 +232,12 @@ class BackQuantClient:
         if inc:
             params["include"] = ",".join(inc)
         env = await self._get("/v2/gex/levels", params)
+        received_at = self._received_at()
         return self._parse(
             "levels payload",
-            parse_single,
-            env,
-            symbol,
-            received_at=self._received_at(),
-            stale_after=self._stale_after,
+            partial(
+                parse_single, env, symbol, received_at=received_at, stale_after=self._stale_after
+            ),
         )
 
     def _received_at(self) -> datetime:
@@ -215,12 +248,12 @@ class BackQuantClient:
         env = await self._get(
             "/v2/gex/stress-history", {"symbol": symbol, "days": str(max(1, min(30, days)))}
         )
-        return self._parse("stress history", stress_history, env.data)
+        return self._parse("stress history", partial(stress_history, env.data))
 
-    def _parse(self, what: str, parse: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    def _parse(self, what: str, parse: Callable[[], T]) -> T:
         """Run a wire parser on a payload; whatever it raises becomes a transient FetchError."""
         try:
-            return parse(*args, **kwargs)
+            return parse()
         except WireFormatError as exc:
             raise self._error(FetchErrorKind.TRANSIENT, f"unreadable {what}: {exc}") from exc
         except Exception as exc:
@@ -276,7 +309,7 @@ class BackQuantClient:
             ) from exc
         self._note_rate_limit(resp.headers)
         status = resp.status_code
-        request_id = resp.headers.get("X-Request-ID")
+        request_id = _printable_or_none(resp.headers.get("X-Request-ID"))
         try:
             env = parse_envelope(resp.json())
         # json raises ValueError on bad text or encoding and RecursionError on deep nesting;
@@ -291,11 +324,11 @@ class BackQuantClient:
                 status=status,
                 request_id=request_id,
             ) from exc
-        request_id = env.meta.request_id or request_id
+        request_id = _printable_or_none(env.meta.request_id) or request_id
         if 200 <= status < 300 and env.success:
             return env
         if 200 <= status < 300:
-            code = env.error.code if env.error else None
+            code = printable(env.error.code, limit=64) if env.error else None
             raise self._error(
                 FetchErrorKind.TRANSIENT,
                 f"HTTP {status} with success=false ({code})",
@@ -309,50 +342,52 @@ class BackQuantClient:
         self, resp: httpx.Response, env: Envelope | None, request_id: str | None
     ) -> FetchError:
         status = resp.status_code
-        code = env.error.code if env and env.error else None
-        upstream_msg = env.error.message if env and env.error else resp.reason_phrase
+        # Upstream's words reach terminals, logs and chats: control characters shown, not run.
+        code = printable(env.error.code, limit=64) if env and env.error else None
+        said = env.error.message if env and env.error else resp.reason_phrase
+        upstream_msg = printable(said, limit=300)
         where = f"HTTP {status}" + (f" {code}" if code else "")
         detail = f"{where}: {upstream_msg}" if upstream_msg else where
         now = datetime.fromtimestamp(self._wall_clock(), tz=UTC)
         retry_after = parse_retry_after(resp.headers.get("Retry-After"), now=now)
-        kw: dict[str, Any] = {"status": status, "code": code, "request_id": request_id}
+        kind, message, wait = self._classify(status, code, detail, retry_after, now)
+        return self._error(
+            kind, message, status=status, code=code, retry_after=wait, request_id=request_id
+        )
+
+    def _classify(
+        self, status: int, code: str | None, detail: str, retry_after: float | None, now: datetime
+    ) -> tuple[FetchErrorKind, str, float | None]:
+        """What a refused request means: its kind, our message and how long to wait."""
         if status == 401 or code == "UNAUTHORIZED":
-            return self._error(
+            return (
                 FetchErrorKind.AUTH,
                 f"BackQuant rejected the API key ({detail}); check GEXBOT_API_KEY",
-                **kw,
+                None,
             )
         if status == 403 or code == "FORBIDDEN":
-            return self._error(
+            return (
                 FetchErrorKind.FORBIDDEN,
                 f"BackQuant plan does not allow this request ({detail}); check the subscription "
                 "of the key in GEXBOT_API_KEY",
-                **kw,
+                None,
             )
         if status == 429 or code == "RATE_LIMIT_EXCEEDED":
             if self._rate.quota_remaining == 0:
-                return self._error(
+                return (
                     FetchErrorKind.QUOTA_EXHAUSTED,
                     f"BackQuant monthly quota exhausted ({detail})",
-                    retry_after=retry_after,
-                    **kw,
+                    retry_after,
                 )
             if retry_after is None:
                 reset = self._rate.reset.timestamp() if self._rate.reset else None
                 retry_after = seconds_until_reset(reset, now=now)
-            return self._error(
-                FetchErrorKind.RATE_LIMITED,
-                f"rate limited ({detail})",
-                retry_after=retry_after,
-                **kw,
-            )
+            return FetchErrorKind.RATE_LIMITED, f"rate limited ({detail})", retry_after
         if status == 404 or code == "NOT_FOUND":
-            return self._error(FetchErrorKind.NOT_FOUND, f"no data ({detail})", **kw)
+            return FetchErrorKind.NOT_FOUND, f"no data ({detail})", None
         if status in (400, 422) or code == "VALIDATION_ERROR":
-            return self._error(FetchErrorKind.VALIDATION, f"request rejected ({detail})", **kw)
-        return self._error(
-            FetchErrorKind.TRANSIENT, f"upstream error ({detail})", retry_after=retry_after, **kw
-        )
+            return FetchErrorKind.VALIDATION, f"request rejected ({detail})", None
+        return FetchErrorKind.TRANSIENT, f"upstream error ({detail})", retry_after
 
     def _note_rate_limit(self, headers: httpx.Headers) -> None:
         reset = _int_header(headers, "X-RateLimit-Reset")
@@ -362,16 +397,13 @@ class BackQuantClient:
         self._rate = RateLimitState(
             limit=limit,
             remaining=_int_header(headers, "X-RateLimit-Remaining"),
-            reset=datetime.fromtimestamp(reset, tz=UTC) if reset is not None else None,
+            reset=_epoch(reset),
             quota_limit=_int_header(headers, "X-Quota-Limit"),
-            quota_used=_int_header(headers, "X-Quota-Used"),
             quota_remaining=_int_header(headers, "X-Quota-Remaining"),
-            quota_period=headers.get("X-Quota-Period"),
-            degraded_limiter=headers.get("X-RateLimit-Fallback", "").lower() == "true",
         )
 
-    def _error(self, kind: FetchErrorKind, message: str, **kw: Any) -> FetchError:
-        return FetchError(kind, self._redact(message), **kw)
+    def _error(self, kind: FetchErrorKind, message: str, **where: Unpack[_Where]) -> FetchError:
+        return FetchError(kind, self._redact(message), **where)
 
     def _redact(self, text: str) -> str:
         return text.replace(self._secret, "[redacted]") if self._secret else text

@@ -25,7 +25,7 @@ import discord
 from discord.http import HTTPClient, Route
 
 from gexbot.adapters.notify import DeliveryError
-from gexbot.core.render import CHART_FILE, Rendered, discord_chart_message, discord_message
+from gexbot.core.present.render import CHART_FILE, Rendered, discord_chart_message, discord_message
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from gexbot.core.render import Rendered
+from gexbot.core.present.render import Rendered
 
 
 class DeliveryError(Exception):

@@ -11,7 +11,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from gexbot.adapters.notify import DeliveryError
 from gexbot.adapters.pacing import SLACK_PER_CHANNEL, Pacer
-from gexbot.core.render import Rendered, slack_message
+from gexbot.core.present.render import Rendered, slack_message
 
 log = logging.getLogger(__name__)
 

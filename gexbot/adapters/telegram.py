@@ -30,7 +30,7 @@ from gexbot.adapters.pacing import (
     TELEGRAM_PER_GROUP,
     Pacer,
 )
-from gexbot.core.render import Rendered, telegram_html
+from gexbot.core.present.render import Rendered, telegram_html
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,10 @@ log = logging.getLogger(__name__)
 OnMigrated = Callable[[str, str], Awaitable[None]]
 
 
-def _seconds(value: float | timedelta) -> float:
+def retry_after_seconds(exc: RetryAfter) -> float:
+    """The wait a flood-control error asks for, in seconds (PTB gives a timedelta once
+    PTB_TIMEDELTA is set, as above, and a number before)."""
+    value: float | timedelta = exc.retry_after
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
@@ -116,7 +119,7 @@ class TelegramNotifier:
     def _translate(self, exc: TelegramError, chat: str) -> DeliveryError:
         # Messages are ours: PTB's can include the request URL, which holds the token.
         if isinstance(exc, RetryAfter):
-            wait = _seconds(exc.retry_after)
+            wait = retry_after_seconds(exc)
             self._pacer.push_back("telegram", wait)
             return DeliveryError(
                 f"telegram: flood control, retry after {wait:g}s", retry_after=wait

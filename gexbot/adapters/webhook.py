@@ -19,10 +19,10 @@ from datetime import UTC, datetime
 import httpx
 
 from gexbot.adapters.notify import DeliveryError
-from gexbot.core.backoff import parse_retry_after
-from gexbot.core.render import Rendered
-from gexbot.core.rules import webhook_env, webhook_key
-from gexbot.core.webhook import delivery_id, webhook_body
+from gexbot.core.language.model import webhook_env, webhook_key
+from gexbot.core.market.backoff import parse_retry_after
+from gexbot.core.present.render import Rendered
+from gexbot.core.present.webhook import delivery_id, webhook_body
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 
 from gexbot.adapters.backquant import BackQuantClient
 from gexbot.charts.renderer import ChartRenderer
-from gexbot.core.snapshot import SymbolSnapshot, SymbolStatus
+from gexbot.core.market.snapshot import SymbolSnapshot, SymbolStatus
 from gexbot.store.snapshots import load_history
 
 #: What a chart shows beyond the bundle's levels.

@@ -16,28 +16,28 @@ from matplotlib.dates import DateFormatter, date2num
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from gexbot.core.format import fmt_pct, fmt_price
-from gexbot.core.levels_view import Regime, distance_pct, regime
-from gexbot.core.snapshot import Level, SymbolSnapshot
+from gexbot.core.market.snapshot import Level, Regime, SymbolSnapshot, distance_pct, regime
+from gexbot.core.present.format import fmt_pct, fmt_price
+from gexbot.core.present.labels import LABELS, REGIME_TEXT
 
 WIDTH_IN, HEIGHT_IN, DPI = 8.0, 4.5, 150  # 1200 x 675 px
 WINDOW = 0.08  # levels further than 8% from spot are listed, not drawn
 
 GREEN, RED, PURPLE, GREY, BLUE = "#1a9850", "#d73027", "#6a3d9a", "#7f7f7f", "#4575b4"
 
-#: (level, label, colour, width, style, alpha)
-LINES: tuple[tuple[Level, str, str, float, str, float], ...] = (
-    (Level.HVL, "HVL", PURPLE, 2.2, "-", 1.0),
-    (Level.CALL_RESISTANCE, "Call resistance", GREEN, 2.0, "-", 1.0),
-    (Level.CALL_WALL_2, "Call wall 2", GREEN, 1.0, "-", 0.45),
-    (Level.CALL_WALL_3, "Call wall 3", GREEN, 1.0, "-", 0.3),
-    (Level.PUT_SUPPORT, "Put support", RED, 2.0, "-", 1.0),
-    (Level.PUT_WALL_2, "Put wall 2", RED, 1.0, "-", 0.45),
-    (Level.PUT_WALL_3, "Put wall 3", RED, 1.0, "-", 0.3),
-    (Level.ODTE_HVL, "0DTE HVL", PURPLE, 1.3, "--", 0.8),
-    (Level.ODTE_CALL_RESISTANCE, "0DTE call", GREEN, 1.3, "--", 0.8),
-    (Level.ODTE_PUT_SUPPORT, "0DTE put", RED, 1.3, "--", 0.8),
-    (Level.MAX_PAIN, "Max pain", GREY, 1.2, ":", 0.9),
+#: (level, colour, width, style, alpha); the legend names come from `core.present.labels`.
+LINES: tuple[tuple[Level, str, float, str, float], ...] = (
+    (Level.HVL, PURPLE, 2.2, "-", 1.0),
+    (Level.CALL_RESISTANCE, GREEN, 2.0, "-", 1.0),
+    (Level.CALL_WALL_2, GREEN, 1.0, "-", 0.45),
+    (Level.CALL_WALL_3, GREEN, 1.0, "-", 0.3),
+    (Level.PUT_SUPPORT, RED, 2.0, "-", 1.0),
+    (Level.PUT_WALL_2, RED, 1.0, "-", 0.45),
+    (Level.PUT_WALL_3, RED, 1.0, "-", 0.3),
+    (Level.ODTE_HVL, PURPLE, 1.3, "--", 0.8),
+    (Level.ODTE_CALL_RESISTANCE, GREEN, 1.3, "--", 0.8),
+    (Level.ODTE_PUT_SUPPORT, RED, 1.3, "--", 0.8),
+    (Level.MAX_PAIN, GREY, 1.2, ":", 0.9),
 )
 
 
@@ -107,9 +107,13 @@ def _draw_levels(
         ax.axhspan(l2, u2, color=BLUE, alpha=0.06, linewidth=0, zorder=0)
     if u1 is not None and l1 is not None:
         ax.axhspan(l1, u1, color=BLUE, alpha=0.12, linewidth=0, zorder=0)
-        labels += [(u1, f"EM +1σ {fmt_price(u1)}", BLUE), (l1, f"EM −1σ {fmt_price(l1)}", BLUE)]
+        labels += [
+            (u1, f"{LABELS[Level.EM_UPPER_1SD].short} {fmt_price(u1)}", BLUE),
+            (l1, f"{LABELS[Level.EM_LOWER_1SD].short} {fmt_price(l1)}", BLUE),
+        ]
         shown += [u1, l1]
-    for level, label, colour, width, style, alpha in LINES:
+    for level, colour, width, style, alpha in LINES:
+        label = LABELS[level].title(short=True)
         value = snap.level(level)
         if value is None:
             continue  # null in the data: left out, never drawn at zero
@@ -128,12 +132,7 @@ def _draw_header(fig: Figure, ax: Axes, snap: SymbolSnapshot, off_chart: list[st
     tint = {Regime.ABOVE_HVL: GREEN, Regime.BELOW_HVL: RED}.get(reg)
     if tint:
         ax.set_facecolor(tint + "10")
-    regime_text = {
-        Regime.ABOVE_HVL: "above HVL: dealers damp moves",
-        Regime.BELOW_HVL: "below HVL: moves amplified",
-        Regime.AT_HVL: "at HVL",
-        Regime.UNKNOWN: "regime unknown (no HVL)",
-    }[reg]
+    regime_text = REGIME_TEXT[reg]
     fig.text(
         0.07,
         0.93,

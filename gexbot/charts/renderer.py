@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from gexbot.charts.worker import HEADER, frame
-from gexbot.core.snapshot import SymbolSnapshot
+from gexbot.core.market.snapshot import SymbolSnapshot
 
 log = logging.getLogger(__name__)
 

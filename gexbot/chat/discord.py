@@ -32,7 +32,7 @@ from gexbot.adapters.discord import DiscordRest, file_form
 from gexbot.adapters.notify import DeliveryError
 from gexbot.chat.bodies import json_object
 from gexbot.chat.service import REFUSAL, Reply
-from gexbot.core.discord_commands import (
+from gexbot.core.commands.slash import (
     EPHEMERAL,
     InteractionType,
     Invocation,
@@ -41,7 +41,7 @@ from gexbot.core.discord_commands import (
     registration,
     reply_data,
 )
-from gexbot.core.render import discord_chart_message
+from gexbot.core.present.render import discord_chart_message
 from gexbot.loops.waits import Background, sleep_or_stop
 
 log = logging.getLogger(__name__)

@@ -17,11 +17,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 
 from gexbot.adapters.backquant import BackQuantClient, FetchError
-from gexbot.core.format import fmt_age
-from gexbot.core.history import SymbolHistory
-from gexbot.core.replay import STRESS_HISTORY_LEVELS, levels_used
-from gexbot.core.replay_columns import replay_columns
-from gexbot.core.rules import Rule
+from gexbot.core.language.model import Rule
+from gexbot.core.present.format import fmt_age
+from gexbot.core.replay.columns import replay_columns
+from gexbot.core.replay.history import SymbolHistory
+from gexbot.core.replay.result import STRESS_HISTORY_LEVELS, levels_used
 from gexbot.store.snapshots import load_history
 
 log = logging.getLogger(__name__)

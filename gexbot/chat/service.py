@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from gexbot.adapters.backquant import BackQuantClient, FetchError
-from gexbot.core.audience import Mute, Scope
-from gexbot.core.commands import (
+from gexbot.core.alerts.audience import Mute, Scope
+from gexbot.core.commands.chat import (
     Command,
     CommandError,
     CommandName,
@@ -28,11 +28,11 @@ from gexbot.core.commands import (
     mute_reply,
     parse_command,
 )
-from gexbot.core.format import fmt_age
-from gexbot.core.personal import AlertRequest, PersonalAlert, rule_id_of
-from gexbot.core.render import level_label
-from gexbot.core.rules import Rule, RuleSet
-from gexbot.core.snapshot import BundleSnapshot, SymbolSnapshot
+from gexbot.core.language.model import Rule, RuleSet
+from gexbot.core.market.snapshot import BundleSnapshot, SymbolSnapshot, SymbolStatus
+from gexbot.core.personal.grammar import AlertRequest, PersonalAlert, rule_id_of
+from gexbot.core.present.format import fmt_age
+from gexbot.core.present.labels import level_label
 from gexbot.store.ops import active_mutes, add_mute, remove_mute, subscribe, unsubscribe
 from gexbot.store.outbox import OutboxState, counts
 from gexbot.store.personal import (
@@ -143,13 +143,14 @@ class ChatService:
         now = self._clock()
         assert c.scope is not None  # noqa: S101 - the parser sets it for these commands
         if c.name is CommandName.MUTE:
-            assert c.duration is not None  # noqa: S101
+            assert c.duration is not None  # noqa: S101 - the parser sets it for a mute
             mute = Mute(c.scope, c.target, now + timedelta(seconds=c.duration))
             await self._write(lambda conn: add_mute(conn, mute, by=f"{platform}:{user}", now=now))
             log.info("%s:%s muted %s", platform, user, describe_scope(c.scope, c.target))
             return Reply(mute_reply(c.scope, c.target, c.duration))
         if c.name is CommandName.UNMUTE:
-            done = await self._write(lambda conn: remove_mute(conn, c.scope.value, c.target))  # type: ignore[union-attr]
+            scope = c.scope
+            done = await self._write(lambda conn: remove_mute(conn, scope.value, c.target))
             what = describe_scope(c.scope, c.target)
             return Reply(f"Unmuted {what}." if done else f"{what} was not muted.")
         if c.scope is Scope.ALL:
@@ -232,7 +233,7 @@ class ChatService:
             return Reply(f"This chat has no alert #{c.alert_id}. See /alerts.")
         return Reply(f"Deleted alert #{c.alert_id}.")
 
-    async def _write(self, fn: Callable[..., bool | None]) -> bool | None:
+    async def _write(self, fn: Callable[[Connection], bool | None]) -> bool | None:
         def run() -> bool | None:
             with self._engine.begin() as conn:
                 return fn(conn)
@@ -268,8 +269,6 @@ class ChatService:
 
     async def _fetch(self, sym: str) -> SymbolSnapshot | None:
         if sym not in self._universe:
-            from gexbot.core.snapshot import SymbolStatus  # noqa: PLC0415
-
             return SymbolSnapshot(symbol=sym, status=SymbolStatus.INVALID)
         try:
             # One single-symbol call; it shares the client (and its rate budget) with the poller.

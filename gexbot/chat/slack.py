@@ -29,6 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from gexbot.adapters.notify import DeliveryError
 from gexbot.adapters.slack import SlackNotifier
 from gexbot.chat.service import REFUSAL, ChatService, Refusals, Reply
+from gexbot.core.present.render import slack_escape
 from gexbot.loops.waits import Background
 from gexbot.store.ops import claim_command
 
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 
 
 def _mrkdwn(reply: Reply) -> str:
-    text = reply.text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = slack_escape(reply.text)
     return f"```{text}```" if reply.monospace else text
 
 

@@ -10,13 +10,8 @@ while it was losing the lease, for the new leader to fetch again.
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("PTB_TIMEDELTA", "1")
-
 import asyncio
 import contextlib
-import html
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -26,8 +21,10 @@ from telegram import Bot, BotCommand, LinkPreviewOptions, Update
 from telegram.constants import ParseMode
 from telegram.error import Conflict, Forbidden, InvalidToken, RetryAfter, TelegramError
 
+from gexbot.adapters.telegram import retry_after_seconds
 from gexbot.chat.service import REFUSAL, ChatService, Refusals, Reply
-from gexbot.core.commands import DESCRIPTIONS
+from gexbot.core.commands.chat import DESCRIPTIONS
+from gexbot.core.present.render import telegram_reply_html
 from gexbot.loops.waits import Background, DatabaseOutage, sleep_or_stop
 from gexbot.store.ops import get_cursor, set_cursor
 
@@ -164,10 +161,7 @@ class TelegramCommands:
             await sleep_or_stop(stop, self._conflict_backoff)
             return ()
         except RetryAfter as exc:
-            wait = exc.retry_after
-            await sleep_or_stop(
-                stop, wait.total_seconds() if hasattr(wait, "total_seconds") else float(wait)
-            )
+            await sleep_or_stop(stop, retry_after_seconds(exc))
             return ()
         except TelegramError as exc:
             log.warning("getUpdates failed (%s); retrying", type(exc).__name__)
@@ -200,12 +194,11 @@ class TelegramCommands:
         await self._send(chat, reply)
 
     async def _send(self, chat: int, reply: Reply) -> None:
-        body = html.escape(reply.text)
-        text = f"<pre>{body}</pre>" if reply.monospace else body
+        text = telegram_reply_html(reply.text, monospace=reply.monospace)
         try:
             await self._bot.send_message(
                 chat_id=chat,
-                text=text[:4000],
+                text=text,
                 parse_mode=ParseMode.HTML,
                 link_preview_options=LinkPreviewOptions(is_disabled=True),
             )

@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "schema":  # needs neither settings nor logging
         import json
 
-        from gexbot.core.rulefile import rule_file_json_schema
+        from gexbot.core.language.rulefile import rule_file_json_schema
 
         sys.stdout.write(json.dumps(rule_file_json_schema(), indent=2) + "\n")
         return EXIT_OK

@@ -7,8 +7,8 @@ from rich.table import Table
 
 from gexbot.app import Purpose, open_database, utcnow
 from gexbot.cli import EXIT_INVALID, EXIT_OK
-from gexbot.core.format import fmt_age
-from gexbot.core.personal import alert_id_of
+from gexbot.core.personal.grammar import alert_id_of
+from gexbot.core.present.format import fmt_age
 from gexbot.settings import load_settings
 from gexbot.store.errors import NoSchema
 from gexbot.store.personal import delete_alerts, list_alerts

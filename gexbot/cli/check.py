@@ -5,8 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 
 from gexbot.cli import EXIT_INVALID, EXIT_OK, count
-from gexbot.core.rulefile import RulesError
-from gexbot.core.rules import ChannelKind, RuleSet
+from gexbot.core.language.model import ChannelKind, RuleSet
+from gexbot.core.language.rulefile import RulesError
 from gexbot.loops.rules import load_rules
 from gexbot.settings import Settings, SettingsError, env_name, load_settings, webhook_problems
 

@@ -11,9 +11,9 @@ from gexbot.adapters.backquant import MULTI_INCLUDES, FetchError
 from gexbot.app import backquant_client, real_runtime, utcnow
 from gexbot.cli import EXIT_FAILED, EXIT_INVALID, EXIT_OK
 from gexbot.cli.tables import levels_table
-from gexbot.core.levels_view import levels_view
-from gexbot.core.snapshot import BundleSnapshot
-from gexbot.core.symbols import SUPPORTED_SYMBOLS, normalize_symbol
+from gexbot.core.market.snapshot import BundleSnapshot
+from gexbot.core.market.symbols import SUPPORTED_SYMBOLS, normalize_symbol
+from gexbot.core.present.levels_view import levels_view
 from gexbot.settings import Settings
 
 

@@ -17,14 +17,14 @@ from rich.table import Table
 from gexbot.adapters.backquant import FetchError
 from gexbot.app import Purpose, backquant_client, open_database, real_runtime, utcnow
 from gexbot.cli import EXIT_INVALID, EXIT_OK
-from gexbot.core.format import fmt_age
-from gexbot.core.history import SymbolHistory
-from gexbot.core.replay import STRESS_HISTORY_LEVELS, PairStats, ReplayResult, not_replayable
-from gexbot.core.replay_columns import replay_columns
-from gexbot.core.rulefile import RulesError
-from gexbot.core.rules import Rule
-from gexbot.core.snapshot import Level
-from gexbot.core.symbols import SUPPORTED_SYMBOLS, normalize_symbol
+from gexbot.core.language.model import Rule
+from gexbot.core.language.rulefile import RulesError
+from gexbot.core.market.snapshot import Level
+from gexbot.core.market.symbols import SUPPORTED_SYMBOLS, normalize_symbol
+from gexbot.core.present.format import fmt_age
+from gexbot.core.replay.columns import replay_columns
+from gexbot.core.replay.history import SymbolHistory
+from gexbot.core.replay.result import STRESS_HISTORY_LEVELS, PairStats, ReplayResult, not_replayable
 from gexbot.loops.rules import load_rules
 from gexbot.settings import Settings, env_name, load_settings
 from gexbot.store.errors import NoSchema

@@ -19,7 +19,7 @@ from gexbot.cli import EXIT_FAILED, EXIT_OK, count
 from gexbot.cli.check import startup_problems
 from gexbot.cli.levels import print_bundle
 from gexbot.cli.signals import on_signals
-from gexbot.core.render import plain_text, render
+from gexbot.core.present.render import plain_text, render
 from gexbot.loops.leadership import SoleInstance
 from gexbot.loops.service import Service
 from gexbot.settings import Settings, load_settings

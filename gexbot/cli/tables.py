@@ -6,10 +6,10 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from gexbot.core.format import fmt_age, fmt_pct, fmt_price
-from gexbot.core.levels_view import LevelsView, Regime
-from gexbot.core.snapshot import SymbolStatus
-from gexbot.core.symbols import SUPPORTED_SYMBOLS
+from gexbot.core.market.snapshot import Regime, SymbolStatus
+from gexbot.core.market.symbols import SUPPORTED_SYMBOLS
+from gexbot.core.present.format import fmt_age, fmt_pct, fmt_price
+from gexbot.core.present.levels_view import LevelsView
 
 _REGIME_STYLE = {
     Regime.ABOVE_HVL: "green",

@@ -26,16 +26,16 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Engine
 
-from gexbot.core.alert import NotifyReason, StatusBook
-from gexbot.core.audience import Audience
-from gexbot.core.cycle import CycleResult, run_rules
-from gexbot.core.evaluate import RuleIndex, index_rules
-from gexbot.core.events import AlertEvent, events_for, is_warning
-from gexbot.core.feed_warnings import FeedContext, WarningResult, feed_warnings
-from gexbot.core.personal import PersonalAlert, alert_id_of, rule_id_of
-from gexbot.core.personal_index import PersonalIndex
-from gexbot.core.rules import Rule, is_personal
-from gexbot.core.snapshot import BundleSnapshot
+from gexbot.core.alerts.audience import Audience
+from gexbot.core.alerts.cycle import CycleResult, run_rules
+from gexbot.core.alerts.evaluate import RuleIndex, index_rules
+from gexbot.core.alerts.events import AlertEvent, events_for, is_warning
+from gexbot.core.alerts.feed_warnings import FeedContext, WarningResult, feed_warnings
+from gexbot.core.alerts.states import NotifyReason, StatusBook
+from gexbot.core.language.model import Rule, is_personal
+from gexbot.core.market.snapshot import BundleSnapshot
+from gexbot.core.personal.grammar import PersonalAlert, alert_id_of, rule_id_of
+from gexbot.core.personal.index import PersonalIndex
 from gexbot.store.ops import load_audience
 from gexbot.store.outbox import enqueue
 from gexbot.store.personal import Changes, changes_since, delete_alerts, mark_fired

@@ -18,11 +18,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 
 from gexbot.adapters.notify import DeliveryError, Notifier
-from gexbot.core.alert import NotifyReason
-from gexbot.core.backoff import backoff_delay
-from gexbot.core.events import WarningKind, warning_event
-from gexbot.core.render import render
-from gexbot.core.rules import Channel, ChannelKind, RuleSet, webhook_env
+from gexbot.core.alerts.events import WarningKind, warning_event
+from gexbot.core.alerts.states import NotifyReason
+from gexbot.core.language.model import Channel, ChannelKind, RuleSet, webhook_env
+from gexbot.core.market.backoff import backoff_delay
+from gexbot.core.present.render import render
 from gexbot.store.outbox import OutboxRow, claim, enqueue, mark_dead, mark_retry, mark_sent
 from gexbot.store.personal import pause_chat
 
@@ -52,7 +52,7 @@ class DispatchStats:
 class DispatchPolicy:
     """Lease, attempts, backoff and grouping for deliveries."""
 
-    lease: float = 120.0  # covers a full batch at Telegram's 30 messages per second
+    lease: float  # seconds a claim holds (GEXBOT_DELIVERY_LEASE)
     max_attempts: int = 8
     base_delay: float = 2.0
     max_delay: float = 600.0
@@ -70,7 +70,7 @@ class Dispatcher:
         *,
         clock: Callable[[], datetime],
         warnings_to: Sequence[str] = (),
-        policy: DispatchPolicy | None = None,
+        policy: DispatchPolicy,
         rng: random.Random,
         notifiers: dict[str, Notifier] | None = None,
         charts: Callable[[str], Awaitable[bytes | None]] | None = None,
@@ -83,7 +83,7 @@ class Dispatcher:
         self._charts = charts
         self._clock = clock
         self.warnings_to = tuple(warnings_to)
-        self._policy = policy or DispatchPolicy()
+        self._policy = policy
         self._rng = rng
         self._reported: set[str] = set()
 

@@ -9,7 +9,7 @@ import logging
 
 from gexbot.loops.deliver import Dispatcher
 from gexbot.loops.health import Metrics
-from gexbot.loops.waits import Changes
+from gexbot.loops.waits import Changes, wait_either
 
 log = logging.getLogger("gexbot")
 
@@ -32,13 +32,7 @@ class DispatchLoop:
         """Deliver until `stop`, then flush what is due (bounded) and leave the rest."""
         while not stop.is_set():
             await self.pass_once()
-            waiter = asyncio.ensure_future(self._wake.wait())
-            stopper = asyncio.ensure_future(stop.wait())
-            await asyncio.wait(
-                {waiter, stopper}, timeout=RETRY_CHECK_EVERY, return_when=asyncio.FIRST_COMPLETED
-            )
-            waiter.cancel()
-            stopper.cancel()
+            await wait_either(self._wake, stop, RETRY_CHECK_EVERY)
             self._wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.pass_once(), timeout=FLUSH_DEADLINE)

@@ -3,6 +3,7 @@ Slack command endpoint, when it is on)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
@@ -209,6 +210,4 @@ class HealthServer:
 
 def json_dumps(obj: object) -> str:
     """JSON with datetimes as ISO 8601 (and anything else unusual as its text)."""
-    import json  # noqa: PLC0415
-
     return json.dumps(obj, default=lambda o: o.isoformat() if isinstance(o, datetime) else str(o))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
-from gexbot.core.snapshot import BundleSnapshot
+from gexbot.core.market.snapshot import BundleSnapshot
 from gexbot.loops.leadership import Leadership
 from gexbot.store.snapshots import load_last_bundle
 

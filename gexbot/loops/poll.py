@@ -15,13 +15,13 @@ from datetime import datetime
 from sqlalchemy import Engine
 
 from gexbot.adapters.backquant import BackQuantClient, FetchError
-from gexbot.core.events import is_warning
-from gexbot.core.feed_warnings import FeedContext
-from gexbot.core.includes import required_includes
-from gexbot.core.poll_failure import delay_after_failure
-from gexbot.core.rules import is_personal
-from gexbot.core.schedule import RefreshModel, first_poll_after_takeover, next_poll
-from gexbot.core.snapshot import BundleSnapshot, SymbolStatus
+from gexbot.core.alerts.events import is_warning
+from gexbot.core.alerts.feed_warnings import FeedContext
+from gexbot.core.language.model import is_personal
+from gexbot.core.market.includes import required_includes
+from gexbot.core.market.poll_failure import delay_after_failure
+from gexbot.core.market.schedule import RefreshModel, first_poll_after_takeover, next_poll
+from gexbot.core.market.snapshot import BundleSnapshot, SymbolStatus
 from gexbot.loops.cycle import CycleReport, Pipeline
 from gexbot.loops.health import Metrics
 from gexbot.loops.latest import LatestLevels

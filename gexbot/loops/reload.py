@@ -11,13 +11,14 @@ from datetime import datetime
 from sqlalchemy import Engine
 
 from gexbot.adapters.notify import Notifier
-from gexbot.core.alert import NotifyReason
-from gexbot.core.evaluate import index_rules
-from gexbot.core.events import ALL_SYMBOLS, WarningKind, warning_event
+from gexbot.core.alerts.evaluate import index_rules
+from gexbot.core.alerts.events import ALL_SYMBOLS, WarningKind, warning_event
+from gexbot.core.alerts.states import NotifyReason
 from gexbot.loops.cycle import Pipeline
 from gexbot.loops.deliver import Dispatcher, build_routes
 from gexbot.loops.leadership import Leadership
 from gexbot.loops.rules import RulesWatcher
+from gexbot.loops.waits import wait_either
 from gexbot.store.outbox import enqueue
 
 log = logging.getLogger("gexbot")
@@ -53,13 +54,7 @@ class RulesReload:
     async def run(self, stop: asyncio.Event) -> None:
         """Reload when asked or when the files change, until `stop`."""
         while not stop.is_set():
-            waiter = asyncio.ensure_future(self.requested.wait())
-            stopper = asyncio.ensure_future(stop.wait())
-            await asyncio.wait(
-                {waiter, stopper}, timeout=CHECK_EVERY, return_when=asyncio.FIRST_COMPLETED
-            )
-            waiter.cancel()
-            stopper.cancel()
+            await wait_either(self.requested, stop, CHECK_EVERY)
             requested = self.requested.is_set()
             self.requested.clear()
             if stop.is_set() or not (requested or self.watcher.changed_on_disk()):

@@ -8,15 +8,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gexbot.core.rulefile import (
+from gexbot.core.language.model import Location, Rule, RuleSet
+from gexbot.core.language.rulefile import (
     ParsedFile,
     Problem,
     RulesError,
     build_ruleset,
     parse_rule_file,
 )
-from gexbot.core.rules import Location, Rule, RuleSet
-from gexbot.core.symbols import SUPPORTED_SYMBOLS
+from gexbot.core.market.symbols import SUPPORTED_SYMBOLS
 
 log = logging.getLogger(__name__)
 

@@ -17,6 +17,16 @@ async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), timeout=seconds)
 
 
+async def wait_either(first: asyncio.Event, stop: asyncio.Event, seconds: float) -> None:
+    """Wait until `first` or `stop` is set, or `seconds` pass (whichever comes first)."""
+    waiters = {asyncio.ensure_future(first.wait()), asyncio.ensure_future(stop.wait())}
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
 class Background:
     """Work that must not hold up a reply (a chart after its text): started now, kept
     referenced until done, its failure logged, and waited for (bounded) at the end."""

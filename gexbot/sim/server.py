@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gexbot.core.symbols import MAX_SYMBOLS_PER_REQUEST, SUPPORTED_SYMBOLS
+from gexbot.core.market.symbols import MAX_SYMBOLS_PER_REQUEST, SUPPORTED_SYMBOLS
 from gexbot.sim import payloads
 from gexbot.sim.market import ERROR_CODES, Fault, FaultKind, Simulator
 

@@ -7,8 +7,9 @@ from typing import Any
 
 from sqlalchemy import Connection, case, func, select
 
-from gexbot.core.alert import AlertState
-from gexbot.core.console_view import (
+from gexbot.core.alerts.events import is_warning
+from gexbot.core.alerts.states import AlertState
+from gexbot.core.present.console_view import (
     ChatAlerts,
     DeliveryRow,
     MuteRow,
@@ -16,7 +17,6 @@ from gexbot.core.console_view import (
     StoreRows,
     delivery_what,
 )
-from gexbot.core.events import is_warning
 from gexbot.store.ops import active_mutes
 from gexbot.store.outbox import OutboxState, counts
 from gexbot.store.tables import alert_state, outbox, personal_alerts

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, delete, select
 
-from gexbot.core.audience import Audience, Mute, Scope, Subscription
+from gexbot.core.alerts.audience import Audience, Mute, Scope, Subscription
 from gexbot.store.dialect import insert
 from gexbot.store.tables import (
     chat_handled,

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, or_, select, update
 
-from gexbot.core.events import AlertEvent
+from gexbot.core.alerts.events import AlertEvent
 from gexbot.store.dialect import execute_rows, insert
 from gexbot.store.tables import outbox
 

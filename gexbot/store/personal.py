@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, func, select, update
 
-from gexbot.core.personal import AlertRequest, AlertSyntaxError, PersonalAlert, parse_alert
+from gexbot.core.personal.grammar import AlertRequest, AlertSyntaxError, PersonalAlert, parse_alert
 from gexbot.store.dialect import STREAMED, execute_rows, insert
 from gexbot.store.states import forget_rules
 from gexbot.store.tables import personal_alerts, revisions

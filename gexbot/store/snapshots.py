@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, select
 
-from gexbot.core.snapshot import BundleSnapshot, Level, SymbolSnapshot, SymbolStatus
+from gexbot.core.market.snapshot import BundleSnapshot, Level, SymbolSnapshot, SymbolStatus
 from gexbot.store.dialect import insert
 from gexbot.store.tables import snapshot_history, snapshot_last
 

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 
 from sqlalchemy import Connection, delete, select
 
-from gexbot.core.alert import AlertState, AlertStatus, NotifyReason, StatusBook, StatusKey
+from gexbot.core.alerts.states import AlertState, AlertStatus, NotifyReason, StatusBook, StatusKey
 from gexbot.store.dialect import STREAMED, execute_rows, insert
 from gexbot.store.tables import alert_state
 

@@ -31,8 +31,8 @@ from aiohttp import web
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from gexbot.core.console_view import ConsoleView, StoreRows, symbol_cards, view_json
-from gexbot.core.snapshot import BundleSnapshot, SymbolSnapshot
+from gexbot.core.market.snapshot import BundleSnapshot, SymbolSnapshot
+from gexbot.core.present.console_view import ConsoleView, StoreRows, symbol_cards, view_json
 from gexbot.loops.health import json_dumps
 from gexbot.loops.waits import Changes
 from gexbot.store.console import console_rows

@@ -1,0 +1,1 @@
+"""The rule language: rule files (YAML, located errors) parsed into frozen rules."""

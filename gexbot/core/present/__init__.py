@@ -1,0 +1,1 @@
+"""Presentation: alerts, levels and the web console as each platform shows them."""

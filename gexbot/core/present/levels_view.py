@@ -1,0 +1,63 @@
+"""What a levels table shows for one symbol: rows, regime and age (pure; renderers format it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from gexbot.core.market.snapshot import (
+    Level,
+    Regime,
+    SymbolSnapshot,
+    SymbolStatus,
+    distance_pct,
+    regime,
+)
+from gexbot.core.present.labels import LABELS
+
+
+@dataclass(frozen=True, slots=True)
+class LevelRow:
+    """One level: its label, value and signed distance from spot in percent."""
+
+    level: Level
+    label: str
+    value: float
+    distance_pct: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class LevelsView:
+    """Everything a levels table shows for one symbol."""
+
+    symbol: str
+    status: SymbolStatus
+    spot: float | None
+    regime: Regime
+    age_seconds: float | None
+    rows: tuple[LevelRow, ...]
+
+
+def levels_view(snap: SymbolSnapshot, now: datetime) -> LevelsView:
+    """The table content of one snapshot as a price ladder, highest first.
+
+    Null levels are left out rather than shown as 0.
+    """
+    rows = tuple(
+        sorted(
+            (
+                LevelRow(level, label.title(), value, distance_pct(value, snap.spot))
+                for level, label in LABELS.items()
+                if (value := snap.level(level)) is not None
+            ),
+            key=lambda r: -r.value,
+        )
+    )
+    return LevelsView(
+        symbol=snap.symbol,
+        status=snap.status,
+        spot=snap.spot,
+        regime=regime(snap.spot, snap.level(Level.HVL)),
+        age_seconds=snap.age_seconds(now),
+        rows=rows,
+    )

@@ -1,0 +1,1 @@
+"""Replay: history as columns, walked by the same decisions as the live bot."""
