@@ -153,7 +153,7 @@ def test_sim_server_rejects_a_bad_scenario_with_the_file_name(tmp_path: Path) ->
     bad.write_text("steps: [{at: 0, spot: {NOPE: 1}}]")
     out = gexbot("sim-server", "--scenario", str(bad), env=_env(tmp_path), cwd=tmp_path)
     assert out.returncode == 1
-    assert f"{bad}: step 0: unknown symbol NOPE" in out.stderr
+    assert f"{bad}:1:24: steps.0.spot.NOPE: unknown symbol NOPE" in out.stderr
 
 
 def test_run_with_bad_settings_lists_every_problem_and_exits_2(tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 
 import pytest
@@ -122,6 +122,20 @@ def test_stale_data_warns_and_recovers() -> None:
     assert w.step([stale])[0].startswith("fired: ETHUSDT data is stale: computed")
     assert w.step([stale]) == []
     assert w.step([ok("ETHUSDT")]) == ["resolved: ETHUSDT data is fresh again; its rules resume."]
+
+
+def test_data_from_the_future_warns_as_suspect_not_as_stale() -> None:
+    w = Warner()
+    ahead = SymbolSnapshot(
+        symbol="ETHUSDT",
+        status=SymbolStatus.STALE,  # the wire judged it so
+        spot=1.0,
+        computed_at=datetime(9999, 1, 1, tzinfo=UTC),
+    )
+    w.step([ok("ETHUSDT")])
+    (fired,) = w.step([ahead])
+    assert fired.startswith("fired: ETHUSDT data is suspect: computed ")
+    assert "ahead of this machine's clock" in fired
 
 
 def test_feed_down_after_three_intervals_then_back() -> None:

@@ -337,6 +337,33 @@ def test_bad_scenarios_are_reported_with_the_file(tmp_path: Path, text: str, say
     assert says in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("value", "culprit", "says"),
+    [
+        ("spot: {BTCUSDT: 0}", "0", "greater than 0"),
+        ("spot: {BTCUSDT: -5}", "-5", "greater than 0"),
+        ("spot: {BTCUSDT: .inf}", ".inf", "finite number"),
+        ("spot: {BTCUSDT: .nan}", ".nan", "finite number"),
+        ("levels: {BTCUSDT: {hvl: .nan}}", ".nan", "finite number"),
+        ("levels: {BTCUSDT: {hvl: 1e400}}", "1e400", "finite number"),
+        ("stale: {ETHUSDT: .inf}", ".inf", "finite number"),
+        ("error: {status: 503, retry_after: .inf}", ".inf", "finite number"),
+        ("unsupported: [SOLUSDT, DOGEUSDT]", "DOGEUSDT", "unknown symbol DOGEUSDT"),
+        ("levels: {BTCUSDT: {hlv: 1}}", "hlv", "unknown level hlv"),
+    ],
+)
+def test_a_scenario_that_would_serve_nonsense_is_refused_at_its_place(
+    tmp_path: Path, value: str, culprit: str, says: str
+) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"steps:\n  - at: 0\n    {value}\n", encoding="utf-8")
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    col = 5 + value.rindex(culprit)  # the offending value's column (an unknown name's own)
+    assert str(info.value).startswith(f"{path}:3:{col}: "), str(info.value)
+    assert says in str(info.value)
+
+
 def test_the_backfilled_history_ends_on_the_live_levels() -> None:
     # The stress history before the simulator started joins what it serves live: at the start
     # spot, the same walls and HVL (they were from a chain listed 16% below spot).

@@ -18,7 +18,8 @@ from gexbot.sim.chain import (
     now_utc,
     roll_wall,
 )
-from tests.conftest import START
+from gexbot.sim.market import SimConfig, Simulator
+from tests.conftest import START, Clock
 
 
 def _reference_profile(chain: Chain, spot: float, now: datetime) -> dict[float, float]:
@@ -81,3 +82,26 @@ def test_a_roll_moves_interest_and_creates_none() -> None:
     assert abs(after.net_gex) < 10 * abs(before.net_gex)
     chain.relax(0.0)
     assert compute_levels(chain, spot, now) == before
+
+
+def test_open_interest_never_goes_below_zero() -> None:
+    # Rolls take interest from a wall while drift moves the base shape away from it: before the
+    # clamp, strikes went negative (SOL's reached −42 coins). Seed 1 does within two days.
+    config = SimConfig(seed=1)
+    clock = Clock()
+    sim = Simulator(config, clock=clock)
+    lowest = {sym: 0.0 for sym in sim.states}
+    for tick in range(5000):
+        clock.advance(config.refresh)
+        sim.advance()
+        if tick % 250:
+            continue
+        now = now_utc(clock())
+        for sym, st in sim.states.items():
+            for expiry, series in st.chain.series.items():
+                t_days = max(0.05, (expiry - now).total_seconds() / 86400.0)
+                for row in (0, 1):
+                    for i in range(len(series.strikes)):
+                        oi = st.chain.open_interest_at(expiry, t_days, row, i)
+                        lowest[sym] = min(lowest[sym], oi)
+    assert min(lowest.values()) >= 0.0, lowest

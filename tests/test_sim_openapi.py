@@ -183,6 +183,24 @@ async def test_every_error_is_the_documented_envelope(
     resp = await client.request(method, path, params=params, headers=headers)
     assert resp.status_code == status
     _check(resp, path)
+    if status == 405:  # RFC 9110 §15.5.6: a 405 says which methods would work
+        assert "GET" in resp.headers["Allow"]
+
+
+async def test_a_defect_in_the_simulator_still_answers_with_the_envelope(
+    http: tuple[httpx.AsyncClient, Simulator], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, sim = http
+
+    def broken() -> None:
+        raise ZeroDivisionError("a defect")
+
+    monkeypatch.setattr(sim, "advance", broken)
+    resp = await client.get("/v2/multi/gex/levels", params={"symbols": ALL})
+    assert resp.status_code == 500
+    _check(resp, "/v2/multi/gex/levels")
+    assert resp.json()["error"]["code"] == "INTERNAL_ERROR"
+    assert resp.headers["X-Request-ID"] == resp.json()["meta"]["request_id"]
 
 
 @pytest.mark.parametrize("status", [403, 429, 500, 502, 503, 504])

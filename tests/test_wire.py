@@ -256,9 +256,9 @@ def test_an_invalid_symbol_with_a_result_key_is_still_invalid() -> None:
 NOW = datetime(2026, 5, 14, 9, 30, tzinfo=UTC)
 
 
-def _served(age_seconds: float | None, *, single: bool = False) -> SymbolStatus:
+def _served(age_seconds: float | None, *, single: bool = False, spot: object = 1.0) -> SymbolStatus:
     """The status parsing gives an entry computed `age_seconds` before it was received."""
-    raw: dict[str, Any] = {"all_expiry": {}, "odte": {}, "spot_price": 1.0}
+    raw: dict[str, Any] = {"all_expiry": {}, "odte": {}, "spot_price": spot}
     if age_seconds is not None:
         raw["computed_at"] = (NOW - timedelta(seconds=age_seconds)).isoformat()
     if single:
@@ -277,12 +277,21 @@ def _served(age_seconds: float | None, *, single: bool = False) -> SymbolStatus:
         (90.0, SymbolStatus.OK),
         (91.0, SymbolStatus.STALE),
         (None, SymbolStatus.STALE),  # data of unknown age is not acted on
+        (-30.0, SymbolStatus.OK),  # a little clock skew
+        (-61.0, SymbolStatus.STALE),  # from the future: suspect
+        (-(datetime(9999, 1, 1, tzinfo=UTC) - NOW).total_seconds(), SymbolStatus.STALE),
     ],
 )
 def test_parsing_judges_staleness_by_computed_at_at_receipt(
     age: float | None, status: SymbolStatus, single: bool
 ) -> None:
     assert _served(age, single=single) is status
+
+
+@pytest.mark.parametrize("single", [False, True])
+@pytest.mark.parametrize("spot", [None, "n/a", {"x": 1}, [], "nan", True])
+def test_an_unreadable_spot_is_missing_on_either_endpoint(single: bool, spot: object) -> None:
+    assert _served(10.0, single=single, spot=spot) is SymbolStatus.MISSING
 
 
 def test_a_bundle_names_both_clocks() -> None:

@@ -24,6 +24,7 @@ from gexbot.core.market.poll_failure import FetchErrorKind
 from gexbot.core.market.snapshot import BundleSnapshot, StressHistory, SymbolSnapshot
 from gexbot.core.market.symbols import chunks, dedupe
 from gexbot.core.market.wire import (
+    FUTURE_TOLERANCE,
     Envelope,
     WireFormatError,
     merge_bundles,
@@ -184,6 +185,7 @@ class BackQuantClient:
         self._wall_clock = wall_clock
         self._stale_after = stale_after  # GEXBOT_STALE_AFTER: parsing yields final statuses
         self._rate = RateLimitState()
+        self._ahead: set[str] = set()  # symbols whose data is dated in the future
         self._lock = asyncio.Lock()
 
     @property
@@ -223,7 +225,27 @@ class BackQuantClient:
                     ),
                 )
             )
-        return merge_bundles(parts)
+        bundle = merge_bundles(parts)
+        self._note_future(bundle)
+        return bundle
+
+    def _note_future(self, bundle: BundleSnapshot) -> None:
+        """One warning when a symbol's data starts coming from the future (a broken clock
+        upstream or here), not one per poll; the wire has already marked it stale."""
+        now = bundle.received_at
+        for sym, snap in bundle.symbols.items():
+            age = snap.age_seconds(now) if now is not None else None
+            if age is not None and age < -FUTURE_TOLERANCE:
+                if sym not in self._ahead:
+                    self._ahead.add(sym)
+                    log.warning(
+                        "%s data is dated %s, ahead of this machine's clock; treated as stale "
+                        "until it is not",
+                        sym,
+                        snap.computed_at.isoformat() if snap.computed_at else "?",
+                    )
+            else:
+                self._ahead.discard(sym)
 
     async def levels(self, symbol: str, include: Iterable[str] = ()) -> SymbolSnapshot:
         """Levels of one symbol from `/v2/gex/levels` (the only place `spot`/`candles` live)."""

@@ -167,7 +167,11 @@ class Chain:
         s = self.series[expiry]
         x = (float(s.log_strikes[i]) - s.centre - float(MU[row, 0])) / _width(t_days)
         base = self.spec.oi * _tenor_weight(t_days) * 0.02 * float(SIDE[row, 0])
-        return base * math.exp(-0.5 * x * x) * float(s.shape[row, i]) + float(s.extra[row, i])
+        # Rolled-away interest (a negative extra) can outlast the base that drift moved: a
+        # strike holds no interest then, never less than none.
+        return max(
+            0.0, base * math.exp(-0.5 * x * x) * float(s.shape[row, i]) + float(s.extra[row, i])
+        )
 
     def iv(self, strike: Floats, spot: float) -> Floats:
         """A smile with put skew around the ATM vol."""
@@ -308,7 +312,8 @@ def _profile(chain: Chain, spot: float, now: datetime) -> _Profile:
     tenor = (0.02 + 0.25 * np.minimum(1.0, t_days / 60.0))[:, None, None]
     centres = np.array([sr.centre for sr in series])[:, None, None]
     x = (grid.log_strikes - centres - MU) / width
-    oi = chain.spec.oi * tenor * 0.02 * SIDE * np.exp(-0.5 * x * x) * grid.shape + extra
+    base = chain.spec.oi * tenor * 0.02 * SIDE * np.exp(-0.5 * x * x) * grid.shape
+    oi = np.maximum(base + extra, 0.0)  # as `Chain.open_interest_at`: never below none
     sigma = chain.iv(grid.strikes, spot)
     gamma = bs_gamma(spot, grid.strikes, sigma, (t_sec / SECONDS_PER_YEAR)[:, None])
     net = gamma * (spot * spot * 0.01) * (oi[:, 0] - oi[:, 1])

@@ -27,26 +27,33 @@ steps:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gexbot.core.language.yaml_located import Located, YamlSyntaxError, load_located
 from gexbot.sim.chain import SPECS
 from gexbot.sim.market import OVERRIDABLE, Fault, FaultKind, Simulator
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinities are refused everywhere: served, they would be invalid JSON.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+#: A price: positive, finite and one a market could show (its square must stay finite).
+Price = Annotated[float, Field(gt=0, le=1e9)]
+#: Seconds: not negative, at most ten years.
+Seconds = Annotated[float, Field(ge=0, le=10 * 365 * 86400)]
 
 
 class ErrorStep(_Model):
     status: int = Field(503, ge=400, le=599)
     code: str | None = None
     message: str | None = None
-    retry_after: float | None = Field(None, ge=0)
+    retry_after: Annotated[float, Field(ge=0, le=86400)] | None = None
     count: int = Field(1, ge=1)
 
 
@@ -57,24 +64,24 @@ class FaultStep(_Model):
 
 class Step(_Model):
     at: int = Field(ge=0)
-    spot: dict[str, float] = {}
-    levels: dict[str, dict[str, float | None]] = {}
+    spot: dict[str, Price] = {}
+    levels: dict[str, dict[str, Price | None]] = {}
     clear_levels: list[str] = []
     missing: list[str] = []
     served: list[str] = []
     unsupported: list[str] = []
     supported: list[str] = []
-    stale: dict[str, float | None] = {}
+    stale: dict[str, Seconds | None] = {}
     error: ErrorStep | None = None
     fault: FaultStep | None = None
-    delay: float | None = Field(None, ge=0)
+    delay: Annotated[float, Field(ge=0, le=60)] | None = None
 
 
 class Scenario(_Model):
     seed: int | None = None
     walk: bool | None = None
-    refresh: float | None = Field(None, gt=0)
-    speed: float | None = Field(None, gt=0)
+    refresh: Annotated[float, Field(gt=0, le=86400)] | None = None
+    speed: Annotated[float, Field(gt=0, le=1e6)] | None = None
     steps: list[Step] = []
 
 
@@ -83,32 +90,61 @@ class ScenarioError(ValueError):
 
 
 def load_scenario(path: Path) -> Scenario:
-    """Read and validate a scenario file."""
+    """Read and validate a scenario file; every problem is reported as `FILE:LINE:COL: …`."""
     try:
-        raw: Any = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        scenario = Scenario.model_validate(raw)
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ScenarioError(f"{path}: cannot read ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise ScenarioError(f"{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    try:
+        doc = load_located(text)
+    except YamlSyntaxError as exc:
+        raise ScenarioError(f"{path}:{exc.line}:{exc.col}: invalid YAML ({exc})") from None
+    try:
+        scenario = Scenario.model_validate(doc.value or {})
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)
-        )
-        raise ScenarioError(f"{path}: {problems}") from None
-    for step in scenario.steps:
-        named = [*step.spot, *step.levels, *step.clear_levels, *step.missing, *step.served]
-        named += [*step.stale]
-        for sym in named:
-            if sym not in SPECS:
-                raise ScenarioError(f"{path}: step {step.at}: unknown symbol {sym}")
+        problems = [
+            _located(path, doc, tuple(e["loc"]), e["msg"]) for e in exc.errors(include_url=False)
+        ]
+        raise ScenarioError("\n".join(problems)) from None
+    for k, step in enumerate(scenario.steps):
+        named: dict[str, Collection[str]] = {
+            "spot": step.spot,
+            "levels": step.levels,
+            "clear_levels": step.clear_levels,
+            "missing": step.missing,
+            "served": step.served,
+            "unsupported": step.unsupported,
+            "supported": step.supported,
+            "stale": step.stale,
+        }
+        for option, symbols in named.items():
+            for n, sym in enumerate(symbols):
+                if sym not in SPECS:
+                    at = ("steps", k, option, sym if isinstance(symbols, dict) else n)
+                    known = ", ".join(SPECS)
+                    message = f"unknown symbol {sym} (known: {known})"
+                    raise ScenarioError(_located(path, doc, at, message, key=True))
         for sym, levels in step.levels.items():
-            unknown = set(levels) - OVERRIDABLE
-            if unknown:
-                raise ScenarioError(f"{path}: step {step.at}: {sym}: unknown level {unknown}")
+            for name in levels:
+                if name not in OVERRIDABLE:
+                    raise ScenarioError(
+                        _located(
+                            path,
+                            doc,
+                            ("steps", k, "levels", sym, name),
+                            f"unknown level {name} (known: {', '.join(sorted(OVERRIDABLE))})",
+                            key=True,
+                        )
+                    )
     return scenario
+
+
+def _located(
+    path: Path, doc: Located, at: tuple[Any, ...], message: str, *, key: bool = False
+) -> str:
+    line, col = doc.where(at, key=key)
+    where = ".".join(str(p) for p in at)
+    return f"{path}:{line}:{col}: {where}: {message}"
 
 
 def apply_scenario(sim: Simulator, scenario: Scenario) -> None:

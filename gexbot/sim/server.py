@@ -104,6 +104,16 @@ class SimServer:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        try:
+            return await self._serve(request, handler)
+        except web.HTTPException:
+            raise
+        except Exception:  # any defect still answers as the v2 API promises
+            log.exception("simulator failed on %s %s", request.method, request.path)
+            body = payloads.error_body(self.sim, "INTERNAL_ERROR", "Internal server error")
+            return self._json(body, 500)
+
+    async def _serve(self, request: web.Request, handler: Any) -> web.StreamResponse:
         self.sim.advance()
         self.request_log.append((request.path, dict(request.query)))
         if self._log_file is not None:
@@ -155,7 +165,10 @@ class SimServer:
                 raise
             code = ERROR_CODES.get(exc.status, "INTERNAL_ERROR")
             message = f"{exc.reason}: {request.method} {request.path}"
-            return self._json(payloads.error_body(self.sim, code, message), exc.status, headers)
+            resp = self._json(payloads.error_body(self.sim, code, message), exc.status, headers)
+            if "Allow" in exc.headers:  # RFC 9110: a 405 names the methods that would work
+                resp.headers["Allow"] = exc.headers["Allow"]
+            return resp
         resp.headers.update(headers)
         return resp
 
@@ -244,7 +257,8 @@ class SimServer:
     @staticmethod
     def _json(body: Any, status: int, headers: dict[str, str] | None = None) -> web.Response:
         resp = web.Response(
-            text=json.dumps(body, separators=(",", ":")),
+            # NaN and infinities are not JSON: refuse them here rather than serve them.
+            text=json.dumps(body, separators=(",", ":"), allow_nan=False),
             status=status,
             content_type="application/json",
             headers=headers,

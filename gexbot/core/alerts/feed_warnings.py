@@ -246,7 +246,10 @@ def _symbol(
         truth=status is SymbolStatus.STALE,
         hold=0,
         fire_text=(
-            f"{sym} data is stale: computed {fmt_age(age)} ago (limit "
+            f"{sym} data is suspect: computed {fmt_age(-age)} ahead of this machine's clock "
+            "(upstream's clock, or ours, is wrong); its rules are paused."
+            if age is not None and age < 0
+            else f"{sym} data is stale: computed {fmt_age(age)} ago (limit "
             f"{fmt_age(feed.stale_after)}); its rules are paused."
         ),
         clear_text=f"{sym} data is fresh again; its rules resume.",

@@ -426,7 +426,7 @@ def parse_multi(
     """One multi response as the bundle the rest of the bot sees: every symbol in its final
     status (staleness included, judged at `received_at`), and both clocks named."""
     symbols = {
-        sym: _final(snap, received_at, stale_after)
+        sym: _final(_spot_or_missing(snap), received_at, stale_after)
         for sym, snap in multi_to_snapshots(env.data, requested).items()
     }
     return BundleSnapshot(
@@ -444,10 +444,16 @@ def parse_single(
     """One `/v2/gex/levels` response as a snapshot in its final status (no spot: MISSING)."""
     if not isinstance(env.data, Mapping):
         raise WireFormatError("levels payload `data` is not an object")
-    snap = entry_to_snapshot(symbol, env.data, meta=env.meta)
-    if snap.spot is None:
-        return replace(snap, status=SymbolStatus.MISSING)
+    snap = _spot_or_missing(entry_to_snapshot(symbol, env.data, meta=env.meta))
     return _final(snap, received_at, stale_after)
+
+
+def _spot_or_missing(snap: SymbolSnapshot) -> SymbolSnapshot:
+    """A served entry without a readable spot is MISSING, on either endpoint: no rule can
+    place spot against a level without it."""
+    if snap.status is SymbolStatus.OK and snap.spot is None:
+        return replace(snap, status=SymbolStatus.MISSING)
+    return snap
 
 
 def merge_bundles(parts: Sequence[BundleSnapshot]) -> BundleSnapshot:
@@ -471,14 +477,21 @@ def merge_bundles(parts: Sequence[BundleSnapshot]) -> BundleSnapshot:
     )
 
 
+#: How far ahead of our clock `computed_at` may be (clock skew) before the data is suspect.
+FUTURE_TOLERANCE = 60.0
+
+
 def _final(snap: SymbolSnapshot, now: datetime, stale_after: float) -> SymbolSnapshot:
     """A served symbol whose data is older than `stale_after` seconds is STALE.
 
     One without `computed_at` is STALE too: alerts that move money must not act on data of
-    unknown age.
+    unknown age; so is one computed more than FUTURE_TOLERANCE ahead of our clock (year 9999
+    would otherwise never go stale).
     """
     age = snap.age_seconds(now)
-    if snap.status is SymbolStatus.OK and (age is None or age > stale_after):
+    if snap.status is SymbolStatus.OK and (
+        age is None or age > stale_after or age < -FUTURE_TOLERANCE
+    ):
         return replace(snap, status=SymbolStatus.STALE)
     return snap
 
