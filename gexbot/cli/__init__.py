@@ -112,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command not in ("run", "demo") and not args.verbose:
         logging.getLogger("gexbot").setLevel(logging.WARNING)
     console = Console()
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)  # an error line stays one line, to copy or grep
     try:
         return _dispatch(args, console, err)
     except SettingsError as exc:
