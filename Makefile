@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(PY) bench/personal_alerts.py
 	$(PY) bench/preview.py
 	$(PY) bench/console.py
+	$(PY) bench/chains.py
 
 clean:
 	rm -rf $(VENV)

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
     from telegram import Bot
 
+    from gexbot.adapters.chains import ChainSource
     from gexbot.adapters.notify import Notifier
     from gexbot.charts.cache import ChartCache
     from gexbot.chat.discord import DiscordCommands
@@ -188,6 +189,21 @@ async def backquant_client(
             wall_clock=runtime.epoch,
             retry=fakes.retry,
         )
+
+
+@asynccontextmanager
+async def chain_source(settings: Settings, *, runtime: Runtime) -> AsyncIterator[ChainSource]:
+    """The venues' chains (GEXBOT_CHAIN_VENUES at their GEXBOT_<VENUE>_URL), closed on exit."""
+    from gexbot.adapters.chains import ChainSource, build_venue_clients
+    from gexbot.core.chains.venues import Venue
+
+    urls = {Venue(name): getattr(settings, f"{name}_url") for name in settings.chain_venues}
+    clients = build_venue_clients(urls)
+    try:
+        yield ChainSource(clients, wall_clock=runtime.epoch, monotonic=runtime.monotonic)
+    finally:
+        for client in clients.values():
+            await client.aclose()
 
 
 def build_chat_service(

@@ -89,6 +89,10 @@ class _WebhookSource(PydanticBaseSettingsSource):
         return {"webhooks": hooks} if hooks else {}
 
 
+VenueName = Literal["deribit", "bybit", "okx"]
+ALL_VENUES: tuple[VenueName, ...] = ("deribit", "bybit", "okx")
+
+
 def _csv(value: Any) -> Any:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
@@ -114,6 +118,14 @@ class Settings(BaseSettings):
 
     api_key: SecretStr | None = None
     api_url: str = "https://api.backquant.com"
+    #: Where levels come from; unset: BackQuant when a key is set, else the venues' chains.
+    source: Literal["backquant", "chains"] | None = None
+    chain_venues: Annotated[list[VenueName], NoDecode] = Field(
+        default_factory=lambda: list(ALL_VENUES), min_length=1
+    )
+    deribit_url: str = "https://www.deribit.com"
+    bybit_url: str = "https://api.bybit.com"
+    okx_url: str = "https://www.okx.com"
     symbols: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(SUPPORTED_SYMBOLS))
     exchanges: Annotated[list[str] | None, NoDecode] = None
     poll_interval: float = Field(30.0, gt=0)
@@ -242,7 +254,32 @@ class Settings(BaseSettings):
     def _split_users(cls, value: Any) -> Any:
         return _csv(value)
 
-    @field_validator("api_url", "slack_api_url", "telegram_api_url", "discord_api_url")
+    @field_validator("source", mode="before")
+    @classmethod
+    def _empty_source_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("chain_venues", mode="before")
+    @classmethod
+    def _split_venues(cls, value: Any) -> Any:
+        return [v.lower() for v in _csv(value)] if isinstance(value, str) else value
+
+    @property
+    def levels_source(self) -> Literal["backquant", "chains"]:
+        """The source in force: GEXBOT_SOURCE, else BackQuant with a key and chains without."""
+        if self.source is not None:
+            return self.source
+        return "backquant" if self.api_key is not None else "chains"
+
+    @field_validator(
+        "api_url",
+        "slack_api_url",
+        "telegram_api_url",
+        "discord_api_url",
+        "deribit_url",
+        "bybit_url",
+        "okx_url",
+    )
     @classmethod
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):

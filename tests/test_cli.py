@@ -95,7 +95,8 @@ def test_wrong_key_is_one_clear_error_naming_the_setting(sim_url: str, tmp_path:
 
 
 def test_missing_key_is_named(tmp_path: Path) -> None:
-    out = gexbot("levels", env=_env(tmp_path), cwd=tmp_path)
+    # Asked for BackQuant explicitly (without a key and unset, the chains are the source).
+    out = gexbot("levels", env=_env(tmp_path, GEXBOT_SOURCE="backquant"), cwd=tmp_path)
     assert out.returncode == 1
     assert out.stderr.strip() == "GEXBOT_API_KEY: required (your BackQuant API key)"
 

@@ -31,8 +31,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    lv = sub.add_parser("levels", help="print current levels (needs GEXBOT_API_KEY)")
+    lv = sub.add_parser(
+        "levels", help="print current levels (BackQuant with GEXBOT_API_KEY, else the chains)"
+    )
     lv.add_argument("symbols", nargs="*", help="e.g. BTC ETHUSDT (default: GEXBOT_SYMBOLS)")
+    lv.add_argument(
+        "--format", choices=["table", "json"], default="table", help="tables, or one JSON document"
+    )
 
     sub.add_parser("run", help="the bot: poll, evaluate, persist, deliver, until SIGTERM")
     once = sub.add_parser("once", help="one cycle, then exit")
@@ -152,7 +157,7 @@ def _dispatch(args: argparse.Namespace, console: Console, err: Console) -> int:
 
         if command == "chart":
             return asyncio.run(chart(load_settings(), args.symbol, args.output, err))
-        return asyncio.run(levels(load_settings(), args.symbols, console, err))
+        return asyncio.run(levels(load_settings(), args.symbols, console, err, fmt=args.format))
     if command == "replay":
         from gexbot.cli.replay import replay
 

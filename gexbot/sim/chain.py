@@ -293,6 +293,8 @@ class _Profile:
     o_strikes: Floats
     o_gex: Floats
     o_oi: Floats  # the 0DTE expiry's open interest: calls (row 0), puts (row 1)
+    grid: _Grid
+    oi: Floats  # every live expiry's open interest: expiry × side × strike (zero where unlisted)
 
 
 def _profile(chain: Chain, spot: float, now: datetime) -> _Profile:
@@ -325,7 +327,41 @@ def _profile(chain: Chain, spot: float, now: datetime) -> _Profile:
         o_strikes=grid.strikes[today],
         o_gex=net[0][today],
         o_oi=oi[0][:, today],
+        grid=grid,
+        oi=oi,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ListedOption:
+    """One listed contract as a venue would publish it (IV from the smile at `spot`)."""
+
+    expiry: datetime
+    strike: float
+    is_call: bool
+    oi: float  # coin
+    iv: float  # decimal
+
+
+def listed_options(chain: Chain, spot: float, now: datetime) -> list[ListedOption]:
+    """Every contract behind `compute_levels(chain, spot, now)`, from the same arrays: what the
+    simulated venues serve, so that a chain read back gives the simulator's own levels."""
+    p = _profile(chain, spot, now)
+    ivs = chain.iv(p.grid.strikes, spot)
+    out = []
+    for e, expiry in enumerate(p.grid.expiries):
+        for i in np.flatnonzero(p.grid.listed[e]).tolist():
+            for side in (0, 1):
+                out.append(
+                    ListedOption(
+                        expiry,
+                        float(p.grid.strikes[i]),
+                        side == 0,
+                        float(p.oi[e, side, i]),
+                        float(ivs[i]),
+                    )
+                )
+    return out
 
 
 def wall(chain: Chain, spot: float, now: datetime, *, calls: bool) -> float | None:

@@ -16,7 +16,16 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from gexbot.sim.chain import SPECS, Chain, Levels, compute_levels, now_utc, roll_wall
+from gexbot.sim.chain import (
+    SPECS,
+    Chain,
+    Levels,
+    ListedOption,
+    compute_levels,
+    listed_options,
+    now_utc,
+    roll_wall,
+)
 
 #: Stationary spread of spot around its anchor; keeps the walk on the strike grid.
 REVERSION_STD = 0.04
@@ -195,6 +204,13 @@ class Simulator:
             st.ticks.append((t, st.spot))
             if not st.history or t - st.history[-1][0] >= self.config.history_step:
                 st.history.append((t, st.spot, self.levels(sym)))
+
+    def listed(self, symbol: str) -> tuple[list[ListedOption], float, float]:
+        """The contracts behind `levels(symbol)` at the current tick, its spot and the tick's
+        time: what the simulated venues publish."""
+        st = self.states[symbol]
+        at = self.origin + self.tick * self.config.refresh
+        return listed_options(st.chain, st.spot, now_utc(at)), st.spot, at
 
     def levels(self, symbol: str) -> Levels:
         """The symbol's levels at the current tick (computed once per tick), with overrides."""

@@ -14,7 +14,8 @@ from typing import Any
 from aiohttp import web
 
 from gexbot.core.market.symbols import MAX_SYMBOLS_PER_REQUEST, SUPPORTED_SYMBOLS
-from gexbot.sim import payloads
+from gexbot.sim import payloads, venues
+from gexbot.sim.chain import ListedOption
 from gexbot.sim.market import ERROR_CODES, Fault, FaultKind, Simulator
 
 log = logging.getLogger(__name__)
@@ -22,6 +23,8 @@ log = logging.getLogger(__name__)
 MULTI_INCLUDES = frozenset({"expected_move", "max_pain", "ranked", "zones"})
 SINGLE_INCLUDES = MULTI_INCLUDES | {"spot", "candles"}
 PUBLIC_PATHS = frozenset({"/v2/health", "/v2/openapi.json", "/v2/docs", "/v2/redoc"})
+#: The venues' public paths: no BackQuant key, no BackQuant rate limit.
+VENUE_PREFIXES = ("/api/", "/v5/")
 DEFAULT_KEY = "demo"
 #: BackQuant's published document, served at /v2/openapi.json like the real API.
 OPENAPI_DOCUMENT = Path(__file__).with_name("openapi-v2.json")
@@ -79,7 +82,54 @@ class SimServer:
         app.router.add_get("/v2/multi/gex/levels", self._multi)
         app.router.add_get("/v2/gex/levels", self._levels)
         app.router.add_get("/v2/gex/stress-history", self._stress_history)
+        # The venues' public chains, keyless as on the real hosts (one base URL for all three).
+        app.router.add_get("/api/v2/public/get_book_summary_by_currency", self._deribit_book)
+        app.router.add_get("/api/v2/public/get_index_price", self._deribit_index)
+        app.router.add_get("/v5/market/tickers", self._bybit_tickers)
+        app.router.add_get("/api/v5/public/opt-summary", self._okx_summary)
+        app.router.add_get("/api/v5/public/open-interest", self._okx_open_interest)
+        app.router.add_get("/api/v5/market/index-tickers", self._okx_index)
         return app
+
+    # -- the venues' chains ---------------------------------------------------------------
+
+    def _coin_chain(self, coin: str) -> tuple[list[ListedOption], float, float]:
+        symbol = f"{coin}USDT"
+        if symbol not in self.sim.states:
+            return [], 0.0, self.sim.now()
+        return self.sim.listed(symbol)
+
+    async def _deribit_book(self, request: web.Request) -> web.Response:
+        coin = request.query.get("currency", "").upper()
+        if coin == "USDC":  # linear options are listed under USDC: SOL's, here
+            coin = "SOL"
+        options, spot, at = self._coin_chain(coin)
+        return web.json_response(venues.deribit_book(coin, options, spot, at))
+
+    async def _deribit_index(self, request: web.Request) -> web.Response:
+        coin = request.query.get("index_name", "").split("_")[0].upper()
+        _, spot, _ = self._coin_chain(coin)
+        return web.json_response(venues.deribit_index(coin, spot))
+
+    async def _bybit_tickers(self, request: web.Request) -> web.Response:
+        coin = request.query.get("baseCoin", "").upper()
+        options, spot, at = self._coin_chain(coin)
+        return web.json_response(venues.bybit_tickers(coin, options, spot, at))
+
+    async def _okx_summary(self, request: web.Request) -> web.Response:
+        coin = request.query.get("instFamily", "").split("-")[0].upper()
+        options, spot, at = self._coin_chain(coin)
+        return web.json_response(venues.okx_summary(coin, options, spot, at))
+
+    async def _okx_open_interest(self, request: web.Request) -> web.Response:
+        coin = request.query.get("instFamily", "").split("-")[0].upper()
+        options, _, _ = self._coin_chain(coin)
+        return web.json_response(venues.okx_open_interest(coin, options))
+
+    async def _okx_index(self, request: web.Request) -> web.Response:
+        coin = request.query.get("instId", "").split("-")[0].upper()
+        _, spot, _ = self._coin_chain(coin)
+        return web.json_response(venues.okx_index(coin, spot))
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Listen (port 0 picks a free one) and return the base URL."""
@@ -124,7 +174,7 @@ class SimServer:
                 "agent": request.headers.get("User-Agent", ""),
             }
             self._log_file.write(json.dumps(entry) + "\n")
-        if request.path in PUBLIC_PATHS:
+        if request.path in PUBLIC_PATHS or request.path.startswith(VENUE_PREFIXES):
             return await self._handle(request, handler, {})
         headers = self._count()
         key = request.headers.get("X-API-Key")

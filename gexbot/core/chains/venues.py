@@ -7,7 +7,7 @@ and then only `ChainError`. Every expiry settles at 08:00 UTC on these venues.
 
 from __future__ import annotations
 
-import math
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -48,6 +48,7 @@ class Book:
     underlying: str
     contracts: tuple[Contract, ...]
     skipped: int = 0
+    at: float | None = None  # the venue's own time for the data, epoch seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,8 @@ def _dmy(day: str, month: str, year: str) -> float | None:
     return None if m is None else _settle(2000 + int(year), m, int(day))
 
 
+# The same few thousand names come back every refresh: each is read once (pure, so cached).
+@functools.lru_cache(maxsize=65536)
 def parse_deribit_name(name: str) -> _Name | None:
     """`BTC-27DEC24-100000-C`, `SOL_USDC-27DEC24-0d625-P` (the `d` is a decimal point)."""
     m = _DERIBIT.fullmatch(name)
@@ -90,6 +93,7 @@ def parse_deribit_name(name: str) -> _Name | None:
     return _Name(m[1], expiry, float(m[5].replace("d", ".")), m[6] == "C")
 
 
+@functools.lru_cache(maxsize=65536)
 def parse_bybit_name(name: str) -> _Name | None:
     """`BTC-27DEC24-100000-C`, newer series with a `-USDT` suffix."""
     m = _BYBIT.fullmatch(name)
@@ -99,6 +103,7 @@ def parse_bybit_name(name: str) -> _Name | None:
     return None if expiry is None else _Name(m[1], expiry, float(m[5]), m[6] == "C")
 
 
+@functools.lru_cache(maxsize=65536)
 def parse_okx_name(name: str) -> _Name | None:
     """`BTC-USD-241227-100000-C` (YYMMDD)."""
     m = _OKX.fullmatch(name)
@@ -109,18 +114,20 @@ def parse_okx_name(name: str) -> _Name | None:
 
 
 def _number(value: Any) -> float | None:
-    """A finite, sane number from a JSON number or a numeric string; None otherwise."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str):
+    """A finite, sane number from a JSON number or a numeric string; None otherwise (a bool is
+    not a number here). Called for every field of every row: kept to type checks and one
+    comparison, which also refuses NaN and the infinities."""
+    kind = type(value)
+    if kind is float or kind is int:
+        number = float(value)
+    elif kind is str:
         try:
-            value = float(value)
+            number = float(value)
         except ValueError:
             return None
-    if not isinstance(value, int | float):
+    else:
         return None
-    number = float(value)
-    return number if math.isfinite(number) and abs(number) < _SANE else None
+    return number if -_SANE < number < _SANE else None
 
 
 def _rows(payload: Any, *path: str) -> list[Any]:
@@ -144,7 +151,7 @@ def _contract(
     return Contract(name.expiry, name.strike, name.is_call, oi, iv, forward)
 
 
-def _book(venue: Venue, underlying: str, parsed: list[Contract | None]) -> Book:
+def _book(venue: Venue, underlying: str, parsed: list[Contract | None], at: float | None) -> Book:
     # A duplicated instrument counts once: the first row wins, the others are skipped.
     seen: set[tuple[float, float, bool]] = set()
     kept = []
@@ -152,7 +159,12 @@ def _book(venue: Venue, underlying: str, parsed: list[Contract | None]) -> Book:
         if c is not None and (key := (c.expiry, c.strike, c.is_call)) not in seen:
             seen.add(key)
             kept.append(c)
-    return Book(venue, underlying, tuple(kept), skipped=len(parsed) - len(kept))
+    return Book(venue, underlying, tuple(kept), skipped=len(parsed) - len(kept), at=at)
+
+
+def _millis(value: Any) -> float | None:
+    ms = _number(value)
+    return ms / 1000.0 if ms is not None and ms > 0 else None
 
 
 def parse_deribit(payload: Any, underlying: str, *, now: float) -> Book:
@@ -162,10 +174,14 @@ def parse_deribit(payload: Any, underlying: str, *, now: float) -> Book:
     if isinstance(payload, Mapping) and "error" in payload and payload.get("error"):
         raise ChainError(f"Deribit error {_brief(payload['error'])}")
     parsed: list[Contract | None] = []
+    at: float | None = None
     for row in _rows(payload, "result"):
         if not isinstance(row, Mapping) or not isinstance(row.get("instrument_name"), str):
             parsed.append(None)
             continue
+        stamp = _millis(row.get("creation_timestamp"))
+        if stamp is not None:
+            at = stamp if at is None else max(at, stamp)
         raw_name = row["instrument_name"]
         name = parse_deribit_name(raw_name)
         if name is not None and name.underlying != underlying:
@@ -183,7 +199,7 @@ def parse_deribit(payload: Any, underlying: str, *, now: float) -> Book:
                 now=now,
             )
         )
-    return _book(Venue.DERIBIT, underlying, parsed)
+    return _book(Venue.DERIBIT, underlying, parsed, at)
 
 
 def parse_bybit(payload: Any, underlying: str, *, now: float) -> Book:
@@ -208,7 +224,12 @@ def parse_bybit(payload: Any, underlying: str, *, now: float) -> Book:
                 now=now,
             )
         )
-    return _book(Venue.BYBIT, underlying, parsed)
+    return _book(
+        Venue.BYBIT,
+        underlying,
+        parsed,
+        _millis(payload.get("time")),
+    )
 
 
 def parse_okx(summary: Any, open_interest: Any, underlying: str, *, now: float) -> Book:
@@ -225,10 +246,14 @@ def parse_okx(summary: Any, open_interest: Any, underlying: str, *, now: float) 
                 oi = contracts * OKX_MULTIPLIER.get(underlying, 1.0)
             coins.setdefault(row["instId"], oi)
     parsed: list[Contract | None] = []
+    at: float | None = None
     for row in _rows(summary, "data"):
         if not isinstance(row, Mapping) or not isinstance(row.get("instId"), str):
             parsed.append(None)
             continue
+        stamp = _millis(row.get("ts"))
+        if stamp is not None:
+            at = stamp if at is None else max(at, stamp)
         name = parse_okx_name(row["instId"])
         if name is not None and name.underlying != underlying:
             continue
@@ -241,7 +266,7 @@ def parse_okx(summary: Any, open_interest: Any, underlying: str, *, now: float) 
                 now=now,
             )
         )
-    return _book(Venue.OKX, underlying, parsed)
+    return _book(Venue.OKX, underlying, parsed, at)
 
 
 def _brief(value: Any) -> str:
