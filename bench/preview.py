@@ -67,7 +67,7 @@ async def main(n: int) -> None:
         engine = make_engine(f"sqlite:///{Path(tmp) / 'preview.db'}")
         migrate(engine)
         seed(engine, now, rng)
-        preview = AlertPreview(engine, None, clock=lambda: now, monotonic=time.monotonic)  # type: ignore[arg-type]
+        preview = AlertPreview(engine, None, clock=lambda: now, monotonic=time.monotonic)
         cold: list[float] = []
         warm: list[float] = []
         for i in range(n):

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
     from gexbot.adapters.chains import ChainSource
     from gexbot.adapters.notify import Notifier
+    from gexbot.adapters.source import LevelsSource
     from gexbot.charts.cache import ChartCache
     from gexbot.chat.discord import DiscordCommands
     from gexbot.chat.service import ChatService
@@ -192,6 +193,19 @@ async def backquant_client(
 
 
 @asynccontextmanager
+async def levels_source(
+    settings: Settings, *, runtime: Runtime, fakes: Fakes = Fakes()
+) -> AsyncIterator[LevelsSource]:
+    """The source in force (GEXBOT_SOURCE): BackQuant's client, or the venues' chains."""
+    if settings.levels_source == "chains":
+        async with chain_source(settings, runtime=runtime) as chains:
+            yield chains
+    else:
+        async with backquant_client(settings, runtime=runtime, fakes=fakes) as client:
+            yield client
+
+
+@asynccontextmanager
 async def chain_source(settings: Settings, *, runtime: Runtime) -> AsyncIterator[ChainSource]:
     """The venues' chains (GEXBOT_CHAIN_VENUES at their GEXBOT_<VENUE>_URL), closed on exit."""
     from gexbot.adapters.chains import ChainSource, build_venue_clients
@@ -200,7 +214,12 @@ async def chain_source(settings: Settings, *, runtime: Runtime) -> AsyncIterator
     urls = {Venue(name): getattr(settings, f"{name}_url") for name in settings.chain_venues}
     clients = build_venue_clients(urls)
     try:
-        yield ChainSource(clients, wall_clock=runtime.epoch, monotonic=runtime.monotonic)
+        yield ChainSource(
+            clients,
+            wall_clock=runtime.epoch,
+            monotonic=runtime.monotonic,
+            stale_after=settings.stale_after,
+        )
     finally:
         for client in clients.values():
             await client.aclose()
@@ -210,7 +229,7 @@ def build_chat_service(
     settings: Settings,
     *,
     engine: Engine,
-    client: BackQuantClient,
+    client: LevelsSource,
     rules: Callable[[], RuleSet],
     latest: Callable[[], BundleSnapshot | None],
     charts: Callable[[str], Awaitable[bytes]],
@@ -232,7 +251,12 @@ def build_chat_service(
         universe=settings.symbols,
         fresh_for=settings.poll_interval,
         clock=runtime.now,
-        preview=AlertPreview(engine, client, clock=runtime.now, monotonic=runtime.monotonic),
+        preview=AlertPreview(
+            engine,
+            client if isinstance(client, BackQuantClient) else None,  # history is BackQuant's
+            clock=runtime.now,
+            monotonic=runtime.monotonic,
+        ),
         alerts_per_chat=settings.chat_alerts_per_chat,
     )
 
@@ -384,7 +408,7 @@ def build_discord_commands(
 
 
 def build_charts(
-    settings: Settings, client: BackQuantClient, engine: Engine, *, runtime: Runtime
+    settings: Settings, client: LevelsSource, engine: Engine, *, runtime: Runtime
 ) -> ChartCache:
     """The shared chart cache over its renderer process (started on first use)."""
     from gexbot.charts.cache import ChartCache
@@ -404,7 +428,7 @@ def build_service(
     settings: Settings,
     *,
     engine: Engine,
-    client: BackQuantClient,
+    client: LevelsSource,
     watcher: RulesWatcher,
     notifiers: dict[str, Notifier],
     leadership: Leadership,
@@ -528,7 +552,7 @@ async def compose(
             if fakes.notifiers is not None
             else build_notifiers(settings, console=console, runtime=runtime)
         )
-        async with backquant_client(settings, runtime=runtime, fakes=fakes) as client:
+        async with levels_source(settings, runtime=runtime, fakes=fakes) as client:
             watcher = RulesWatcher(
                 settings.rules, ruleset, universe=settings.symbols, setting=env_name("rules")
             )

@@ -5,11 +5,14 @@ out; `gexbot levels` runs on the chains without a key."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -22,6 +25,8 @@ from gexbot.sim.chain import Levels
 from gexbot.sim.market import Simulator
 from gexbot.sim.server import SimServer
 from tests.conftest import Clock
+from tests.processes import clean_env, sim_server
+from tests.test_cli import gexbot
 
 STRIKES: dict[Level, Callable[[Levels], float | None]] = {
     Level.HVL: lambda lv: lv.hvl,
@@ -43,6 +48,7 @@ def _source(url: str, venues: tuple[Venue, ...], clock: Clock) -> ChainSource:
         build_venue_clients({v: url for v in venues}),
         wall_clock=clock,
         monotonic=time.monotonic,
+        stale_after=90,
     )
 
 
@@ -120,7 +126,9 @@ async def test_a_failing_venue_is_left_out_with_one_warning_and_the_others_go_on
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     clients = build_venue_clients({Venue.DERIBIT: server.url, Venue.BYBIT: broken_venue})
-    source = ChainSource(clients, wall_clock=clock, monotonic=lambda: clock() * 1000)
+    source = ChainSource(
+        clients, wall_clock=clock, monotonic=lambda: clock() * 1000, stale_after=1e9
+    )
     caplog.set_level("WARNING", logger="gexbot")
     try:
         for _ in range(3):
@@ -135,7 +143,10 @@ async def test_a_failing_venue_is_left_out_with_one_warning_and_the_others_go_on
 async def test_the_venues_are_asked_at_most_once_a_window(server: SimServer, clock: Clock) -> None:
     now = [0.0]
     source = ChainSource(
-        build_venue_clients({Venue.DERIBIT: server.url}), wall_clock=clock, monotonic=lambda: now[0]
+        build_venue_clients({Venue.DERIBIT: server.url}),
+        wall_clock=clock,
+        monotonic=lambda: now[0],
+        stale_after=90,
     )
     try:
         first = await source.bundle(["BTCUSDT"])
@@ -212,3 +223,31 @@ def test_the_venue_urls_are_checked_by_their_names(
     err = capsys.readouterr().err
     for name in ("GEXBOT_OKX_URL", "GEXBOT_CHAIN_VENUES", "GEXBOT_SOURCE"):
         assert name in err
+
+
+def test_the_bot_runs_a_cycle_on_the_chains_without_a_key(tmp_path: Path) -> None:
+    rules = tmp_path / "r.yaml"
+    rules.write_text(
+        "channels: {tty: {terminal: true}}\n"
+        "rules: [{id: above, symbols: [BTCUSDT], when: {above: put_support}, notify: tty}]\n"
+    )
+    with sim_server(env=clean_env(), cwd=tmp_path) as url:
+        env = {
+            **clean_env(),
+            "GEXBOT_DERIBIT_URL": url,
+            "GEXBOT_BYBIT_URL": url,
+            "GEXBOT_OKX_URL": url,
+            "GEXBOT_RULES": str(rules),
+            "GEXBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'b.db'}",
+            "GEXBOT_SYMBOLS": "BTCUSDT,HYPEUSDT",
+        }
+        out = gexbot("once", env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "GEXBOT_API_KEY" not in out.stderr  # no key asked for
+    assert "Traceback" not in out.stderr
+    with contextlib.closing(sqlite3.connect(tmp_path / "b.db")) as conn:
+        stored = dict(conn.execute("SELECT symbol, status FROM snapshot_last").fetchall())
+        state = conn.execute("SELECT state FROM alert_state WHERE rule_id = 'above'").fetchone()
+    # The cycle ran on the chains' levels; HYPE (no listed options) is missing, not zero.
+    assert stored == {"BTCUSDT": "ok", "HYPEUSDT": "missing"}
+    assert state is not None

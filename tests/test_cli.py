@@ -167,7 +167,8 @@ def test_run_with_bad_settings_lists_every_problem_and_exits_2(tmp_path: Path) -
 
 
 def test_run_without_key_or_rules_names_both_and_exits_2(tmp_path: Path) -> None:
-    out = gexbot("run", env=_env(tmp_path), cwd=tmp_path)
+    # BackQuant asked for by name: its key is required (unset, the chains need none).
+    out = gexbot("run", env=_env(tmp_path, GEXBOT_SOURCE="backquant"), cwd=tmp_path)
     assert out.returncode == 2
     assert "GEXBOT_API_KEY: required" in out.stderr
     assert "GEXBOT_RULES: no such file or directory" in out.stderr

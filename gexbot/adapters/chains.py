@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
@@ -61,8 +61,10 @@ class ChainSource:
         *,
         wall_clock: Callable[[], float],
         monotonic: Callable[[], float],
+        stale_after: float,
         min_interval: float = MIN_INTERVAL,
     ) -> None:
+        self._stale_after = stale_after
         self._clients = dict(clients)
         self._wall_clock = wall_clock
         self._monotonic = monotonic
@@ -134,7 +136,10 @@ class ChainSource:
             symbol, contracts, spot=spot, now=datetime.fromtimestamp(at, tz=UTC)
         )
         self.results[symbol] = ChainResult(computed)
-        return computed.snapshot, True
+        snap = computed.snapshot
+        if self._wall_clock() - at > self._stale_after:  # the venues' own data time
+            snap = replace(snap, status=SymbolStatus.STALE)
+        return snap, True
 
     async def _book(self, venue: Venue, coin: str) -> _Fetched | None:
         """One venue's book for `coin`, or None (left out of this refresh, logged once)."""

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 
-from gexbot.adapters.backquant import BackQuantClient
+from gexbot.adapters.source import LevelsSource
 from gexbot.charts.renderer import ChartRenderer
 from gexbot.core.market.snapshot import SymbolSnapshot, SymbolStatus
 from gexbot.store.snapshots import load_history
@@ -28,7 +28,7 @@ class ChartCache:
 
     def __init__(
         self,
-        client: BackQuantClient,
+        client: LevelsSource,
         engine: Engine,
         renderer: ChartRenderer,
         *,

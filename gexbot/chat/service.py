@@ -15,7 +15,8 @@ from functools import partial
 
 from sqlalchemy import Connection, Engine
 
-from gexbot.adapters.backquant import BackQuantClient, FetchError
+from gexbot.adapters.backquant import FetchError
+from gexbot.adapters.source import LevelsSource
 from gexbot.core.alerts.audience import Mute, Scope
 from gexbot.core.commands.chat import (
     Command,
@@ -84,7 +85,7 @@ class ChatService:
         self,
         *,
         engine: Engine,
-        client: BackQuantClient,
+        client: LevelsSource,
         rules: Callable[[], RuleSet],
         latest: Callable[[], BundleSnapshot | None],
         universe: list[str],

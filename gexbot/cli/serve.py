@@ -40,7 +40,7 @@ async def serve(
     stop: asyncio.Event | None = None,
     quiet_cycles: bool = False,
 ) -> int:
-    problems, ruleset = startup_problems(settings, need_key=True)
+    problems, ruleset = startup_problems(settings, need_key=settings.levels_source == "backquant")
     for line in settings.unsupported_symbols():
         log.warning("%s (it will be reported as invalid)", line)
     if problems or ruleset is None:
@@ -61,7 +61,9 @@ async def serve(
             "instance %s%s",
             len(ruleset.rules),
             len(settings.symbols),
-            settings.api_url,
+            settings.api_url
+            if settings.levels_source == "backquant"
+            else "the option chains of " + ", ".join(settings.chain_venues),
             settings.poll_interval,
             masked(settings.database_url),
             settings.instance,
@@ -114,6 +116,10 @@ async def demo(args: argparse.Namespace, console: Console, err: Console) -> int:
             "api_url": url,
             "api_key": SecretStr(DEFAULT_KEY),
             "poll_interval": DEMO_CONFIG.refresh,
+            # The simulator serves the venues' chains too: GEXBOT_SOURCE=chains runs on them.
+            "deribit_url": url,
+            "bybit_url": url,
+            "okx_url": url,
         }
         if "database_url" not in base.model_fields_set:
             overrides["database_url"] = f"sqlite:///{Path(tmp) / 'demo.db'}"

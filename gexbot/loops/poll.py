@@ -14,7 +14,8 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 
-from gexbot.adapters.backquant import BackQuantClient, FetchError
+from gexbot.adapters.backquant import FetchError
+from gexbot.adapters.source import LevelsSource
 from gexbot.core.alerts.events import is_warning
 from gexbot.core.alerts.feed_warnings import FeedContext
 from gexbot.core.language.model import is_personal
@@ -69,7 +70,7 @@ class PollLoop:
         self,
         config: PollConfig,
         *,
-        client: BackQuantClient,
+        client: LevelsSource,
         watcher: RulesWatcher,
         pipeline: Pipeline,
         leadership: Leadership,
