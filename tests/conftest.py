@@ -180,11 +180,19 @@ def db(empty_db: Engine) -> Engine:
 @contextmanager
 def threaded_sim(api_key: str = "k") -> Iterator[str]:
     """The simulator on its own thread and loop, for tests that call the sync CLI `main()`."""
-    import asyncio
-    import threading
     import time
 
-    server = SimServer(Simulator(clock=time.time), api_key=api_key)
+    with threaded_server(Simulator(clock=time.time), api_key=api_key) as server:
+        yield server.url
+
+
+@contextmanager
+def threaded_server(sim: Simulator, *, api_key: str = "k") -> Iterator[SimServer]:
+    """A simulator server for `sim` on its own thread and event loop."""
+    import asyncio
+    import threading
+
+    server = SimServer(sim, api_key=api_key)
     loop = asyncio.new_event_loop()
     ready = threading.Event()
 
@@ -197,7 +205,7 @@ def threaded_sim(api_key: str = "k") -> Iterator[str]:
     thread.start()
     ready.wait()
     try:
-        yield server.url
+        yield server
     finally:
         asyncio.run_coroutine_threadsafe(server.stop(), loop).result(timeout=10)
         loop.call_soon_threadsafe(loop.stop)

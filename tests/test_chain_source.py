@@ -4,11 +4,9 @@ out; `gexbot levels` runs on the chains without a key."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import sqlite3
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
@@ -25,6 +23,7 @@ from gexbot.sim.chain import Levels
 from gexbot.sim.market import Simulator
 from gexbot.sim.server import SimServer
 from tests.conftest import Clock
+from tests.conftest import threaded_server as conftest_threaded_server
 from tests.processes import clean_env, sim_server
 from tests.test_cli import gexbot
 
@@ -168,23 +167,8 @@ async def test_the_venues_are_asked_at_most_once_a_window(server: SimServer, clo
 def threaded_server() -> Iterator[SimServer]:
     # A still clock at the real time (the CLI drops expiries before its own clock): the tick
     # the venues serve is the tick the test compares with.
-    server = SimServer(Simulator(clock=Clock(time.time())), api_key="k")
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-
-    def serve() -> None:
-        loop.run_until_complete(server.start())
-        ready.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    ready.wait(timeout=10)
-    yield server
-    asyncio.run_coroutine_threadsafe(server.stop(), loop).result(timeout=10)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(timeout=10)
-    loop.close()
+    with conftest_threaded_server(Simulator(clock=Clock(time.time())), api_key="k") as server:
+        yield server
 
 
 def test_gexbot_levels_runs_on_the_chains_without_a_key(
