@@ -49,7 +49,6 @@ HOSTILE_TEXT = st.sampled_from(
 ) | st.text(max_size=40)
 
 
-FIXTURE = HealthCheck.function_scoped_fixture  # the server is module-scoped: shared on purpose
 
 
 @dataclass
@@ -133,7 +132,7 @@ def _fetch(url: str) -> BundleSnapshot | FetchError:
 
 
 @settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
     status=st.sampled_from([200, 429, 503]),
@@ -173,7 +172,7 @@ def _error_body(code: str, message: str) -> dict[str, Any]:
 
 
 @settings(
-    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
     status=st.sampled_from([400, 401, 403, 404, 429, 500, 502, 200]),
