@@ -49,8 +49,6 @@ HOSTILE_TEXT = st.sampled_from(
 ) | st.text(max_size=40)
 
 
-
-
 @dataclass
 class Answer:
     """What the server says next."""
