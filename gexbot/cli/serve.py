@@ -126,8 +126,13 @@ async def demo(args: argparse.Namespace, console: Console, err: Console) -> int:
         if not base.http_port:  # the web console, on a free port of this machine
             overrides["http_port"] = _free_port(base.http_host)
         settings = base.model_copy(update=overrides)
+        what = (
+            "BackQuant API"
+            if settings.levels_source == "backquant"
+            else "set of Deribit, Bybit and OKX option chains (levels computed by gexbot)"
+        )
         console.print(
-            f"[bold]gexbot demo[/]: the bot on a simulated BackQuant API at {url} (a fast market), "
+            f"[bold]gexbot demo[/]: the bot on a simulated {what} at {url} (a fast market), "
             f"rules from {settings.rules}/, database {masked(settings.database_url)}.\n"
             f"Web console: http://{settings.http_host}:{settings.http_port}/\n"
             "Alerts print below as they fire (usually within a minute). Ctrl-C stops.\n"
