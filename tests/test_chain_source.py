@@ -152,6 +152,8 @@ async def test_the_venues_are_asked_at_most_once_a_window(server: SimServer, clo
         asked = len(server.request_log)
         now[0] = 29.0
         assert await source.bundle(["BTCUSDT"]) is first
+        # chat's `/levels` in the same window: the held snapshot, no request
+        assert await source.levels("BTCUSDT") is first.symbols["BTCUSDT"]
         assert len(server.request_log) == asked
         now[0] = 30.0
         await source.bundle(["BTCUSDT"])

@@ -25,6 +25,7 @@ from gexbot.core.chains.levels import ChainLevels, chain_levels
 from gexbot.core.chains.venues import (
     Book,
     Venue,
+    coin_of,
     parse_bybit,
     parse_deribit,
     parse_okx,
@@ -46,11 +47,6 @@ class ChainResult:
     reason: str | None = None
 
 
-def coin_of(symbol: str) -> str:
-    """`BTCUSDT` → `BTC`: the venues name the underlying by its coin."""
-    return symbol.removesuffix("USDT")
-
-
 class ChainSource:
     """The venues' chains as a levels source with the BackQuant client's shape (`bundle`,
     `levels`, `rate_limit`), so the poll loop, chat and the CLI take either."""
@@ -69,7 +65,8 @@ class ChainSource:
         self._wall_clock = wall_clock
         self._monotonic = monotonic
         self._min_interval = min_interval
-        self._last: tuple[float, tuple[str, ...], BundleSnapshot] | None = None
+        self._held: dict[str, tuple[float, SymbolSnapshot]] = {}  # (monotonic, snapshot)
+        self._last: tuple[tuple[str, ...], BundleSnapshot] | None = None
         self._failing: set[tuple[Venue, str]] = set()
         self.results: dict[str, ChainResult] = {}
 
@@ -89,23 +86,27 @@ class ChainSource:
         include: Iterable[str] = (),  # noqa: ARG002 - a chain gives every section at once
         exchanges: Sequence[str] | None = None,  # noqa: ARG002 - the venues are the setting
     ) -> BundleSnapshot:
-        """Every symbol's levels from the chains; within `min_interval` of the last refresh the
-        same answer again (the venues are not asked twice in one window)."""
+        """Every symbol's levels from the chains. A symbol refreshed less than `min_interval`
+        ago is served as held, whoever asks (the poll loop, chat's `/levels`, a chart): the
+        venues are asked for it at most once a window."""
         wanted = tuple(dict.fromkeys(symbols))
         now_m = self._monotonic()
-        if (
-            self._last is not None
-            and self._last[1] == wanted
-            and now_m - self._last[0] < self._min_interval
-        ):
-            return self._last[2]
-        computed = await asyncio.gather(*(self._symbol(s) for s in wanted))
-        if wanted and not any(answered for _, answered in computed):
+        due = [
+            s
+            for s in wanted
+            if s not in self._held or now_m - self._held[s][0] >= self._min_interval
+        ]
+        if not due and self._last is not None and self._last[0] == wanted:
+            return self._last[1]
+        computed = await asyncio.gather(*(self._symbol(s) for s in due))
+        if due and not any(answered for _, answered in computed):
             raise FetchError(FetchErrorKind.TRANSIENT, "no venue answered with a chain")
+        for sym, (snap, _) in zip(due, computed, strict=True):
+            self._held[sym] = (now_m, snap)
         received = datetime.fromtimestamp(self._wall_clock(), tz=UTC)
-        snaps = {s: snap for s, (snap, _) in zip(wanted, computed, strict=True)}
+        snaps = {s: self._held[s][1] for s in wanted}
         bundle = BundleSnapshot(received_at=received, symbols=MappingProxyType(snaps))
-        self._last = (now_m, wanted, bundle)
+        self._last = (wanted, bundle)
         return bundle
 
     async def levels(self, symbol: str, include: Iterable[str] = ()) -> SymbolSnapshot:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from gexbot.core.chains.venues import MONTH_NAMES
 from gexbot.sim.chain import ListedOption
 
 #: Each venue's share of every contract's open interest, per coin it lists.
@@ -23,16 +24,10 @@ SHARES: Mapping[str, Mapping[str, float]] = {
 #: Deribit's USDC options: coin per contract (its inverse BTC and ETH options are 1 coin).
 DERIBIT_LINEAR = {"SOL": 10.0}
 OKX_CONTRACT = {"BTC": 0.01, "ETH": 0.1}
-_MONTHS = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
-
-
-def coin_of(symbol: str) -> str:
-    """`BTCUSDT` → `BTC`."""
-    return symbol.removesuffix("USDT")
 
 
 def _dmy(expiry: datetime) -> str:
-    return f"{expiry.day}{_MONTHS[expiry.month - 1]}{expiry:%y}"
+    return f"{expiry.day}{MONTH_NAMES[expiry.month - 1]}{expiry:%y}"
 
 
 def _strike(value: float, *, decimal: str = ".") -> str:

@@ -17,12 +17,16 @@ from typing import Any
 
 from gexbot.core.chains.contracts import ChainError, Contract
 
-MONTHS = {
-    m: i + 1
-    for i, m in enumerate(
-        ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
-    )
-}
+#: How Deribit and Bybit spell a month in an option's name (`27DEC26`).
+MONTH_NAMES = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+MONTHS = {m: i + 1 for i, m in enumerate(MONTH_NAMES)}
+
+
+def coin_of(symbol: str) -> str:
+    """`BTCUSDT` → `BTC`: the venues name the underlying by its coin."""
+    return symbol.removesuffix("USDT")
+
+
 #: Beyond this a number is not a price, an interest or a vol any venue would publish.
 _SANE = 1e12
 
