@@ -196,10 +196,32 @@ async def backquant_client(
 async def levels_source(
     settings: Settings, *, runtime: Runtime, fakes: Fakes = Fakes()
 ) -> AsyncIterator[LevelsSource]:
-    """The source in force (GEXBOT_SOURCE): BackQuant's client, or the venues' chains."""
+    """The source in force (GEXBOT_SOURCE): BackQuant's client, the venues' chains, or both."""
     if settings.levels_source == "chains":
         async with chain_source(settings, runtime=runtime) as chains:
             yield chains
+    elif settings.levels_source == "both":
+        from gexbot.adapters.dual import DualSource
+        from gexbot.core.chains.crosscheck import Tolerance
+
+        async with (
+            backquant_client(settings, runtime=runtime, fakes=fakes) as client,
+            chain_source(settings, runtime=runtime) as chains,
+        ):
+            yield DualSource(
+                client,
+                chains,
+                check_every=settings.cross_check_every,
+                tolerance=Tolerance(
+                    walls_pct=settings.cross_check_wall_pct,
+                    levels_pct=settings.cross_check_level_pct,
+                    after=settings.cross_check_after,
+                ),
+                interval=settings.poll_interval,
+                monotonic=runtime.monotonic,
+                wall_clock=runtime.epoch,
+                rng=runtime.rng,
+            )
     else:
         async with backquant_client(settings, runtime=runtime, fakes=fakes) as client:
             yield client
@@ -223,6 +245,15 @@ async def chain_source(settings: Settings, *, runtime: Runtime) -> AsyncIterator
     finally:
         for client in clients.values():
             await client.aclose()
+
+
+def _history_client(source: LevelsSource) -> BackQuantClient | None:
+    """The client of BackQuant's history endpoints in `source`, if it has one."""
+    from gexbot.adapters.dual import DualSource
+
+    if isinstance(source, DualSource):
+        return source.primary
+    return source if isinstance(source, BackQuantClient) else None
 
 
 def build_chat_service(
@@ -253,7 +284,7 @@ def build_chat_service(
         clock=runtime.now,
         preview=AlertPreview(
             engine,
-            client if isinstance(client, BackQuantClient) else None,  # history is BackQuant's
+            _history_client(client),
             clock=runtime.now,
             monotonic=runtime.monotonic,
         ),

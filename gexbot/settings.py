@@ -119,13 +119,18 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = None
     api_url: str = "https://api.backquant.com"
     #: Where levels come from; unset: BackQuant when a key is set, else the venues' chains.
-    source: Literal["backquant", "chains"] | None = None
+    source: Literal["backquant", "chains", "both"] | None = None
     chain_venues: Annotated[list[VenueName], NoDecode] = Field(
         default_factory=lambda: list(ALL_VENUES), min_length=1
     )
     deribit_url: str = "https://www.deribit.com"
     bybit_url: str = "https://api.bybit.com"
     okx_url: str = "https://www.okx.com"
+    #: `both`: seconds between cross-checks of BackQuant's std levels against the chains (0: off).
+    cross_check_every: float = Field(60.0, ge=0)
+    cross_check_level_pct: float = Field(1.0, ge=0, le=100)  # HVLs, max pain: % of spot
+    cross_check_wall_pct: float = Field(0.0, ge=0, le=100)  # walls: 0 means the same strike
+    cross_check_after: int = Field(3, ge=1, le=100)  # checks running before a warning
     symbols: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(SUPPORTED_SYMBOLS))
     exchanges: Annotated[list[str] | None, NoDecode] = None
     poll_interval: float = Field(30.0, gt=0)
@@ -265,7 +270,7 @@ class Settings(BaseSettings):
         return [v.lower() for v in _csv(value)] if isinstance(value, str) else value
 
     @property
-    def levels_source(self) -> Literal["backquant", "chains"]:
+    def levels_source(self) -> Literal["backquant", "chains", "both"]:
         """The source in force: GEXBOT_SOURCE, else BackQuant with a key and chains without."""
         if self.source is not None:
             return self.source

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
@@ -13,7 +13,13 @@ from gexbot.core.alerts.events import AlertEvent
 from gexbot.core.alerts.lifecycle import Decision
 from gexbot.core.alerts.states import AlertStatus, NotifyReason, StatusBook
 from gexbot.core.language.model import Band, Condition, ConditionKind, Direction, Rule, Severity
-from gexbot.core.market.snapshot import BundleSnapshot, Level, SymbolSnapshot, SymbolStatus
+from gexbot.core.market.snapshot import (
+    BundleSnapshot,
+    ChainFacts,
+    Level,
+    SymbolSnapshot,
+    SymbolStatus,
+)
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 MISSING = "missing"
@@ -82,6 +88,11 @@ def snapshot(
     )
 
 
+def chain_facts(at: datetime = T0, venues: tuple[str, ...] = ("deribit", "bybit")) -> ChainFacts:
+    """What marks a snapshot as computed from the chains."""
+    return ChainFacts(venues=venues, contracts=100, net_gex=1e8, settles_at=at + timedelta(hours=2))
+
+
 def bundle(*snaps: SymbolSnapshot, at: datetime = T0) -> BundleSnapshot:
     return BundleSnapshot(received_at=at, symbols=MappingProxyType({s.symbol: s for s in snaps}))
 
@@ -106,7 +117,11 @@ class Stepper:
         elif market == STALE:
             snap = SymbolSnapshot(symbol=self.symbol, status=SymbolStatus.STALE, spot=1.0)
         else:
-            snap = snapshot(at=self.now, symbol=self.symbol, **market)
+            levels = dict(market)
+            chains = levels.pop("chains", False)  # computed from the venues' chains
+            snap = snapshot(at=self.now, symbol=self.symbol, **levels)
+            if chains:
+                snap = replace(snap, chain=chain_facts(self.now))
         current = bundle(snap, at=self.now)
         result = run_rules(
             [self.rule], self.statuses, self.previous, current, now=self.now, audience=self.audience

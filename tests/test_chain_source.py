@@ -96,8 +96,9 @@ async def test_a_symbol_no_venue_lists_is_not_available_not_zero(
     hype = bundle.symbols["HYPEUSDT"]
     assert hype.status is SymbolStatus.MISSING
     assert all(v is None for v in hype.levels.values())
-    reason = source.results["HYPEUSDT"].reason
-    assert reason == "no listed options for HYPE on Deribit, Bybit, OKX"
+    assert hype.unavailable == (
+        "not available from the chains (no listed options for HYPE on Deribit, Bybit, OKX)"
+    )
 
 
 @pytest.fixture

@@ -237,6 +237,7 @@ def test_reason_names_are_stable() -> None:
         "cleared",
         "rearmed",
         "filtered",
+        "rebaselined",
         "cooldown",
         "silenced",
         "unknown",

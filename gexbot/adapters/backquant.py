@@ -200,8 +200,10 @@ class BackQuantClient:
         symbols: Iterable[str],
         include: Iterable[str] = (),
         exchanges: Sequence[str] | None = None,
+        positioning: str | None = None,
     ) -> BundleSnapshot:
-        """Levels for every symbol: one request per 8 symbols, merged in the caller's order."""
+        """Levels for every symbol: one request per 8 symbols, merged in the caller's order
+        (`positioning`: `std` or `flow`; unset, BackQuant's default, `flow`)."""
         wanted = dedupe(symbols)
         inc = sorted(set(include) & MULTI_INCLUDES)
         parts = []
@@ -211,6 +213,8 @@ class BackQuantClient:
                 params["include"] = ",".join(inc)
             if exchanges:
                 params["exchanges"] = ",".join(exchanges)
+            if positioning:
+                params["positioning"] = positioning
             env = await self._get("/v2/multi/gex/levels", params)
             received_at = self._received_at()
             parts.append(

@@ -21,7 +21,7 @@ import httpx
 from gexbot import USER_AGENT
 from gexbot.adapters.backquant import FetchError, RateLimitState
 from gexbot.core.chains.contracts import ChainError, merge
-from gexbot.core.chains.levels import ChainLevels, chain_levels
+from gexbot.core.chains.levels import chain_levels
 from gexbot.core.chains.venues import (
     Book,
     Venue,
@@ -37,14 +37,6 @@ from gexbot.core.present.format import printable
 log = logging.getLogger(__name__)
 
 MIN_INTERVAL = 30.0
-
-
-@dataclass(frozen=True, slots=True)
-class ChainResult:
-    """One symbol from the chains: its levels, or why there are none."""
-
-    levels: ChainLevels | None
-    reason: str | None = None
 
 
 class ChainSource:
@@ -68,7 +60,6 @@ class ChainSource:
         self._held: dict[str, tuple[float, SymbolSnapshot]] = {}  # (monotonic, snapshot)
         self._last: tuple[tuple[str, ...], BundleSnapshot] | None = None
         self._failing: set[tuple[Venue, str]] = set()
-        self.results: dict[str, ChainResult] = {}
 
     @property
     def venues(self) -> tuple[Venue, ...]:
@@ -129,15 +120,16 @@ class ChainSource:
                 reason = f"no listed options for {coin} on {asked}"
             else:
                 reason = f"no index price for {coin} from {asked}"
-            self.results[symbol] = ChainResult(None, reason)
-            return SymbolSnapshot(symbol=symbol, status=SymbolStatus.MISSING), bool(books)
+            snap = SymbolSnapshot(
+                symbol=symbol,
+                status=SymbolStatus.MISSING,
+                unavailable=f"not available from the chains ({reason})",
+            )
+            return snap, bool(books)
         at = max((b.book.at for b in listed if b.book.at), default=self._wall_clock())
         contracts = merge([(b.book.venue.value, b.book.contracts) for b in listed], now=at)
-        computed = chain_levels(
-            symbol, contracts, spot=spot, now=datetime.fromtimestamp(at, tz=UTC)
-        )
-        self.results[symbol] = ChainResult(computed)
-        snap = computed.snapshot
+        now = datetime.fromtimestamp(at, tz=UTC)
+        snap = chain_levels(symbol, contracts, spot=spot, now=now).snapshot
         if self._wall_clock() - at > self._stale_after:  # the venues' own data time
             snap = replace(snap, status=SymbolStatus.STALE)
         return snap, True

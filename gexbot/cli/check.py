@@ -52,7 +52,10 @@ def startup_problems(settings: Settings, *, need_key: bool) -> tuple[list[str], 
     """Every reason the bot cannot start (the same report as `gexbot check`)."""
     problems: list[str] = []
     if need_key and (settings.api_key is None or not settings.api_key.get_secret_value()):
-        problems.append("GEXBOT_API_KEY: required (your BackQuant API key)")
+        problems.append(
+            "GEXBOT_API_KEY: required (your BackQuant API key)"
+            + (" with GEXBOT_SOURCE=both" if settings.levels_source == "both" else "")
+        )
     ruleset = None
     try:
         ruleset = load_rules(settings.rules, universe=settings.symbols, setting=env_name("rules"))

@@ -9,10 +9,9 @@ from pathlib import Path
 from rich.console import Console
 
 from gexbot.adapters.backquant import MULTI_INCLUDES, FetchError
-from gexbot.app import backquant_client, chain_source, real_runtime, utcnow
+from gexbot.app import backquant_client, levels_source, real_runtime, utcnow
 from gexbot.cli import EXIT_FAILED, EXIT_INVALID, EXIT_OK
 from gexbot.cli.tables import levels_table
-from gexbot.core.chains.levels import ChainLevels
 from gexbot.core.market.snapshot import BundleSnapshot
 from gexbot.core.market.symbols import SUPPORTED_SYMBOLS, normalize_symbol
 from gexbot.core.present.levels_json import levels_document
@@ -32,33 +31,16 @@ async def levels(
     """`gexbot levels`: the current levels of `names` (default: the universe), as tables or
     as one JSON document, from the source in force (GEXBOT_SOURCE)."""
     symbols = [normalize_symbol(s) for s in names] or settings.symbols
-    source = settings.levels_source
-    chains: dict[str, ChainLevels] = {}
-    reasons: dict[str, str] = {}
-    venues: tuple[str, ...] = ()
     try:
-        if source == "chains":
-            async with chain_source(settings, runtime=real_runtime()) as chain:
-                bundle = await chain.bundle(symbols)
-                venues = tuple(v.value for v in chain.venues)
-                for sym, result in chain.results.items():
-                    if result.levels is not None:
-                        chains[sym] = result.levels
-                    elif result.reason:
-                        reasons[sym] = result.reason
-        else:
-            async with backquant_client(settings, runtime=real_runtime()) as client:
-                bundle = await client.bundle(symbols, MULTI_INCLUDES, settings.exchanges)
+        async with levels_source(settings, runtime=real_runtime()) as source:
+            bundle = await source.bundle(symbols, MULTI_INCLUDES, settings.exchanges)
     except FetchError as exc:
         err.print(f"gexbot levels: {exc}", style="red", markup=False, highlight=False)
         return EXIT_FAILED
     if fmt == "json":
-        doc = levels_document(bundle, source=source, chains=chains, reasons=reasons, venues=venues)
-        console.file.write(json.dumps(doc, indent=2) + "\n")
+        console.file.write(json.dumps(levels_document(bundle), indent=2) + "\n")
         return EXIT_OK
     print_bundle(console, bundle)
-    for sym, why in reasons.items():
-        err.print(f"{sym}: not available from chains ({why})", markup=False, highlight=False)
     return EXIT_OK
 
 

@@ -40,7 +40,7 @@ async def serve(
     stop: asyncio.Event | None = None,
     quiet_cycles: bool = False,
 ) -> int:
-    problems, ruleset = startup_problems(settings, need_key=settings.levels_source == "backquant")
+    problems, ruleset = startup_problems(settings, need_key=settings.levels_source != "chains")
     for line in settings.unsupported_symbols():
         log.warning("%s (it will be reported as invalid)", line)
     if problems or ruleset is None:
@@ -61,9 +61,13 @@ async def serve(
             "instance %s%s",
             len(ruleset.rules),
             len(settings.symbols),
-            settings.api_url
-            if settings.levels_source == "backquant"
-            else "the option chains of " + ", ".join(settings.chain_venues),
+            {
+                "backquant": settings.api_url,
+                "chains": "the option chains of " + ", ".join(settings.chain_venues),
+                "both": f"{settings.api_url} (the option chains of "
+                + ", ".join(settings.chain_venues)
+                + " as cross-check and fallback)",
+            }[settings.levels_source],
             settings.poll_interval,
             masked(settings.database_url),
             settings.instance,
@@ -126,11 +130,12 @@ async def demo(args: argparse.Namespace, console: Console, err: Console) -> int:
         if not base.http_port:  # the web console, on a free port of this machine
             overrides["http_port"] = _free_port(base.http_host)
         settings = base.model_copy(update=overrides)
-        what = (
-            "BackQuant API"
-            if settings.levels_source == "backquant"
-            else "set of Deribit, Bybit and OKX option chains (levels computed by gexbot)"
-        )
+        what = {
+            "backquant": "BackQuant API",
+            "chains": "set of Deribit, Bybit and OKX option chains (levels computed by gexbot)",
+            "both": "BackQuant API, with the Deribit, Bybit and OKX option chains as "
+            "cross-check and fallback",
+        }[settings.levels_source]
         console.print(
             f"[bold]gexbot demo[/]: the bot on a simulated {what} at {url} (a fast market), "
             f"rules from {settings.rules}/, database {masked(settings.database_url)}.\n"

@@ -1,4 +1,4 @@
-"""`gexbot sim-server`: the simulated BackQuant API alone."""
+"""`gexbot sim-server`: the simulated BackQuant API and venues' chains alone."""
 
 from __future__ import annotations
 
@@ -41,7 +41,15 @@ async def sim_server(args: argparse.Namespace, console: Console, err: Console) -
     )
     url = await server.start(args.host, args.port)
     console.print(f"simulated BackQuant API on {url}/v2 (key: set with --api-key)")
+    console.print(
+        f"simulated venues' public option chains: Deribit {url}/api/v2/public, "
+        f"Bybit {url}/v5/market, OKX {url}/api/v5/public"
+    )
     console.print(f"try: GEXBOT_API_URL={url} GEXBOT_API_KEY=<key> gexbot levels BTC")
+    console.print(
+        f"  or: GEXBOT_SOURCE=chains GEXBOT_DERIBIT_URL={url} GEXBOT_BYBIT_URL={url} "
+        f"GEXBOT_OKX_URL={url} gexbot levels BTC"
+    )
     try:
         await until_signal()
     finally:

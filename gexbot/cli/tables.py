@@ -27,7 +27,8 @@ def levels_table(view: LevelsView) -> RenderableType:
             style="red",
         )
     if view.status is SymbolStatus.MISSING:
-        return Text(f"{view.symbol}: no data upstream right now (missing)", style="yellow")
+        why = view.unavailable or "no data upstream right now (missing)"
+        return Text(f"{view.symbol}: {why}", style="yellow")
     title = Text.assemble(
         (view.symbol, "bold"),
         "  spot ",
@@ -53,4 +54,5 @@ def levels_table(view: LevelsView) -> RenderableType:
         table.add_row(row.label, fmt_price(row.value), Text(fmt_pct(dist), style=style))
     if not spot_shown:
         table.add_row(Text("▶ spot", style="bold"), Text(fmt_price(view.spot), style="bold"))
-    return Group(title, table, Text(""))
+    notes = [Text(line, style="dim") for line in view.notes]
+    return Group(title, *notes, table, Text(""))

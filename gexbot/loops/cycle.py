@@ -178,11 +178,18 @@ class Pipeline:
             result = CycleResult(
                 (*result.decisions, *mine.decisions), {**result.statuses, **mine.statuses}
             )
+        rebased: dict[str, int] = {}
         for d in result.decisions:
             if d.reason is NotifyReason.SILENCED:
                 log.info(
                     "%s for %s silenced by a mute", d.observation.rule_id, d.observation.symbol
                 )
+            elif d.reason is NotifyReason.REBASELINED:
+                rebased[d.observation.symbol] = rebased.get(d.observation.symbol, 0) + 1
+        for sym, n in rebased.items():
+            log.info(
+                "%s: the levels' source changed; %d rule states re-baselined, not alerted", sym, n
+            )
         events = events_for(result.decisions, rules, now=now, bundle=bundle, audience=audience)
         fired, spent = _personal_outcomes(result, rules)
         changed = dict(result.statuses)

@@ -132,6 +132,7 @@ class Simulator:
                 chain=Chain(spec, seed=self.config.seed), spot=spec.spot, anchor=spec.spot
             )
         self.faults: deque[Fault] = deque()
+        self.venues_down: set[str] = set()  # venues whose public endpoints answer 503
         self.delay = 0.0
         self.forbidden = False
         self._steps: dict[int, list[Callable[[Simulator], None]]] = {}

@@ -17,12 +17,17 @@ steps:
     error: {status: 503, count: 2, retry_after: 1}
     fault: {kind: truncated}      # bad_json | truncated | wrong_shape | success_false
     delay: 0.5                    # seconds added to every request from now on
+    venues_down: [bybit]          # the venue's public endpoints answer 503
   - at: 8
+    venues_up: [bybit]
     served: [HYPEUSDT]
     supported: [SOLUSDT]
     clear_levels: [BTCUSDT]
     stale: {ETHUSDT: null}
 ```
+
+`levels:` pins BackQuant's levels only: the venues' chains keep the computed ones, so a pinned
+level is how a scenario makes the two sources disagree (`GEXBOT_SOURCE=both`).
 """
 
 from __future__ import annotations
@@ -62,6 +67,9 @@ class FaultStep(_Model):
     count: int = Field(1, ge=1)
 
 
+VenueName = Literal["deribit", "bybit", "okx"]
+
+
 class Step(_Model):
     at: int = Field(ge=0)
     spot: dict[str, Price] = {}
@@ -75,6 +83,8 @@ class Step(_Model):
     error: ErrorStep | None = None
     fault: FaultStep | None = None
     delay: Annotated[float, Field(ge=0, le=60)] | None = None
+    venues_down: list[VenueName] = []
+    venues_up: list[VenueName] = []
 
 
 class Scenario(_Model):
@@ -187,5 +197,7 @@ def _action(step: Step) -> Callable[[Simulator], None]:
             sim.inject(Fault(FaultKind(step.fault.kind), count=step.fault.count))
         if step.delay is not None:
             sim.delay = step.delay
+        sim.venues_down.update(step.venues_down)
+        sim.venues_down.difference_update(step.venues_up)
 
     return run

@@ -26,6 +26,16 @@ PUBLIC_PATHS = frozenset({"/v2/health", "/v2/openapi.json", "/v2/docs", "/v2/red
 #: The venues' public paths: no BackQuant key, no BackQuant rate limit.
 VENUE_PREFIXES = ("/api/", "/v5/")
 DEFAULT_KEY = "demo"
+
+
+def venue_of(path: str) -> str:
+    """The venue a public path belongs to: OKX's `/api/v5/`, Deribit's `/api/v2/`, Bybit's
+    `/v5/`."""
+    if path.startswith("/api/v5/"):
+        return "okx"
+    return "deribit" if path.startswith("/api/") else "bybit"
+
+
 #: BackQuant's published document, served at /v2/openapi.json like the real API.
 OPENAPI_DOCUMENT = Path(__file__).with_name("openapi-v2.json")
 _DOCS_PAGE = """<!doctype html><title>BackQuant v2 (simulated)</title>
@@ -174,7 +184,11 @@ class SimServer:
                 "agent": request.headers.get("User-Agent", ""),
             }
             self._log_file.write(json.dumps(entry) + "\n")
-        if request.path in PUBLIC_PATHS or request.path.startswith(VENUE_PREFIXES):
+        if request.path.startswith(VENUE_PREFIXES):
+            if venue_of(request.path) in self.sim.venues_down:  # a scenario's outage
+                return web.json_response({"error": "simulated outage"}, status=503)
+            return await self._handle(request, handler, {})
+        if request.path in PUBLIC_PATHS:
             return await self._handle(request, handler, {})
         headers = self._count()
         key = request.headers.get("X-API-Key")

@@ -8,7 +8,14 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, select
 
-from gexbot.core.market.snapshot import BundleSnapshot, Level, SymbolSnapshot, SymbolStatus
+from gexbot.core.market.snapshot import (
+    BundleSnapshot,
+    ChainFacts,
+    Level,
+    SymbolSnapshot,
+    SymbolStatus,
+)
+from gexbot.core.market.wire import parse_time
 from gexbot.store.dialect import insert
 from gexbot.store.tables import snapshot_history, snapshot_last
 
@@ -16,11 +23,42 @@ _LEVEL_NAMES = frozenset(lv.value for lv in Level)
 
 
 def _data(snap: SymbolSnapshot) -> dict[str, Any]:
-    return {
+    data: dict[str, Any] = {
         "levels": {lv.value: v for lv, v in snap.levels.items() if v is not None},
         "max_pain_value": snap.max_pain_value,
         "positioning": snap.positioning,
     }
+    if snap.chain is not None:  # the source survives a restart: a switch re-baselines
+        data["chain"] = {
+            "venues": list(snap.chain.venues),
+            "contracts": snap.chain.contracts,
+            "net_gex": snap.chain.net_gex,
+            "settles_at": snap.chain.settles_at.isoformat(),
+            "roll_off": {lv.value: v for lv, v in snap.chain.roll_off.items()},
+        }
+    if snap.fallback is not None:
+        data["fallback"] = snap.fallback
+    return data
+
+
+def _chain(data: Any) -> ChainFacts | None:
+    """Stored chain facts; None for BackQuant's snapshots and for rows it cannot read."""
+    if not isinstance(data, dict):
+        return None
+    settles = parse_time(data.get("settles_at"))
+    net = data.get("net_gex")
+    if settles is None or not isinstance(net, int | float):
+        return None
+    shares = data.get("roll_off") or {}
+    return ChainFacts(
+        venues=tuple(str(v) for v in data.get("venues") or ()),
+        contracts=int(data.get("contracts") or 0),
+        net_gex=float(net),
+        settles_at=settles,
+        roll_off=MappingProxyType(
+            {Level(k): float(v) for k, v in shares.items() if k in _LEVEL_NAMES}
+        ),
+    )
 
 
 def _snapshot(
@@ -35,6 +73,8 @@ def _snapshot(
         levels=MappingProxyType(levels),
         max_pain_value=data.get("max_pain_value"),
         positioning=data.get("positioning"),
+        chain=_chain(data.get("chain")),
+        fallback=data.get("fallback"),
     )
 
 

@@ -41,14 +41,34 @@ def run_rules(
     by_id = index.by_id
     decisions = []
     changed: dict[StatusKey, AlertStatus] = {}
+    moved = switched_source(previous, snapshot)
     for obs in evaluate(index, previous, snapshot, statuses=statuses):
         key = (obs.rule_id, obs.symbol)
         prior = statuses.get(obs.rule_id, {}).get(obs.symbol)
         decision = decide(
-            prior, obs, now, by_id[obs.rule_id], muted=audience.muted(obs.rule_id, obs.symbol)
+            prior,
+            obs,
+            now,
+            by_id[obs.rule_id],
+            muted=audience.muted(obs.rule_id, obs.symbol),
+            rebase=obs.symbol in moved,
         )
         if decision.reason is NotifyReason.UNCHANGED or decision.status == prior:
             continue
         decisions.append(decision)
         changed[key] = decision.status
     return CycleResult(tuple(decisions), changed)
+
+
+def switched_source(previous: BundleSnapshot | None, snapshot: BundleSnapshot) -> frozenset[str]:
+    """Symbols whose levels come from another source than in `previous` (BackQuant ↔ the
+    chains): their rules re-baseline instead of alerting on the two sources' difference."""
+    if previous is None:
+        return frozenset()
+    return frozenset(
+        sym
+        for sym, snap in snapshot.symbols.items()
+        if snap.usable
+        and (prev := previous.symbols.get(sym)) is not None
+        and prev.from_chains != snap.from_chains
+    )

@@ -19,6 +19,7 @@ from gexbot.core.alerts.states import NotifyReason
 from gexbot.core.language.model import Rule, Severity
 from gexbot.core.market.snapshot import BundleSnapshot, Level
 from gexbot.core.market.wire import parse_time
+from gexbot.core.present.labels import source_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,7 @@ class AlertEvent:
     chart: bool = False  # the rule asks for the levels chart with the alert
     message: str | None = None  # the rule's template, or a warning's full text
     once: bool = False  # a personal alert that is deleted by this alert
+    source: str | None = None  # where the levels came from when not BackQuant: `Deribit chains`
 
     def to_payload(self) -> dict[str, Any]:
         """A JSON-safe dict (datetimes as ISO 8601)."""
@@ -87,6 +89,8 @@ class WarningKind(StrEnum):
     AUTH = "auth"
     DELIVERY = "delivery"  # a channel failed for good
     RULES = "rules"  # new rule files were refused
+    SOURCE_FALLBACK = "source-fallback"  # `both`: a symbol's levels come from the chains
+    LEVELS_DISAGREE = "levels-disagree"  # `both`: BackQuant and the chains disagree
 
     @property
     def rule_id(self) -> str:
@@ -96,7 +100,18 @@ class WarningKind(StrEnum):
     @property
     def per_symbol(self) -> bool:
         """True when each symbol has its own warning (the others concern the whole bot)."""
-        return self in (WarningKind.MISSING, WarningKind.INVALID, WarningKind.STALE)
+        return self in _PER_SYMBOL
+
+
+_PER_SYMBOL = frozenset(
+    {
+        WarningKind.MISSING,
+        WarningKind.INVALID,
+        WarningKind.STALE,
+        WarningKind.SOURCE_FALLBACK,
+        WarningKind.LEVELS_DISAGREE,
+    }
+)
 
 
 ALL_SYMBOLS = "*"  # the subject of a warning about the whole feed
@@ -158,14 +173,17 @@ def events_for(
         rule = rules[obs.rule_id]
         snap = bundle.symbols.get(obs.symbol) if bundle is not None else None
         hvl = snap.level(Level.HVL) if snap is not None else None
-        event = alert_event(d, rule, now=now, hvl=hvl)
+        source = source_name(snap) if snap is not None and snap.from_chains else None
+        event = alert_event(d, rule, now=now, hvl=hvl, source=source)
         out.append((event, (*rule.notify, *audience.subscribers(obs.rule_id, obs.symbol))))
     return out
 
 
-def alert_event(d: Decision, rule: Rule, *, now: datetime, hvl: float | None) -> AlertEvent:
+def alert_event(
+    d: Decision, rule: Rule, *, now: datetime, hvl: float | None, source: str | None = None
+) -> AlertEvent:
     """One sending decision of `rule` as its event; `hvl` is the symbol's HVL for the regime
-    line."""
+    line, `source` where the levels came from when not BackQuant."""
     obs = d.observation
     return AlertEvent(
         key=alert_key(obs.rule_id, obs.symbol),
@@ -189,4 +207,5 @@ def alert_event(d: Decision, rule: Rule, *, now: datetime, hvl: float | None) ->
         chart=rule.chart,
         message=rule.message,
         once=rule.once and d.reason is NotifyReason.FIRED,
+        source=source,
     )

@@ -13,9 +13,17 @@ from datetime import datetime
 from gexbot.core.alerts.events import ALL_SYMBOLS, AlertEvent, WarningKind, warning_event
 from gexbot.core.alerts.states import AlertState, AlertStatus, NotifyReason, StatusKey
 from gexbot.core.language.model import Severity
-from gexbot.core.market.snapshot import BundleSnapshot, Level, Regime, SymbolStatus, regime
+from gexbot.core.market.snapshot import (
+    BundleSnapshot,
+    Level,
+    Regime,
+    SymbolSnapshot,
+    SymbolStatus,
+    regime,
+)
 from gexbot.core.market.symbols import SUPPORTED_SYMBOLS
-from gexbot.core.present.format import fmt_age
+from gexbot.core.present.format import fmt_age, fmt_price
+from gexbot.core.present.labels import level_label, source_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,11 +171,13 @@ def feed_warnings(
                 b,
                 sym,
                 snap.status,
+                unavailable=snap.unavailable,
                 previous=previous,
                 bundle=bundle,
                 feed=feed,
                 age=snap.age_seconds(now),
             )
+            _sources(b, sym, snap)
             # Kept in the store like the others, so a restart (cron, a new leader) does not
             # announce the same misconfiguration again.
             b.step(
@@ -215,6 +225,7 @@ def _symbol(
     sym: str,
     status: SymbolStatus,
     *,
+    unavailable: str | None,
     previous: BundleSnapshot | None,
     bundle: BundleSnapshot,
     feed: FeedContext,
@@ -234,8 +245,10 @@ def _symbol(
         truth=missing,
         hold=feed.missing_after,
         fire_text=(
-            f"{sym} has had no data upstream for {fmt_age(feed.missing_after)} (missing); its "
-            "rules are paused until it returns."
+            f"{sym} is {unavailable}; its rules are paused until it is."
+            if unavailable
+            else f"{sym} has had no data upstream for {fmt_age(feed.missing_after)} (missing); "
+            "its rules are paused until it returns."
         ),
         clear_text=f"{sym} is served again after {gap}; its rules resume.{regime_note}",
         baseline=_regime_sign(previous, sym),
@@ -253,4 +266,40 @@ def _symbol(
             f"{fmt_age(feed.stale_after)}); its rules are paused."
         ),
         clear_text=f"{sym} data is fresh again; its rules resume.",
+    )
+
+
+def _sources(b: _Builder, sym: str, snap: SymbolSnapshot) -> None:
+    """`both`: the fallback to the chains, and the cross-check's disagreements."""
+    b.step(
+        WarningKind.SOURCE_FALLBACK,
+        sym,
+        truth=snap.fallback is not None,
+        hold=0,
+        fire_text=(
+            f"{sym}: BackQuant {snap.fallback}; its levels come from the "
+            f"{source_name(snap)} (std positioning) until BackQuant serves it again."
+        ),
+        clear_text=f"{sym} is served by BackQuant again; its levels are BackQuant's.",
+    )
+    agreement = snap.agreement
+    if agreement is None:  # not checked yet (or this replica has not): the last word stands
+        return
+    apart = agreement.disagreeing
+    details = "; ".join(
+        f"{level_label(d.level.value)} {fmt_price(d.backquant)} (BackQuant) vs "
+        f"{fmt_price(d.chains)} (chains)"
+        for d in apart
+    )
+    b.step(
+        WarningKind.LEVELS_DISAGREE,
+        sym,
+        truth=bool(apart),
+        hold=0,
+        fire_text=(
+            f"{sym}: BackQuant's std levels and the venues' chains disagree, "
+            f"{agreement.after} checks running: {details}. One of the two is wrong; check "
+            "before acting on these levels."
+        ),
+        clear_text=f"{sym}: BackQuant's std levels and the venues' chains agree again.",
     )

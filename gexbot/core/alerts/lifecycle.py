@@ -58,13 +58,20 @@ def decide(
     rule: Rule,
     *,
     muted: bool = False,
+    rebase: bool = False,
 ) -> Decision:
     """The next status of a rule+symbol and the reason, for one observation at `now`.
 
     A muted rule+symbol is decided as usual (its `for`, cooldown and re-arm keep counting), but
     an alert or reminder it would send is recorded as SILENCED instead: nothing is sent, and
     no resolve notice or reminder follows an alert nobody saw.
+
+    `rebase`: the symbol's levels changed source since the last cycle (BackQuant ↔ the chains),
+    so a change seen now may be the two sources' difference, not the market's. Any change is
+    taken in as a first sight would be (REBASELINED): remembered, never sent.
     """
+    if rebase and obs.truth is not Truth.UNKNOWN and prior is not None:
+        return _rebaseline(prior, obs, now, rule)
     decision = _decide(prior, obs, now, rule)
     if muted and decision.reason in NOTIFIED:
         status = replace(decision.status, last_reason=NotifyReason.SILENCED)
@@ -81,6 +88,25 @@ def _decide(prior: AlertStatus | None, obs: Observation, now: datetime, rule: Ru
     if event:
         return _event(prior, obs, now, rule)
     return _state(prior, obs, now, rule)
+
+
+def _rebaseline(prior: AlertStatus, obs: Observation, now: datetime, rule: Rule) -> Decision:
+    if rule.condition.kind in _EVENTS:
+        state, baseline = AlertState.INACTIVE, obs.baseline
+    else:
+        state = AlertState.FIRING if obs.truth is Truth.TRUE else AlertState.INACTIVE
+        baseline = prior.baseline
+    if state is prior.state and baseline == prior.baseline:
+        return Decision(prior, NotifyReason.UNCHANGED, obs)
+    status = AlertStatus(
+        state=state,
+        since=now if state is not prior.state else prior.since,
+        baseline=baseline,
+        last_notified=prior.last_notified,
+        seq=prior.seq,
+        last_reason=NotifyReason.REBASELINED,
+    )
+    return Decision(status, NotifyReason.REBASELINED, obs)
 
 
 def _first_sight(obs: Observation, now: datetime, rule: Rule) -> Decision:

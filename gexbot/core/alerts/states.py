@@ -27,6 +27,7 @@ class NotifyReason(StrEnum):
     CLEARED = "cleared"  # went away while pending: nothing to say
     REARMED = "rearmed"  # went away after firing, no resolve notice asked
     FILTERED = "filtered"  # a cross the other way than `direction`: re-baselined quietly
+    REBASELINED = "rebaselined"  # the levels' source changed (BackQuant ↔ chains): not an alert
     COOLDOWN = "cooldown"  # would alert, but the last alert is younger than `cooldown`
     SILENCED = "silenced"  # would alert, but muted (recorded, not sent)
     UNKNOWN = "unknown"  # data missing, stale or null: state kept as it was

@@ -10,6 +10,7 @@ simulator uses the same floor, so its chain read back gives its own levels exact
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
@@ -17,7 +18,14 @@ from types import MappingProxyType
 import numpy as np
 
 from gexbot.core.chains.contracts import Contracts, Floats
-from gexbot.core.market.snapshot import Level, RankedStrike, SymbolSnapshot, SymbolStatus
+from gexbot.core.market.snapshot import (
+    WALLS,
+    ChainFacts,
+    Level,
+    RankedStrike,
+    SymbolSnapshot,
+    SymbolStatus,
+)
 
 SECONDS_PER_YEAR = 365.0 * 86400.0
 T_FLOOR_SECONDS = 1800.0
@@ -29,15 +37,37 @@ ZERO_GAMMA_POINTS = 200
 
 @dataclass(frozen=True, slots=True)
 class ChainLevels:
-    """What one chain says about one symbol."""
+    """What one chain says about one symbol: its snapshot (the levels by their rule-language
+    names, `zero_gamma` among them, and the chain's own facts) and how many contracts went in."""
 
-    snapshot: SymbolSnapshot  # the levels by their rule-language names, as BackQuant's
-    zero_gamma: float | None  # where total gamma, re-priced over a spot grid, changes sign
-    net_gex: float  # USD per 1 % move, all expiries
-    #: Per wall, the share (0–1) of its strike's gamma that settles at the next 08:00 UTC.
-    roll_off: MappingProxyType[Level, float]
+    snapshot: SymbolSnapshot
     contracts: int
-    venues: tuple[str, ...]
+
+    @property
+    def facts(self) -> ChainFacts:
+        """Net GEX, roll-off shares, the next settlement and the venues."""
+        assert self.snapshot.chain is not None  # noqa: S101 - chain_levels always sets it
+        return self.snapshot.chain
+
+    @property
+    def zero_gamma(self) -> float | None:
+        """Where total gamma, re-priced over a spot grid, changes sign."""
+        return self.snapshot.level(Level.ZERO_GAMMA)
+
+    @property
+    def net_gex(self) -> float:
+        """USD per 1 % move, all expiries."""
+        return self.facts.net_gex
+
+    @property
+    def roll_off(self) -> Mapping[Level, float]:
+        """Per wall, the share (0–1) of its strike's gamma that settles at the next 08:00 UTC."""
+        return self.facts.roll_off
+
+    @property
+    def venues(self) -> tuple[str, ...]:
+        """The venues whose books went in."""
+        return self.facts.venues
 
 
 def black76_gamma(forward: Floats, strike: Floats, iv: Floats, t_years: Floats) -> Floats:
@@ -84,6 +114,15 @@ def chain_levels(symbol: str, c: Contracts, *, spot: float, now: datetime) -> Ch
         Level.EM_UPPER_2SD: None if move is None else spot + 2 * move,
         Level.EM_LOWER_2SD: None if move is None else spot - 2 * move,
     }
+    levels[Level.ZERO_GAMMA] = _zero_gamma(c, dollar_sign=sign, t_years=t_years, spot=spot)
+    settles = next_settlement(now)
+    facts = ChainFacts(
+        venues=c.venues,
+        contracts=len(c),
+        net_gex=float(per_strike.sum()),
+        settles_at=settles,
+        roll_off=MappingProxyType(_roll_off(levels, c.strike, dollar, odte)),
+    )
     snapshot = SymbolSnapshot(
         symbol=symbol,
         status=SymbolStatus.OK if len(c) else SymbolStatus.MISSING,
@@ -94,15 +133,9 @@ def chain_levels(symbol: str, c: Contracts, *, spot: float, now: datetime) -> Ch
         ranked_all=_ranked(strikes, per_strike, spot),
         ranked_odte=_ranked(o_strikes, o_per_strike, spot),
         positioning="std",
+        chain=facts,
     )
-    return ChainLevels(
-        snapshot=snapshot,
-        zero_gamma=_zero_gamma(c, dollar_sign=sign, t_years=t_years, spot=spot),
-        net_gex=float(per_strike.sum()),
-        roll_off=MappingProxyType(_roll_off(levels, c.strike, dollar, odte)),
-        contracts=len(c),
-        venues=c.venues,
-    )
+    return ChainLevels(snapshot=snapshot, contracts=len(c))
 
 
 def _by_strike(strike: Floats, values: Floats) -> tuple[Floats, Floats]:
@@ -218,14 +251,7 @@ def _roll_off(
     levels: dict[Level, float | None], strike: Floats, dollar: Floats, odte: np.ndarray
 ) -> dict[Level, float]:
     out: dict[Level, float] = {}
-    for level in (
-        Level.CALL_RESISTANCE,
-        Level.CALL_WALL_2,
-        Level.CALL_WALL_3,
-        Level.PUT_SUPPORT,
-        Level.PUT_WALL_2,
-        Level.PUT_WALL_3,
-    ):
+    for level in WALLS:
         at = levels[level]
         if at is None:
             continue

@@ -26,6 +26,7 @@ from gexbot.core.personal.grammar import (
 )
 from gexbot.core.present.format import fmt_age, fmt_pct, fmt_price
 from gexbot.core.present.labels import LABELS, REGIME_TEXT
+from gexbot.core.present.provenance import agreement_line, source_line
 
 MAX_INPUT = 200  # characters of a command line we read at all
 MAX_MUTE = 7 * 86400.0
@@ -187,7 +188,7 @@ def levels_reply(snap: SymbolSnapshot, now: datetime) -> str:
     if snap.status is SymbolStatus.INVALID:
         return f"{snap.symbol}: not supported. Symbols: {', '.join(SUPPORTED_SYMBOLS)}."
     if snap.status is SymbolStatus.MISSING or snap.spot is None:
-        return f"{snap.symbol}: no data upstream right now."
+        return f"{snap.symbol}: {snap.unavailable or 'no data upstream right now'}."
     reg = regime(snap.spot, snap.level(Level.HVL))
     regime_text = REGIME_TEXT[reg]
     stale = " STALE" if snap.status is SymbolStatus.STALE else ""
@@ -195,6 +196,10 @@ def levels_reply(snap: SymbolSnapshot, now: datetime) -> str:
         f"{snap.symbol}  spot {fmt_price(snap.spot)}  {regime_text}",
         f"data age {fmt_age(snap.age_seconds(now))}{stale}",
     ]
+    if snap.from_chains or snap.agreement is not None:
+        lines.append(source_line(snap))
+    if (checked := agreement_line(snap)) is not None:
+        lines.append(checked)
     for level in LEVEL_ROWS:
         value = snap.level(level)
         if value is None:

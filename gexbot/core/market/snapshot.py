@@ -36,6 +36,18 @@ class Level(StrEnum):
     EM_LOWER_1SD = "expected_move.lower_1sd"
     EM_UPPER_2SD = "expected_move.upper_2sd"
     EM_LOWER_2SD = "expected_move.lower_2sd"
+    ZERO_GAMMA = "zero_gamma"  # from the chains only: BackQuant serves no such level
+
+
+#: The walls: the strikes a roll-off share is measured for.
+WALLS = (
+    Level.CALL_RESISTANCE,
+    Level.CALL_WALL_2,
+    Level.CALL_WALL_3,
+    Level.PUT_SUPPORT,
+    Level.PUT_WALL_2,
+    Level.PUT_WALL_3,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +85,42 @@ _NO_LEVELS: Mapping[Level, float | None] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
+class ChainFacts:
+    """What a snapshot computed from the venues' chains holds beside its levels."""
+
+    venues: tuple[str, ...]  # the venues whose books went in (`deribit`, `bybit`, `okx`)
+    contracts: int  # how many, after merging the venues
+    net_gex: float  # USD per 1 % move, all expiries
+    settles_at: datetime  # the next 08:00 UTC expiry
+    #: Per wall, the share (0–1) of its strike's gamma that settles at `settles_at`.
+    roll_off: Mapping[Level, float] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    """One level on which BackQuant and the chains disagree at a cross-check."""
+
+    level: Level
+    backquant: float | None
+    chains: float | None
+    checks: int  # consecutive checks this level has disagreed, this one included
+
+
+@dataclass(frozen=True, slots=True)
+class Agreement:
+    """The last cross-check of BackQuant's `std` levels against the chains' (`both`)."""
+
+    checked_at: datetime
+    differences: tuple[Difference, ...] = ()
+    after: int = 3  # consecutive checks before a difference counts as a disagreement
+
+    @property
+    def disagreeing(self) -> tuple[Difference, ...]:
+        """The differences that have lasted `after` checks running."""
+        return tuple(d for d in self.differences if d.checks >= self.after)
+
+
+@dataclass(frozen=True, slots=True)
 class SymbolSnapshot:
     """One symbol as of one poll. Levels absent from the payload read as None."""
 
@@ -88,6 +136,15 @@ class SymbolSnapshot:
     positioning: str | None = None
     perps_price: float | None = None
     candles: tuple[Candle, ...] = ()
+    chain: ChainFacts | None = None  # set when the levels were computed from the chains
+    fallback: str | None = None  # why BackQuant's levels were replaced by the chains' (`both`)
+    agreement: Agreement | None = None  # the last cross-check (`both`)
+    unavailable: str | None = None  # why a source has no levels for it (HYPE on the chains)
+
+    @property
+    def from_chains(self) -> bool:
+        """True when these levels were computed from the venues' chains, not BackQuant's."""
+        return self.chain is not None
 
     def level(self, name: Level) -> float | None:
         """The value of a level, or None when null or not served."""

@@ -21,6 +21,7 @@ from gexbot.core.market.snapshot import (
 )
 from gexbot.core.present.format import fmt_age, fmt_pct, fmt_price
 from gexbot.core.present.labels import LABELS, REGIME_TEXT
+from gexbot.core.present.provenance import agreement_line, source_line
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,9 @@ class SymbolCard:
     stale: bool
     levels: tuple[LevelRow, ...]
     chart_key: str  # changes with each upstream refresh: the chart's cache key
+    source: str = "source: BackQuant"  # where the levels came from (and why, on a fallback)
+    agreement: str | None = None  # the last cross-check of the two sources (`both`)
+    disagree: bool = False  # the cross-check has found a lasting disagreement
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +140,9 @@ def symbol_cards(bundle: BundleSnapshot | None, now: datetime) -> tuple[SymbolCa
                 stale=snap.status is SymbolStatus.STALE,
                 levels=tuple(rows),
                 chart_key=snap.computed_at.isoformat() if snap.computed_at else "none",
+                source=source_line(snap) if snap.usable else (snap.unavailable or "no data"),
+                agreement=agreement_line(snap),
+                disagree=snap.agreement is not None and bool(snap.agreement.disagreeing),
             )
         )
     return tuple(cards)

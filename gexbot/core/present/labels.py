@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from gexbot.core.market.snapshot import Level, Regime
+from gexbot.core.chains.venues import Venue
+from gexbot.core.market.snapshot import Level, Regime, SymbolSnapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,7 @@ LABELS: MappingProxyType[Level, Label] = MappingProxyType(
         Level.CALL_WALL_2: Label("call wall 2", "call wall 2"),
         Level.CALL_RESISTANCE: Label("call resistance", "call resist."),
         Level.HVL: Label("HVL", "HVL"),
+        Level.ZERO_GAMMA: Label("zero gamma", "zero gamma"),
         Level.PUT_SUPPORT: Label("put support", "put support"),
         Level.PUT_WALL_2: Label("put wall 2", "put wall 2"),
         Level.PUT_WALL_3: Label("put wall 3", "put wall 3"),
@@ -73,3 +75,17 @@ REGIME_TEXT: MappingProxyType[Regime, str] = MappingProxyType(
         Regime.UNKNOWN: "regime unknown",
     }
 )
+
+
+_VENUE_NAMES = MappingProxyType({v.value: v.display for v in Venue})
+
+
+def venues_name(venues: tuple[str, ...]) -> str:
+    """The venues whose chains went in, as an alert names them: `Deribit + Bybit chains`."""
+    names = [_VENUE_NAMES.get(v, v) for v in venues]
+    return f"{' + '.join(names) or 'the venues'} chains"
+
+
+def source_name(snap: SymbolSnapshot) -> str:
+    """Where a snapshot's levels come from: `BackQuant`, or `Deribit + Bybit chains`."""
+    return "BackQuant" if snap.chain is None else venues_name(snap.chain.venues)

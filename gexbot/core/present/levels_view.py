@@ -14,6 +14,7 @@ from gexbot.core.market.snapshot import (
     regime,
 )
 from gexbot.core.present.labels import LABELS
+from gexbot.core.present.provenance import agreement_line, source_line
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,8 @@ class LevelsView:
     regime: Regime
     age_seconds: float | None
     rows: tuple[LevelRow, ...]
+    notes: tuple[str, ...] = ()  # the source, the cross-check (when not plain BackQuant)
+    unavailable: str | None = None  # why there are no levels, when the source said
 
 
 def levels_view(snap: SymbolSnapshot, now: datetime) -> LevelsView:
@@ -60,4 +63,13 @@ def levels_view(snap: SymbolSnapshot, now: datetime) -> LevelsView:
         regime=regime(snap.spot, snap.level(Level.HVL)),
         age_seconds=snap.age_seconds(now),
         rows=rows,
+        notes=tuple(
+            line
+            for line in (
+                source_line(snap) if snap.from_chains or snap.agreement else None,
+                agreement_line(snap),
+            )
+            if line is not None
+        ),
+        unavailable=snap.unavailable,
     )

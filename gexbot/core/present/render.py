@@ -97,8 +97,9 @@ def render(e: AlertEvent) -> Rendered:
     if e.hvl is not None and e.spot is not None:
         parts.append(REGIME_TEXT[regime(e.spot, e.hvl)])
     data_time = e.computed_at.strftime("%H:%M:%S UTC") if e.computed_at else "unknown"
+    origin = f" · source: {e.source}" if e.source else ""
     source = f"alert {e.rule_id}" if is_personal(e.rule_id) else f"rule {e.rule_id}"
-    details: tuple[str, ...] = (" · ".join(parts), f"data {data_time} · {source}")
+    details: tuple[str, ...] = (" · ".join(parts), f"data {data_time}{origin} · {source}")
     if e.once:
         details += (f"alert {e.rule_id} was set to fire once and is now deleted",)
     return Rendered(marker, headline, details, e.severity, e)

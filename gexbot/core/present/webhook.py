@@ -64,6 +64,7 @@ def webhook_body(event: AlertEvent, rendered: Rendered, *, id_: str) -> dict[str
         "computed_at": event.computed_at.isoformat() if event.computed_at else None,
         "decided_at": event.at.isoformat(),
         "after_gap": event.after_gap,
+        "source": None if warning else (event.source or "BackQuant"),
         # Charts are not sent to webhooks (a PNG does not fit a JSON body): this says whether
         # the rule asked for one; `gexbot chart SYMBOL` draws the same picture.
         "chart": {"requested": event.chart, "included": False},
