@@ -231,6 +231,7 @@ async def levels_source(
 async def chain_source(settings: Settings, *, runtime: Runtime) -> AsyncIterator[ChainSource]:
     """The venues' chains (GEXBOT_CHAIN_VENUES at their GEXBOT_<VENUE>_URL), closed on exit."""
     from gexbot.adapters.chains import ChainSource, build_venue_clients
+    from gexbot.core.chains.levels import PutWalls
     from gexbot.core.chains.venues import Venue
 
     urls = {Venue(name): getattr(settings, f"{name}_url") for name in settings.chain_venues}
@@ -241,6 +242,8 @@ async def chain_source(settings: Settings, *, runtime: Runtime) -> AsyncIterator
             wall_clock=runtime.epoch,
             monotonic=runtime.monotonic,
             stale_after=settings.stale_after,
+            min_interval=settings.chain_refresh,
+            puts_by=PutWalls(settings.chain_put_walls),
         )
     finally:
         for client in clients.values():

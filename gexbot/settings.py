@@ -126,6 +126,12 @@ class Settings(BaseSettings):
     deribit_url: str = "https://www.deribit.com"
     bybit_url: str = "https://api.bybit.com"
     okx_url: str = "https://www.okx.com"
+    #: Seconds between two refreshes of the chains (BackQuant's own cadence; the demo's fast
+    #: market lowers it, the real venues should not be asked more often).
+    chain_refresh: float = Field(30.0, ge=0.5)
+    #: Which strikes below spot are the chains' put walls: `negative` (most negative net GEX,
+    #: most vendors' reading) or `positive` (largest positive, BackQuant's written definition).
+    chain_put_walls: Literal["negative", "positive"] = "negative"
     #: `both`: seconds between cross-checks of BackQuant's std levels against the chains (0: off).
     cross_check_every: float = Field(60.0, ge=0)
     cross_check_level_pct: float = Field(1.0, ge=0, le=100)  # HVLs, max pain: % of spot

@@ -9,7 +9,7 @@ from typing import Any
 
 from gexbot.core.alerts.audience import RULES_ONLY, Audience
 from gexbot.core.alerts.cycle import run_rules
-from gexbot.core.alerts.events import AlertEvent
+from gexbot.core.alerts.events import AlertEvent, events_for
 from gexbot.core.alerts.lifecycle import Decision
 from gexbot.core.alerts.states import AlertStatus, NotifyReason, StatusBook
 from gexbot.core.language.model import Band, Condition, ConditionKind, Direction, Rule, Severity
@@ -58,7 +58,17 @@ def make_rule(kind: str, subject: Any = "hvl", rule_id: str = "r", **kw: Any) ->
         k: kw.pop(k)
         for k in list(kw)
         if k
-        in {"buffer_pct", "within_pct", "within_abs", "rearm_pct", "rearm_abs", "by_pct", "by_abs"}
+        in {
+            "buffer_pct",
+            "within_pct",
+            "within_abs",
+            "rearm_pct",
+            "rearm_abs",
+            "by_pct",
+            "by_abs",
+            "share_pct",
+            "within_s",
+        }
     }
     if "direction" in kw:
         cond_kw["direction"] = Direction(kw.pop("direction"))
@@ -107,6 +117,7 @@ class Stepper:
     statuses: StatusBook = field(default_factory=StatusBook)
     previous: BundleSnapshot | None = None
     decisions: list[Decision] = field(default_factory=list)
+    events: list[AlertEvent] = field(default_factory=list)  # what was sent, as events
     audience: Audience = RULES_ONLY  # the chats' mutes and subscriptions, changeable per step
 
     def step(self, market: Any, dt: float = 30.0) -> NotifyReason | None:
@@ -122,6 +133,15 @@ class Stepper:
             snap = snapshot(at=self.now, symbol=self.symbol, **levels)
             if chains:
                 snap = replace(snap, chain=chain_facts(self.now))
+        return self._cycle(snap)
+
+    def step_snapshot(self, snap: SymbolSnapshot) -> NotifyReason | None:
+        """One cycle on `snap` as given, at its own `computed_at`."""
+        assert snap.computed_at is not None
+        self.now = snap.computed_at
+        return self._cycle(snap)
+
+    def _cycle(self, snap: SymbolSnapshot) -> NotifyReason | None:
         current = bundle(snap, at=self.now)
         result = run_rules(
             [self.rule], self.statuses, self.previous, current, now=self.now, audience=self.audience
@@ -129,6 +149,12 @@ class Stepper:
         self.statuses.apply(result.statuses)
         self.previous = current
         self.decisions.extend(result.decisions)
+        self.events.extend(
+            e
+            for e, _ in events_for(
+                result.alerts, {self.rule.id: self.rule}, now=self.now, bundle=current
+            )
+        )
         mine = [d for d in result.decisions if d.observation.symbol == self.symbol]
         return mine[-1].reason if mine else None
 

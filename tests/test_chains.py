@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from gexbot.core.chains.contracts import ChainError, Contract, merge
 from gexbot.core.chains.levels import (
     T_FLOOR_SECONDS,
+    PutWalls,
     black76_gamma,
     chain_levels,
     hvl_strike,
@@ -97,6 +98,14 @@ def test_walls_rank_by_size_then_keep_the_lower_strike_on_a_tie() -> None:
     calls, puts = walls(strikes, gex, spot=100.0)
     assert calls == [110.0, 105.0, 120.0]  # 105 and 120 tie at 4: the lower first
     assert puts == [90.0, 80.0]  # only negative strikes below spot; 95 is positive
+
+
+def test_the_other_reading_takes_the_largest_positive_gamma_below_spot_as_support() -> None:
+    strikes = np.array([80.0, 85.0, 90.0, 95.0, 110.0])
+    gex = np.array([-3.0, 5.0, -7.0, 2.0, 9.0])
+    calls, puts = walls(strikes, gex, spot=100.0, puts_by=PutWalls.POSITIVE)
+    assert calls == [110.0]
+    assert puts == [85.0, 95.0]  # BackQuant's written definition: positive, by size
 
 
 def test_a_one_sided_chain_has_walls_on_one_side_and_no_hvl() -> None:

@@ -3,6 +3,7 @@ gives the same decisions and statuses as deciding every alert, on random markets
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -15,12 +16,20 @@ from gexbot.core.alerts.states import StatusBook
 from gexbot.core.language.model import Band, Condition, ConditionKind, Direction, Rule
 from gexbot.core.market.snapshot import BundleSnapshot, Level, SymbolSnapshot, SymbolStatus
 from gexbot.core.personal.index import PersonalIndex
-from tests.rulekit import T0, bundle, snapshot
+from tests.rulekit import T0, bundle, chain_facts, snapshot
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 LEVELS = (Level.HVL, Level.CALL_RESISTANCE, Level.PUT_SUPPORT)
 
 conditions = st.one_of(
+    st.builds(
+        lambda lv, share, within: Condition(
+            ConditionKind.ROLLS_OFF, level=lv, share_pct=share, within_s=within
+        ),
+        st.sampled_from([Level.CALL_RESISTANCE, Level.PUT_SUPPORT]),
+        st.sampled_from([30.0, 45.0]),
+        st.sampled_from([3600.0, 7200.0]),
+    ),
     st.builds(
         lambda lv, d, b: Condition(ConditionKind.CROSSES, level=lv, direction=d, buffer_pct=b),
         st.sampled_from(LEVELS),
@@ -79,6 +88,11 @@ market = st.lists(
         st.sampled_from([None, 100800.0, 101200.0]),  # call resistance (sometimes null)
         st.sampled_from(["ok", "ok", "ok", "ok", "missing"]),
         st.integers(0, 3),  # which event happens before this step (see below)
+        # From the chains (a roll-off share and the seconds to settlement) or from BackQuant.
+        st.one_of(
+            st.none(),
+            st.tuples(st.sampled_from([0.2, 0.4, 0.6]), st.sampled_from([900, 5400, 9000])),
+        ),
     ),
     min_size=2,
     max_size=40,
@@ -90,13 +104,29 @@ def _bundle(symbols: list[SymbolSnapshot], at: Any) -> BundleSnapshot:
 
 
 def _snap(
-    sym: str, spot: float, hvl: float, cr: float | None, status: str, at: Any
+    sym: str,
+    spot: float,
+    hvl: float,
+    cr: float | None,
+    status: str,
+    at: Any,
+    chain: tuple[float, int] | None = None,
 ) -> SymbolSnapshot:
     if status == "missing":
         return SymbolSnapshot(symbol=sym, status=SymbolStatus.MISSING)
     shift = 1.0 if sym == "BTCUSDT" else 1.0005  # the second symbol moves a little apart
+    snap = _levels(sym, spot * shift, hvl, cr, at)
+    if chain is None:
+        return snap
+    share, settles_in = chain
+    shares = {Level.CALL_RESISTANCE: share, Level.PUT_SUPPORT: 1 - share}
+    facts = replace(chain_facts(at), settles_at=at + timedelta(seconds=settles_in), roll_off=shares)
+    return replace(snap, chain=facts)
+
+
+def _levels(sym: str, spot: float, hvl: float, cr: float | None, at: Any) -> SymbolSnapshot:
     return snapshot(
-        spot * shift,
+        spot,
         at=at,
         symbol=sym,
         hvl=hvl,
@@ -125,7 +155,7 @@ def test_deciding_the_candidates_equals_deciding_everything(
     previous_all: BundleSnapshot | None = None
     previous_idx: BundleSnapshot | None = None
     now = T0
-    for spot, hvl, cr, status, event in steps:
+    for spot, hvl, cr, status, event, chain in steps:
         now += timedelta(seconds=30)
         # Alerts arrive (event 1), one is deleted (2), or the process reloads (3).
         if event == 1 and waiting:
@@ -146,7 +176,7 @@ def test_deciding_the_candidates_equals_deciding_everything(
             rule = waiting.pop(0)
             live[rule.id] = rule
             index.add(rule, None)
-        current = _bundle([_snap(s, spot, hvl, cr, status, now) for s in SYMBOLS], now)
+        current = _bundle([_snap(s, spot, hvl, cr, status, now, chain) for s in SYMBOLS], now)
 
         full = run_rules(index_rules(live.values()), everything, previous_all, current, now=now)
         everything.apply(full.statuses)

@@ -3,20 +3,22 @@ at the same time, for the same reason, with the same event, in the same order.""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gexbot.core.language.model import Rule
-from gexbot.core.market.snapshot import SymbolSnapshot, SymbolStatus
+from gexbot.core.market.snapshot import Level, SymbolSnapshot, SymbolStatus
 from gexbot.core.replay.columns import replay_columns
 from gexbot.core.replay.history import histories
 from tests.reference_replay import frames, replay
-from tests.rulekit import T0, make_rule, snapshot
+from tests.rulekit import T0, chain_facts, make_rule, snapshot
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 LEVEL = st.one_of(st.none(), st.sampled_from([98.0, 100.0, 101.5, 104.0]))
+SHARE = st.sampled_from([0.1, 0.4, 0.45, 0.9])
 
 
 @st.composite
@@ -36,18 +38,26 @@ def random_histories(draw: st.DrawFn) -> dict[str, list[SymbolSnapshot]]:
                 rows.append(SymbolSnapshot(symbol=sym, status=SymbolStatus.MISSING, computed_at=at))
                 continue
             hvl = draw(st.one_of(st.just(100.0), LEVEL))
-            rows.append(
-                snapshot(
-                    round(spot, 2),
-                    at=at,
-                    symbol=sym,
-                    hvl=hvl,
-                    call_resistance=draw(LEVEL),
-                    put_support=draw(st.one_of(st.just(97.0), LEVEL)),
-                    em_upper_1sd=102.0,
-                    em_lower_1sd=draw(st.sampled_from([97.0, None])),
-                )
+            row = snapshot(
+                round(spot, 2),
+                at=at,
+                symbol=sym,
+                hvl=hvl,
+                call_resistance=draw(LEVEL),
+                put_support=draw(st.one_of(st.just(97.0), LEVEL)),
+                em_upper_1sd=102.0,
+                em_lower_1sd=draw(st.sampled_from([97.0, None])),
             )
+            if draw(st.integers(0, 3)):  # from the chains: the roll-off shares and settlement
+                shares = {
+                    lv: draw(SHARE)
+                    for lv in (Level.CALL_RESISTANCE, Level.PUT_SUPPORT)
+                    if draw(st.booleans())
+                }
+                settles = at + timedelta(seconds=draw(st.sampled_from([600, 3000, 7200, 20000])))
+                facts = replace(chain_facts(at), settles_at=settles, roll_off=shares)
+                row = replace(row, chain=facts)
+            rows.append(row)
         out[sym] = rows
     return out
 
@@ -64,7 +74,9 @@ def rules(draw: st.DrawFn) -> list[Rule]:
     """A few rules of every kind, with dead bands, re-arm, for, cooldown, repeat, resolve."""
     out = []
     for i in range(draw(st.integers(1, 6))):
-        kind = draw(st.sampled_from(["crosses", "near", "above", "below", "outside", "moved"]))
+        kind = draw(
+            st.sampled_from(["crosses", "near", "above", "below", "outside", "moved", "rolls_off"])
+        )
         timing = {k: draw(v) for k, v in TIMING.items()}
         rid = f"r{i}"
         level = draw(st.sampled_from(["hvl", "call_resistance", "put_support"]))
@@ -95,6 +107,13 @@ def rules(draw: st.DrawFn) -> list[Rule]:
                 out.append(make_rule(kind, level, rid, **band, **state, **timing))
             elif kind == "outside":
                 out.append(make_rule(kind, "expected_move_1sd", rid, **state, **timing))
+            elif kind == "rolls_off":
+                wall = draw(st.sampled_from(["call_resistance", "put_support"]))
+                roll = {
+                    "share_pct": draw(st.sampled_from([40.0, 45.0])),
+                    "within_s": draw(st.sampled_from([3600.0, 7200.0])),
+                }
+                out.append(make_rule(kind, wall, rid, **roll, **state, **timing))
             else:
                 subject = draw(st.sampled_from([level, 100.5]))
                 out.append(make_rule(kind, subject, rid, **state, **timing))

@@ -78,7 +78,7 @@ def test_check_passes_on_the_examples(
     monkeypatch.chdir(ROOT)
     assert main(["check"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("OK: 10 rules, 1 channel, 4 of 4 symbols covered")
+    assert out.startswith("OK: 11 rules, 1 channel, 4 of 4 symbols covered")
 
 
 def test_check_reports_settings_and_rules_problems_together(

@@ -21,7 +21,7 @@ import httpx
 from gexbot import USER_AGENT
 from gexbot.adapters.backquant import FetchError, RateLimitState
 from gexbot.core.chains.contracts import ChainError, merge
-from gexbot.core.chains.levels import chain_levels
+from gexbot.core.chains.levels import PutWalls, chain_levels
 from gexbot.core.chains.venues import (
     Book,
     Venue,
@@ -51,7 +51,9 @@ class ChainSource:
         monotonic: Callable[[], float],
         stale_after: float,
         min_interval: float = MIN_INTERVAL,
+        puts_by: PutWalls = PutWalls.NEGATIVE,
     ) -> None:
+        self._puts_by = puts_by
         self._stale_after = stale_after
         self._clients = dict(clients)
         self._wall_clock = wall_clock
@@ -129,7 +131,7 @@ class ChainSource:
         at = max((b.book.at for b in listed if b.book.at), default=self._wall_clock())
         contracts = merge([(b.book.venue.value, b.book.contracts) for b in listed], now=at)
         now = datetime.fromtimestamp(at, tz=UTC)
-        snap = chain_levels(symbol, contracts, spot=spot, now=now).snapshot
+        snap = chain_levels(symbol, contracts, spot=spot, now=now, puts_by=self._puts_by).snapshot
         if self._wall_clock() - at > self._stale_after:  # the venues' own data time
             snap = replace(snap, status=SymbolStatus.STALE)
         return snap, True

@@ -28,6 +28,7 @@ GREEN, RED, PURPLE, GREY, BLUE = "#1a9850", "#d73027", "#6a3d9a", "#7f7f7f", "#4
 #: (level, colour, width, style, alpha); the legend names come from `core.present.labels`.
 LINES: tuple[tuple[Level, str, float, str, float], ...] = (
     (Level.HVL, PURPLE, 2.2, "-", 1.0),
+    (Level.ZERO_GAMMA, PURPLE, 1.6, "-.", 0.9),  # chains only: beside the HVL, told apart
     (Level.CALL_RESISTANCE, GREEN, 2.0, "-", 1.0),
     (Level.CALL_WALL_2, GREEN, 1.0, "-", 0.45),
     (Level.CALL_WALL_3, GREEN, 1.0, "-", 0.3),

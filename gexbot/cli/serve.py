@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from rich.console import Console
 
 from gexbot.adapters.backquant import MULTI_INCLUDES
-from gexbot.app import backquant_client, compose, epoch, real_runtime
+from gexbot.app import compose, epoch, levels_source, real_runtime
 from gexbot.cli import EXIT_FAILED, EXIT_OK, count
 from gexbot.cli.check import startup_problems
 from gexbot.cli.levels import print_bundle
@@ -120,11 +120,16 @@ async def demo(args: argparse.Namespace, console: Console, err: Console) -> int:
             "api_url": url,
             "api_key": SecretStr(DEFAULT_KEY),
             "poll_interval": DEMO_CONFIG.refresh,
-            # The simulator serves the venues' chains too: GEXBOT_SOURCE=chains runs on them.
+            # The simulator serves the venues' chains too, from the same market.
             "deribit_url": url,
             "bybit_url": url,
             "okx_url": url,
+            "chain_refresh": DEMO_CONFIG.refresh,
         }
+        if "source" not in base.model_fields_set:  # a newcomer sees both, and the cross-check
+            overrides["source"] = "both"
+        if "cross_check_every" not in base.model_fields_set:
+            overrides["cross_check_every"] = 5 * DEMO_CONFIG.refresh
         if "database_url" not in base.model_fields_set:
             overrides["database_url"] = f"sqlite:///{Path(tmp) / 'demo.db'}"
         if not base.http_port:  # the web console, on a free port of this machine
@@ -142,9 +147,15 @@ async def demo(args: argparse.Namespace, console: Console, err: Console) -> int:
             f"Web console: http://{settings.http_host}:{settings.http_port}/\n"
             "Alerts print below as they fire (usually within a minute). Ctrl-C stops.\n"
         )
+        if settings.levels_source == "both":
+            console.print(
+                f"The chains cross-check BackQuant every {settings.cross_check_every:g}s: each "
+                "symbol's card on the console says whether they agree; a lasting "
+                "disagreement or a fallback to the chains is a warning here.\n"
+            )
         if args.levels:
-            async with backquant_client(settings, runtime=real_runtime()) as client:
-                print_bundle(console, await client.bundle(settings.symbols, MULTI_INCLUDES))
+            async with levels_source(settings, runtime=real_runtime()) as source:
+                print_bundle(console, await source.bundle(settings.symbols, MULTI_INCLUDES))
         stop = asyncio.Event()
         if args.duration:
             asyncio.get_running_loop().call_later(args.duration, stop.set)

@@ -62,7 +62,8 @@ def run_rules(
 
 def switched_source(previous: BundleSnapshot | None, snapshot: BundleSnapshot) -> frozenset[str]:
     """Symbols whose levels come from another source than in `previous` (BackQuant ↔ the
-    chains): their rules re-baseline instead of alerting on the two sources' difference."""
+    chains): their rules re-baseline instead of alerting on the two sources' difference. Only
+    from usable data to usable data: after a gap, the rules' own gap handling stands."""
     if previous is None:
         return frozenset()
     return frozenset(
@@ -70,5 +71,6 @@ def switched_source(previous: BundleSnapshot | None, snapshot: BundleSnapshot) -
         for sym, snap in snapshot.symbols.items()
         if snap.usable
         and (prev := previous.symbols.get(sym)) is not None
+        and prev.usable
         and prev.from_chains != snap.from_chains
     )

@@ -55,6 +55,8 @@ class Observation(NamedTuple):
     previous_level: float | None = None
     computed_at: datetime | None = None
     after_gap: bool = False  # the previous poll had no usable data for this symbol
+    share: float | None = None  # rolls_off: the wall's share (0–1) of gamma settling next
+    settles_in: float | None = None  # rolls_off: seconds from the data's time to settlement
 
 
 @dataclass(slots=True)
@@ -285,6 +287,7 @@ def _states(
                     continue
             value = Truth.TRUE if truth else Truth.FALSE
             view = views[sym]
+            share, settles_in = roll_off_facts(cond, view.snap)
             out.append(
                 state_observation(
                     rule.id,
@@ -294,6 +297,8 @@ def _states(
                     level=level,
                     spot=view.spot,
                     computed_at=view.snap.computed_at,
+                    share=share,
+                    settles_in=settles_in,
                 )
             )
 
@@ -321,18 +326,41 @@ def _state_table(
                 table[sym] = (d <= within, d <= rearm, view.snap.levels.get(cond.level))
         return table
     for sym, view in views.items():
-        truths = state_truths(cond, view.spot, view.snap.levels.get)
+        share, settles_in = roll_off_facts(cond, view.snap)
+        truths = state_truths(
+            cond, view.spot, view.snap.levels.get, share=share, settles_in=settles_in
+        )
         if truths is not None:
             table[sym] = truths
     return table
 
 
+def roll_off_facts(cond: Condition, snap: SymbolSnapshot) -> tuple[float | None, float | None]:
+    """A rolls_off condition's inputs in `snap`: its wall's share of gamma settling at the
+    next 08:00 UTC, and the seconds from the data's time to then (None: not from the chains,
+    or any other condition)."""
+    chain = snap.chain
+    if cond.kind is not ConditionKind.ROLLS_OFF or chain is None or cond.level is None:
+        return None, None
+    at = snap.computed_at
+    settles_in = (chain.settles_at - at).total_seconds() if at is not None else None
+    return chain.roll_off.get(cond.level), settles_in
+
+
 def state_truths(
-    cond: Condition, spot: float, level_of: Callable[[Level], float | None]
+    cond: Condition,
+    spot: float,
+    level_of: Callable[[Level], float | None],
+    *,
+    share: float | None = None,
+    settles_in: float | None = None,
 ) -> tuple[bool, bool, float | None] | None:
-    """A state condition (near, above, below, outside) at one spot: its truth when not armed,
-    its truth when armed (near's wider re-arm band) and the level it is about; None when a
-    level it needs is null."""
+    """A state condition (near, above, below, outside, rolls_off) at one spot: its truth when
+    not armed, its truth when armed (near's wider re-arm band) and the level it is about; None
+    when a level it needs is null (rolls_off: or its `share` or `settles_in`, see
+    `roll_off_facts`)."""
+    if cond.kind is ConditionKind.ROLLS_OFF:
+        return _rolls_off(cond, level_of, share, settles_in)
     unarmed, level = _state_truth(cond, spot, level_of, armed=False)
     if unarmed is Truth.UNKNOWN:
         return None
@@ -340,6 +368,19 @@ def state_truths(
     if cond.kind is ConditionKind.NEAR:
         armed = _state_truth(cond, spot, level_of, armed=True)[0]
     return unarmed is Truth.TRUE, armed is Truth.TRUE, level
+
+
+def _rolls_off(
+    cond: Condition,
+    level_of: Callable[[Level], float | None],
+    share: float | None,
+    settles_in: float | None,
+) -> tuple[bool, bool, float | None] | None:
+    level = level_of(cond.level) if cond.level is not None else None
+    if level is None or share is None or settles_in is None:
+        return None
+    truth = share * 100.0 >= (cond.share_pct or 0.0) and 0 < settles_in <= (cond.within_s or 0)
+    return truth, truth, level
 
 
 def _state_truth(
@@ -476,8 +517,10 @@ def state_observation(
     level: float | None,
     spot: float,
     computed_at: datetime | None,
+    share: float | None = None,
+    settles_in: float | None = None,
 ) -> Observation:
-    """What a state rule (near, above, below, outside) saw."""
+    """What a state rule (near, above, below, outside, rolls_off) saw."""
     direction = None if level is None else (Direction.UP if spot > level else Direction.DOWN)
     return Observation(
         rule_id=rule_id,
@@ -489,4 +532,6 @@ def state_observation(
         distance_pct=_distance(level, spot),
         direction=direction,
         computed_at=computed_at,
+        share=share,
+        settles_in=settles_in,
     )

@@ -48,6 +48,8 @@ class AlertEvent:
     message: str | None = None  # the rule's template, or a warning's full text
     once: bool = False  # a personal alert that is deleted by this alert
     source: str | None = None  # where the levels came from when not BackQuant: `Deribit chains`
+    share: float | None = None  # rolls_off: the wall's share (0–1) of gamma settling next
+    settles_in: float | None = None  # rolls_off: seconds from `computed_at` to the settlement
 
     def to_payload(self) -> dict[str, Any]:
         """A JSON-safe dict (datetimes as ISO 8601)."""
@@ -208,4 +210,6 @@ def alert_event(
         message=rule.message,
         once=rule.once and d.reason is NotifyReason.FIRED,
         source=source,
+        share=obs.share,
+        settles_in=obs.settles_in,
     )

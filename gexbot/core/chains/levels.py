@@ -13,6 +13,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from types import MappingProxyType
 
 import numpy as np
@@ -70,6 +71,13 @@ class ChainLevels:
         return self.facts.venues
 
 
+class PutWalls(StrEnum):
+    """Which strikes below spot are the put walls: BackQuant's text and most vendors differ."""
+
+    NEGATIVE = "negative"  # the most negative net GEX (most vendors, and the simulator)
+    POSITIVE = "positive"  # the largest positive net GEX (BackQuant's written definition)
+
+
 def black76_gamma(forward: Floats, strike: Floats, iv: Floats, t_years: Floats) -> Floats:
     """Gamma per 1 USD of underlying, element-wise (Black-76, r = 0)."""
     vol_t = iv * np.sqrt(t_years)
@@ -84,8 +92,16 @@ def next_settlement(now: datetime) -> datetime:
     return today if today > now else today + timedelta(days=1)
 
 
-def chain_levels(symbol: str, c: Contracts, *, spot: float, now: datetime) -> ChainLevels:
-    """Every level of `symbol` from its contracts at `spot` and `now`."""
+def chain_levels(
+    symbol: str,
+    c: Contracts,
+    *,
+    spot: float,
+    now: datetime,
+    puts_by: PutWalls = PutWalls.NEGATIVE,
+) -> ChainLevels:
+    """Every level of `symbol` from its contracts at `spot` and `now` (put walls by
+    `puts_by`)."""
     t_now = now.timestamp()
     t_years = np.maximum(c.expiry - t_now, T_FLOOR_SECONDS) / SECONDS_PER_YEAR
     sign = np.where(c.is_call, 1.0, -1.0)
@@ -93,8 +109,8 @@ def chain_levels(symbol: str, c: Contracts, *, spot: float, now: datetime) -> Ch
     strikes, per_strike = _by_strike(c.strike, dollar)
     odte = np.isclose(c.expiry, next_settlement(now).timestamp())
     o_strikes, o_per_strike = _by_strike(c.strike[odte], dollar[odte])
-    calls, puts = walls(strikes, per_strike, spot)
-    o_calls, o_puts = walls(o_strikes, o_per_strike, spot)
+    calls, puts = walls(strikes, per_strike, spot, puts_by)
+    o_calls, o_puts = walls(o_strikes, o_per_strike, spot, puts_by)
     pain_strike, pain_value = max_pain(c.strike[odte], c.oi[odte], c.is_call[odte])
     move = _expected_move(c, spot, t_now)
     levels: dict[Level, float | None] = {
@@ -164,13 +180,19 @@ def hvl_strike(strikes: Floats, gex: Floats, spot: float) -> float | None:
     return float(snapped[np.argmin(np.abs(snapped - spot))])
 
 
-def walls(strikes: Floats, gex: Floats, spot: float) -> tuple[list[float], list[float]]:
+def walls(
+    strikes: Floats, gex: Floats, spot: float, puts_by: PutWalls = PutWalls.NEGATIVE
+) -> tuple[list[float], list[float]]:
     """Call walls: the strikes above spot with the largest positive net GEX, by size; put
-    walls: the most negative below spot (the reading most vendors and the simulator use)."""
+    walls: below spot, by `puts_by`."""
     calls = np.flatnonzero((strikes > spot) & (gex > 0))
     calls = calls[np.argsort(-gex[calls], kind="stable")]
-    puts = np.flatnonzero((strikes < spot) & (gex < 0))
-    puts = puts[np.argsort(gex[puts], kind="stable")]
+    if puts_by is PutWalls.NEGATIVE:
+        puts = np.flatnonzero((strikes < spot) & (gex < 0))
+        puts = puts[np.argsort(gex[puts], kind="stable")]
+    else:
+        puts = np.flatnonzero((strikes < spot) & (gex > 0))
+        puts = puts[np.argsort(-gex[puts], kind="stable")]
     return strikes[calls[:3]].tolist(), strikes[puts[:3]].tolist()
 
 

@@ -25,6 +25,7 @@ class ConditionKind(StrEnum):
     BELOW = "below"
     OUTSIDE = "outside"
     MOVED = "moved"
+    ROLLS_OFF = "rolls_off"  # a wall's gamma settling at the next 08:00 UTC (chains only)
 
     @property
     def is_event(self) -> bool:
@@ -78,6 +79,8 @@ class Condition:
     rearm_abs: float | None = None
     by_pct: float | None = None
     by_abs: float | None = None
+    share_pct: float | None = None  # rolls_off: the share of the wall's gamma, in %
+    within_s: float | None = None  # rolls_off: how soon the settlement must be, in seconds
 
     @property
     def subject(self) -> str:

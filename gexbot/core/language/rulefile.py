@@ -38,7 +38,7 @@ from gexbot.core.language.model import (
 )
 from gexbot.core.language.templates import template_problems
 from gexbot.core.language.yaml_located import Located, Path, YamlSyntaxError, load_located
-from gexbot.core.market.snapshot import Level
+from gexbot.core.market.snapshot import WALLS, Level
 from gexbot.core.market.symbols import SUPPORTED_SYMBOLS, normalize_symbol
 
 # ---------------------------------------------------------------------------------------------
@@ -109,6 +109,14 @@ class ChannelSpec(_Spec):
         return self
 
 
+class RollsOffSpec(_Spec):
+    """`rolls_off`: a wall whose gamma largely settles at the next 08:00 UTC expiry."""
+
+    level: str = Field(description="A wall: call_resistance, call_wall_2/3, put_support, …")
+    share_pct: float = Field(gt=0, le=100, description="The share of its gamma, in %.")
+    within: DurationText = Field(description="How soon the settlement is: 2h, 90m.")
+
+
 class WhenSpec(_Spec):
     """A condition and its options, side by side."""
 
@@ -120,6 +128,10 @@ class WhenSpec(_Spec):
         None, description="Fires when spot leaves the expected-move band."
     )
     moved: str | None = Field(None, description="Fires when the level itself moves.")
+    rolls_off: RollsOffSpec | None = Field(
+        None,
+        description="Fires when much of a wall's gamma settles soon (levels from the chains).",
+    )
     direction: Direction | None = Field(None, description="crosses: up, down or any.")
     buffer_pct: float | None = Field(None, ge=0, description="crosses: dead band in %.")
     within_pct: float | None = Field(None, gt=0, description="near: band in % of spot.")
@@ -294,6 +306,7 @@ _OPTIONS: dict[ConditionKind, frozenset[str]] = {
     ConditionKind.BELOW: frozenset(),
     ConditionKind.OUTSIDE: frozenset(),
     ConditionKind.MOVED: frozenset({"by_pct", "by_abs"}),
+    ConditionKind.ROLLS_OFF: frozenset(),
 }
 _ALL_OPTIONS = frozenset().union(*_OPTIONS.values())
 
@@ -468,6 +481,8 @@ def build_condition(when: WhenSpec, report: Report) -> Condition | None:
     if bad:
         return None
     value = getattr(when, kind.value)
+    if isinstance(value, RollsOffSpec):
+        return _rolls_off(value, report)
     if kind is ConditionKind.OUTSIDE:
         return Condition(kind, band=Band(value))
     if kind in (ConditionKind.ABOVE, ConditionKind.BELOW) and isinstance(value, int | float):
@@ -507,6 +522,22 @@ def build_condition(when: WhenSpec, report: Report) -> Condition | None:
         rearm_abs=when.rearm_abs,
         by_pct=when.by_pct,
         by_abs=when.by_abs,
+    )
+
+
+def _rolls_off(spec: RollsOffSpec, report: Report) -> Condition | None:
+    level = _level(report, spec.level)
+    if level is None:
+        return None
+    if level not in WALLS:
+        walls = ", ".join(w.value for w in WALLS)
+        report(None, f"`rolls_off` watches a wall, not `{level.value}`: one of {walls}")
+        return None
+    return Condition(
+        ConditionKind.ROLLS_OFF,
+        level=level,
+        share_pct=spec.share_pct,
+        within_s=parse_duration(spec.within),
     )
 
 

@@ -8,6 +8,7 @@ The grammar (product.md, *Personal alerts*):
                   above LEVEL|PRICE     below LEVEL|PRICE
                   outside em|em2
                   moved LEVEL PCT%|PRICE
+                  rolls_off WALL PCT% DURATION    (levels from the chains)
 
 A parsed alert becomes a `WhenSpec`, the rule files' own model, and its condition is built and
 checked by the rule files' own `build_condition`, so a personal alert and the equivalent YAML
@@ -58,6 +59,8 @@ LEVEL_ALIASES: dict[str, Level] = {
     "odte.cr": Level.ODTE_CALL_RESISTANCE,
     "odte.ps": Level.ODTE_PUT_SUPPORT,
     "maxpain": Level.MAX_PAIN,
+    "zg": Level.ZERO_GAMMA,
+    "zerogamma": Level.ZERO_GAMMA,
 }
 _LEVEL_WORDS: dict[str, Level] = {**{lv.value: lv for lv in Level}, **LEVEL_ALIASES}
 _BANDS = {"em": Band.ONE_SD, "em1": Band.ONE_SD, "em2": Band.TWO_SD}
@@ -123,6 +126,11 @@ class AlertRequest:
         elif c.kind is ConditionKind.OUTSIDE:
             sd = "1σ" if c.band is Band.ONE_SD else "2σ"
             text = f"{self.symbol} leaves its {sd} expected-move band"
+        elif c.kind is ConditionKind.ROLLS_OFF:
+            text = (
+                f"{c.share_pct:g}% or more of {self.symbol}'s {subject} gamma settles at the "
+                f"next 08:00 UTC, within {format_duration(c.within_s or 0)} of it"
+            )
         else:
             size = f"{c.by_pct:g}%" if c.by_pct is not None else fmt_price(c.by_abs)
             text = f"{self.symbol}'s {subject} moves by {size} or more"
@@ -186,6 +194,8 @@ def _condition_words(c: Condition) -> list[str]:
     if c.kind is ConditionKind.MOVED:
         size = f"{c.by_pct:g}%" if c.by_pct is not None else f"{c.by_abs:g}"
         return ["moved", subject, size]
+    if c.kind is ConditionKind.ROLLS_OFF:
+        return ["rolls_off", subject, f"{c.share_pct:g}%", format_duration(c.within_s or 0)]
     return [c.kind.value, subject]
 
 
@@ -312,7 +322,7 @@ def _price(word: str) -> float | None:
 
 
 def _when(words: _Words) -> dict[str, Any]:
-    kind = words.take("The condition", "crosses, near, above, below, outside or moved")
+    kind = words.take("The condition", "crosses, near, above, below, outside, moved or rolls_off")
     if kind not in _CONDITIONS:
         raise AlertSyntaxError(
             f'"{_short(kind)}" is not a condition{_hint(kind, _CONDITIONS) or "."} '
@@ -340,6 +350,18 @@ def _when(words: _Words) -> dict[str, Any]:
             f"For a price: above {subject} or below {subject}."
         )
     level = _level(subject).value
+    if kind == "rolls_off":
+        example = f"rolls_off {subject} 40% 2h"
+        word = words.take("The share of the wall's gamma", example)
+        m = _PERCENT.match(word)
+        if m is None or not 0 < (share := float(m.group(1))) <= 100:
+            raise AlertSyntaxError(
+                f'"{_short(word)}" is not a share: a roll-off is above 0% and at most 100% of '
+                f"the wall's gamma: {example}"
+            )
+        within = words.take("How soon the settlement is", example)
+        _duration(within, "rolls_off")
+        return {"rolls_off": {"level": level, "share_pct": share, "within": within}}
     if kind == "crosses":
         out: dict[str, Any] = {"crosses": level, "buffer_pct": DEFAULT_BAND_PCT}
         if words.peek() in ("up", "down"):

@@ -9,6 +9,7 @@ observation could only be UNCHANGED for `decide`):
 - a state condition (above, below, near, outside) resting inactive wakes when it becomes
   true, one resting firing (no repeat) when it stops being true (near: beyond the re-arm band);
 - a move resting at baseline v wakes when the level moves from v by the alert's size;
+- a roll-off (a wall's gamma settling soon) wakes when its truth, read from the chain, flips;
 - everything else (no status yet, pending a `for`, a baseline unknown) is *restless* and is
   looked at every cycle.
 
@@ -27,7 +28,7 @@ import bisect
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 
-from gexbot.core.alerts.evaluate import undirected
+from gexbot.core.alerts.evaluate import roll_off_facts, state_truths, undirected
 from gexbot.core.alerts.states import AlertState, AlertStatus
 from gexbot.core.language.model import Condition, ConditionKind, Rule
 from gexbot.core.market.snapshot import BundleSnapshot, SymbolSnapshot
@@ -213,6 +214,12 @@ def _woken(
     spot = snap.spot
     assert spot is not None  # noqa: S101 - the caller checks
     kind = cond.kind
+    if kind is ConditionKind.ROLLS_OFF:  # time and the chain decide it, not spot
+        share, settles_in = roll_off_facts(cond, snap)
+        truths = state_truths(cond, spot, snap.levels.get, share=share, settles_in=settles_in)
+        if truths is None:
+            return []
+        return _state_buckets(buckets, fresh=truths[0], armed=truths[1])
     if kind is ConditionKind.OUTSIDE:
         assert cond.band is not None  # noqa: S101 - the parser guarantees it
         up_name, down_name = cond.band.bounds

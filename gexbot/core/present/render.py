@@ -11,9 +11,11 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from gexbot.core.alerts.events import AlertEvent, is_warning
 from gexbot.core.alerts.states import NotifyReason
+from gexbot.core.language.durations import format_duration
 from gexbot.core.language.model import Severity, is_personal
 from gexbot.core.language.templates import render_template
 from gexbot.core.market.snapshot import regime
@@ -61,7 +63,21 @@ def _what(e: AlertEvent) -> str:
     if e.kind == "moved":
         way = e.direction or "?"
         return f"{label} moved {way} to {level} (from {fmt_price(e.previous_level)})"
+    if e.kind == "rolls_off":
+        return f"{label} {level}: {_roll_off(e)}"
     return e.message or e.kind
+
+
+def _roll_off(e: AlertEvent) -> str:
+    """`42% of its gamma settles at 08:00 UTC, in 1h50m; the wall is likely to move`."""
+    share = f"{e.share * 100:.0f}%" if e.share is not None else "much"
+    if e.settles_in is None or e.computed_at is None:
+        return f"{share} of its gamma settles at the next expiry; the wall is likely to move"
+    at = (e.computed_at + timedelta(seconds=e.settles_in)).strftime("%H:%M UTC")
+    return (
+        f"{share} of its gamma settles at {at}, in {format_duration(e.settles_in)}; "
+        "the wall is likely to move"
+    )
 
 
 def _fields(e: AlertEvent) -> dict[str, str]:

@@ -53,6 +53,10 @@ class _RowSet:
         begins[1:] &= ~mask[:-1]
         return cls(mask, np.flatnonzero(begins).tolist())
 
+    def has(self, i: int) -> bool:
+        """True when row `i` is in the set."""
+        return bool(self.mask[i])
+
     def after(self, i: int, end: int) -> int:
         """The first row after row `i` in the set (`end` when none)."""
         j = i + 1
@@ -63,6 +67,22 @@ class _RowSet:
 
 
 _Sides = dict[float, _RowSet]  # per side (+1 above, −1 below)
+
+
+def _switches(h: SymbolHistory) -> Mask:
+    """Rows where the levels' source changed from the row before, both usable (as
+    `cycle.switched_source` sees it live)."""
+    chains = np.array([s is not None for s in h.sources], dtype=np.bool_)
+    out = np.zeros(len(chains), dtype=np.bool_)
+    out[1:] = h.usable[1:] & h.usable[:-1] & (chains[1:] != chains[:-1])
+    return out
+
+
+def _nulls(col: Floats) -> list[float | None]:
+    """A column as Python floats, None where NaN."""
+    cells = col.astype(object)
+    cells[np.isnan(col)] = None
+    return cells.tolist()  # type: ignore[no-any-return]
 
 
 @dataclass(slots=True)
@@ -76,22 +96,19 @@ class _Rows:
     spot: list[float]
     levels: dict[Level, list[float | None]]
     usable_rows: _RowSet
+    switches: _RowSet  # usable rows whose source differs from the usable row just before
     crossings: dict[Condition, tuple[_Sides, _Sides]] = field(default_factory=dict)
     states: dict[Condition, tuple[_RowSet, _RowSet]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, h: SymbolHistory) -> _Rows:
-        def nulls(col: Floats) -> list[float | None]:
-            cells = col.astype(object)
-            cells[np.isnan(col)] = None
-            return cells.tolist()  # type: ignore[no-any-return]
-
         return cls(
             h,
             h.usable.tolist(),
             h.spot.tolist(),
-            {lv: nulls(col) for lv, col in h.levels.items()},
+            {lv: _nulls(col) for lv, col in h.levels.items()},
             _RowSet.of(h.usable),
+            _RowSet.of(_switches(h)),
         )
 
     def level(self, lv: Level | None) -> list[float | None]:
@@ -105,6 +122,12 @@ class _Rows:
         if lv is None or lv not in self.history.levels:
             return np.full(len(self.usable), np.nan)
         return self.history.levels[lv]
+
+    def roll_off_columns(self, lv: Level | None) -> tuple[Floats, Floats]:
+        """A wall's roll-off share and the seconds to settlement, per row (NaN: unknown)."""
+        h = self.history
+        share = h.roll_off.get(lv) if lv is not None else None
+        return (share if share is not None else np.full(len(self.usable), np.nan)), h.settles_in
 
     def after(self, i: int) -> int:
         """The first usable row after row `i` (the history's length when none)."""
@@ -148,6 +171,15 @@ def _state_masks(cond: Condition, rows: _Rows) -> tuple[Mask, Mask]:
     true in the second, so both stay supersets of what they stand for."""
     spot = rows.history.spot
     with np.errstate(invalid="ignore"):
+        if cond.kind is ConditionKind.ROLLS_OFF:
+            share, settles_in = rows.roll_off_columns(cond.level)
+            fresh = (
+                (share * 100.0 >= (cond.share_pct or 0.0))
+                & (settles_in > 0)
+                & (settles_in <= (cond.within_s or 0.0))
+            )
+            unknown = np.isnan(share) | np.isnan(settles_in) | np.isnan(rows.column(cond.level))
+            return fresh & ~unknown, fresh | unknown
         if cond.kind is ConditionKind.OUTSIDE and cond.band is not None:
             upper, lower = (rows.column(b) for b in cond.band.bounds)
             fresh = (spot > upper) | (spot < lower)
@@ -324,9 +356,24 @@ def _state(rule: Rule, rows: _Rows) -> tuple[QuietNext, Observe]:
     levels = rows.levels
     no_repeat = repeat is None
 
+    share_col: list[float | None] = []
+    settles_col: list[float | None] = []
+    if cond.kind is ConditionKind.ROLLS_OFF:
+        share_col, settles_col = (_nulls(c) for c in rows.roll_off_columns(cond.level))
+
+    def facts(i: int) -> tuple[float | None, float | None]:
+        return (share_col[i], settles_col[i]) if share_col else (None, None)
+
     def observe(st: AlertStatus | None, i: int) -> Observation | None:
         # `evaluate._states`, for one row.
-        truths = state_truths(cond, spot[i], lambda lv: levels[lv][i] if lv in levels else None)
+        share, settles_in = facts(i)
+        truths = state_truths(
+            cond,
+            spot[i],
+            lambda lv: levels[lv][i] if lv in levels else None,
+            share=share,
+            settles_in=settles_in,
+        )
         if truths is None:
             return None
         unarmed, when_armed, level = truths
@@ -346,6 +393,8 @@ def _state(rule: Rule, rows: _Rows) -> tuple[QuietNext, Observe]:
             level=level,
             spot=spot[i],
             computed_at=times[i],
+            share=share,
+            settles_in=settles_in,
         )
 
     return quiet_next, observe
@@ -362,24 +411,26 @@ def _walk(rule: Rule, rows: _Rows) -> list[tuple[datetime, ReplayedAlert]]:
     quiet_next, observe = make(rule, rows)
     end = len(rows.usable)
     times, hvl = rows.history.times, rows.level(Level.HVL)
+    sources, switches = rows.history.sources, rows.switches
     alerts: list[tuple[datetime, ReplayedAlert]] = []
     status: AlertStatus | None = None
     i = -1
     while True:
         nxt = quiet_next(status, i) if status is not None else None
-        i = rows.after(i) if nxt is None else nxt
+        # A change of source is decided at its row whatever the status says (it re-baselines).
+        i = rows.after(i) if nxt is None else min(nxt, switches.after(i, end))
         if i >= end:
             return alerts
         obs = observe(status, i)
         if obs is None:
             continue
         at = times[i]
-        decision = decide(status, obs, at, rule)
+        decision = decide(status, obs, at, rule, rebase=switches.has(i))
         if decision.reason is NotifyReason.UNCHANGED or decision.status == status:
             continue
         status = decision.status
         if decision.notify:
-            event = alert_event(decision, rule, now=at, hvl=hvl[i])
+            event = alert_event(decision, rule, now=at, hvl=hvl[i], source=sources[i])
             alerts.append((at, ReplayedAlert(at, rule.id, event.symbol, event.reason, event)))
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gexbot.core.market.snapshot import Level, StressHistory, SymbolSnapshot
+from gexbot.core.present.labels import source_name
 
 Mask = npt.NDArray[np.bool_]
 Floats = npt.NDArray[np.float64]
@@ -42,6 +43,12 @@ class SymbolHistory:
     usable: Mask  # rules may act on the row: served, fresh, with a spot
     spot: Floats  # NaN where absent
     levels: Mapping[Level, Floats]  # NaN where null; only the levels the history has
+    #: Levels from the chains only: per wall, the share of its gamma settling next (NaN: not
+    #: known), and the seconds from each row's time to that settlement.
+    roll_off: Mapping[Level, Floats]
+    settles_in: Floats
+    #: Per row, where the levels came from when not BackQuant (`Deribit + Bybit chains`).
+    sources: tuple[str | None, ...]
 
     def __len__(self) -> int:
         return len(self.times)
@@ -51,12 +58,30 @@ class SymbolHistory:
         """Stored (or scripted) snapshots; those without `computed_at` are left out."""
         rows = [s for s in snaps if s.computed_at is not None]
         names = dict.fromkeys(lv for r in rows for lv in r.levels)
+        walls = dict.fromkeys(lv for r in rows if r.chain is not None for lv in r.chain.roll_off)
         return cls._with_gaps(
             symbol,
             [r.computed_at for r in rows],  # type: ignore[misc]  # filtered above
             np.array([r.usable for r in rows], dtype=np.bool_),
             np.array([r.spot for r in rows], dtype=np.float64),
             {lv: np.array([r.levels.get(lv) for r in rows], dtype=np.float64) for lv in names},
+            {
+                lv: np.array(
+                    [r.chain.roll_off.get(lv) if r.chain else None for r in rows],
+                    dtype=np.float64,
+                )
+                for lv in walls
+            },
+            np.array(
+                [
+                    (r.chain.settles_at - r.computed_at).total_seconds()
+                    if r.chain is not None and r.computed_at is not None
+                    else None
+                    for r in rows
+                ],
+                dtype=np.float64,
+            ),
+            [source_name(r) if r.chain is not None else None for r in rows],
         )
 
     @classmethod
@@ -74,16 +99,22 @@ class SymbolHistory:
                 Level.CALL_RESISTANCE: np.array(stress.call_wall, dtype=np.float64),
                 Level.PUT_SUPPORT: np.array(stress.put_wall, dtype=np.float64),
             },
+            {},  # BackQuant's history has no chain: a roll-off is unknown there
+            np.full(len(spot), np.nan),
+            [None] * len(spot),
         )
 
     @classmethod
-    def _with_gaps(
+    def _with_gaps(  # noqa: PLR0917 - one column each, as the fields
         cls,
         symbol: str,
         times: list[datetime],
         usable: Mask,
         spot: Floats,
         levels: dict[Level, Floats],
+        roll_off: dict[Level, Floats],
+        settles_in: Floats,
+        sources: list[str | None],
     ) -> SymbolHistory:
         usual, starts = gap_starts(times)
         if starts:
@@ -92,7 +123,11 @@ class SymbolHistory:
             usable = np.insert(usable, starts, False)
             spot = np.insert(spot, starts, np.nan)
             levels = {lv: np.insert(col, starts, np.nan) for lv, col in levels.items()}
-        return cls(symbol, tuple(times), usable, spot, levels)
+            roll_off = {lv: np.insert(col, starts, np.nan) for lv, col in roll_off.items()}
+            settles_in = np.insert(settles_in, starts, np.nan)
+            for k in reversed(starts):
+                sources.insert(k, None)
+        return cls(symbol, tuple(times), usable, spot, levels, roll_off, settles_in, tuple(sources))
 
 
 def histories(series: Mapping[str, Sequence[SymbolSnapshot]]) -> dict[str, SymbolHistory]:
