@@ -20,7 +20,7 @@ import httpx
 
 from gexbot import USER_AGENT
 from gexbot.adapters.backquant import FetchError, RateLimitState
-from gexbot.core.chains.contracts import ChainError, merge
+from gexbot.core.chains.contracts import ChainError, Contracts, merge
 from gexbot.core.chains.levels import PutWalls, chain_levels
 from gexbot.core.chains.venues import (
     Book,
@@ -157,7 +157,7 @@ class ChainSource:
                     ),
                 )
                 if _deribit_unlisted(book_json):
-                    return self._ok(venue, coin, Book(venue, coin, ()), None)
+                    return self._ok(venue, coin, Book(venue, coin, Contracts.empty()), None)
                 book = parse_deribit(book_json, coin, now=now)
                 index = _path_number(index_json, "result", "index_price")
             elif venue is Venue.BYBIT:
@@ -178,7 +178,7 @@ class ChainSource:
                     _get(client, "/api/v5/market/index-tickers", {"instId": family}),
                 )
                 if _okx_unlisted(summary):
-                    return self._ok(venue, coin, Book(venue, coin, ()), None)
+                    return self._ok(venue, coin, Book(venue, coin, Contracts.empty()), None)
                 book = parse_okx(summary, oi, coin, now=now)
                 index = _okx_index(index_json)
         except (httpx.HTTPError, ChainError, ValueError) as exc:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,6 +10,7 @@ import numpy.typing as npt
 
 Floats = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]
+Ints = npt.NDArray[np.int64]
 
 
 class ChainError(ValueError):
@@ -30,7 +31,8 @@ class Contract:
 
 @dataclass(frozen=True, slots=True)
 class Contracts:
-    """Every live option of one underlying, columns of equal length."""
+    """Options of one underlying as columns of equal length (one venue's book, or every
+    venue's merged)."""
 
     expiry: Floats
     strike: Floats
@@ -43,40 +45,84 @@ class Contracts:
     def __len__(self) -> int:
         return len(self.strike)
 
+    def __iter__(self) -> Iterator[Contract]:
+        """The rows (for tests and tools: the computations read the columns)."""
+        for row in zip(
+            self.expiry.tolist(),
+            self.strike.tolist(),
+            self.is_call.tolist(),
+            self.oi.tolist(),
+            self.iv.tolist(),
+            self.forward.tolist(),
+            strict=True,
+        ):
+            yield Contract(*row)
 
-def merge(books: Sequence[tuple[str, Sequence[Contract]]], *, now: float) -> Contracts:
+    @classmethod
+    def empty(cls, venues: tuple[str, ...] = ()) -> Contracts:
+        """No contracts."""
+        none = np.zeros(0)
+        return cls(none, none, np.zeros(0, dtype=np.bool_), none, none, none, venues)
+
+    @classmethod
+    def of(cls, rows: Iterable[Contract]) -> Contracts:
+        """Rows as columns (hand-built chains)."""
+        rows = list(rows)
+        return cls(
+            expiry=np.array([c.expiry for c in rows], dtype=np.float64),
+            strike=np.array([c.strike for c in rows], dtype=np.float64),
+            is_call=np.array([c.is_call for c in rows], dtype=np.bool_),
+            oi=np.array([c.oi for c in rows], dtype=np.float64),
+            iv=np.array([c.iv for c in rows], dtype=np.float64),
+            forward=np.array([c.forward for c in rows], dtype=np.float64),
+        )
+
+
+def first_of_each(expiry: Floats, strike: Floats, is_call: Bools) -> tuple[Ints, Ints]:
+    """Rows grouped by (expiry, strike, type), groups numbered in key order: each group's
+    first row (the earliest in row order) and, per row, its group's number. One stable sort,
+    not a search per row."""
+    order = np.lexsort((is_call, strike, expiry))  # stable: equal keys keep row order
+    e, k, c = expiry[order], strike[order], is_call[order]
+    starts = np.ones(len(order), dtype=np.bool_)
+    starts[1:] = (e[1:] != e[:-1]) | (k[1:] != k[:-1]) | (c[1:] != c[:-1])
+    group_sorted = np.cumsum(starts) - 1
+    group = np.empty(len(order), dtype=np.int64)
+    group[order] = group_sorted
+    return order[starts], group
+
+
+def merge(books: Sequence[tuple[str, Contracts | Sequence[Contract]]], *, now: float) -> Contracts:
     """One set of contracts from several venues' books: open interest summed in coin per
     (expiry, strike, type); IV and forward weighted by each venue's open interest (a row with
     none weighs equally). Expired rows and rows no gamma can be computed for (no IV, no
     forward) are dropped, never given made-up values."""
-    rows = [
-        c
-        for _, book in books
-        for c in book
-        if c.expiry > now and c.iv > 0 and c.forward > 0 and c.strike > 0 and c.oi >= 0
-    ]
-    venues = tuple(name for name, book in books if book)
-    if not rows:
-        empty = np.zeros(0)
-        return Contracts(empty, empty, np.zeros(0, dtype=bool), empty, empty, empty, venues)
-    expiry = np.array([c.expiry for c in rows])
-    strike = np.array([c.strike for c in rows])
-    is_call = np.array([c.is_call for c in rows])
-    oi = np.array([c.oi for c in rows])
-    iv = np.array([c.iv for c in rows])
-    forward = np.array([c.forward for c in rows])
-    keys = np.stack([expiry, strike, is_call.astype(np.float64)], axis=1)
-    unique, inverse = np.unique(keys, axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    n = len(unique)
+    parts = [b if isinstance(b, Contracts) else Contracts.of(b) for _, b in books]
+    venues = tuple(name for (name, _), part in zip(books, parts, strict=True) if len(part))
+    if not any(len(p) for p in parts):
+        return Contracts.empty(venues)
+    expiry = np.concatenate([p.expiry for p in parts])
+    strike = np.concatenate([p.strike for p in parts])
+    is_call = np.concatenate([p.is_call for p in parts])
+    oi = np.concatenate([p.oi for p in parts])
+    iv = np.concatenate([p.iv for p in parts])
+    forward = np.concatenate([p.forward for p in parts])
+    live = (expiry > now) & (iv > 0) & (forward > 0) & (strike > 0) & (oi >= 0)
+    if not live.all():
+        expiry, strike, is_call = expiry[live], strike[live], is_call[live]
+        oi, iv, forward = oi[live], iv[live], forward[live]
+    if len(expiry) == 0:
+        return Contracts.empty(venues)
+    first, group = first_of_each(expiry, strike, is_call)
+    n = len(first)
     weight = np.where(oi > 0, oi, 1e-12)
-    total_w = np.bincount(inverse, weights=weight, minlength=n)
+    total_w = np.bincount(group, weights=weight, minlength=n)
     return Contracts(
-        expiry=unique[:, 0].copy(),
-        strike=unique[:, 1].copy(),
-        is_call=unique[:, 2] > 0.5,
-        oi=np.bincount(inverse, weights=oi, minlength=n).astype(np.float64),
-        iv=np.bincount(inverse, weights=iv * weight, minlength=n) / total_w,
-        forward=np.bincount(inverse, weights=forward * weight, minlength=n) / total_w,
+        expiry=expiry[first],
+        strike=strike[first],
+        is_call=is_call[first],
+        oi=np.bincount(group, weights=oi, minlength=n).astype(np.float64),
+        iv=np.bincount(group, weights=iv * weight, minlength=n) / total_w,
+        forward=np.bincount(group, weights=forward * weight, minlength=n) / total_w,
         venues=venues,
     )

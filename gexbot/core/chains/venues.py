@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from gexbot.core.chains.contracts import ChainError, Contract
+import numpy as np
+
+from gexbot.core.chains.contracts import ChainError, Contracts, Floats, first_of_each
 
 #: How Deribit and Bybit spell a month in an option's name (`27DEC26`).
 MONTH_NAMES = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
@@ -50,7 +52,7 @@ class Book:
 
     venue: Venue
     underlying: str
-    contracts: tuple[Contract, ...]
+    contracts: Contracts
     skipped: int = 0
     at: float | None = None  # the venue's own time for the data, epoch seconds
 
@@ -119,8 +121,7 @@ def parse_okx_name(name: str) -> _Name | None:
 
 def _number(value: Any) -> float | None:
     """A finite, sane number from a JSON number or a numeric string; None otherwise (a bool is
-    not a number here). Called for every field of every row: kept to type checks and one
-    comparison, which also refuses NaN and the infinities."""
+    not a number here)."""
     kind = type(value)
     if kind is float or kind is int:
         number = float(value)
@@ -134,6 +135,25 @@ def _number(value: Any) -> float | None:
     return number if -_SANE < number < _SANE else None
 
 
+_PLAIN = frozenset({float, int, str, type(None)})
+
+
+def _floats(values: list[Any]) -> Floats:
+    """A column of numbers (JSON numbers or numeric strings) as floats, NaN where a value is
+    not a sane number. numpy converts a column at C speed and reads strings as `float()`
+    does; a column holding anything else (a bool, a container, an integer beyond float range)
+    is read value by value instead."""
+    if set(map(type, values)) <= _PLAIN:
+        try:
+            col = np.array(values, dtype=np.float64)
+        except (ValueError, OverflowError):  # a word among the numbers; a 400-digit integer
+            col = None
+        if col is not None and col.ndim == 1:
+            col[~(np.abs(col) < _SANE)] = np.nan  # NaN, the infinities and absurd sizes
+            return col
+    return np.array([np.nan if (n := _number(v)) is None else n for v in values], dtype=np.float64)
+
+
 def _rows(payload: Any, *path: str) -> list[Any]:
     node = payload
     for key in path:
@@ -145,30 +165,67 @@ def _rows(payload: Any, *path: str) -> list[Any]:
     return node
 
 
-def _contract(
-    name: _Name | None, *, oi: float | None, iv: float | None, forward: float | None, now: float
-) -> Contract | None:
-    if name is None or oi is None or iv is None or forward is None:
-        return None
-    if oi < 0 or iv <= 0 or iv > 20 or forward <= 0 or name.strike <= 0 or name.expiry <= now:
-        return None
-    return Contract(name.expiry, name.strike, name.is_call, oi, iv, forward)
+def _field(rows: list[Any], key: str) -> list[Any]:
+    return [r.get(key) if type(r) is dict else None for r in rows]
 
 
-def _book(venue: Venue, underlying: str, parsed: list[Contract | None], at: float | None) -> Book:
-    # A duplicated instrument counts once: the first row wins, the others are skipped.
-    seen: set[tuple[float, float, bool]] = set()
-    kept = []
-    for c in parsed:
-        if c is not None and (key := (c.expiry, c.strike, c.is_call)) not in seen:
-            seen.add(key)
-            kept.append(c)
-    return Book(venue, underlying, tuple(kept), skipped=len(parsed) - len(kept), at=at)
+def _names(raw: list[Any], parse: Callable[[str], _Name | None]) -> list[_Name | None]:
+    return [parse(n) if type(n) is str else None for n in raw]
 
 
-def _millis(value: Any) -> float | None:
-    ms = _number(value)
-    return ms / 1000.0 if ms is not None and ms > 0 else None
+def _book(
+    venue: Venue,
+    underlying: str,
+    names: list[_Name | None],
+    *,
+    oi: Floats,
+    iv: Floats,
+    forward: Floats,
+    now: float,
+    at: float | None,
+) -> Book:
+    """The rows that are options on `underlying` (another's, listed in the same answer, are
+    not counted), kept when every number is usable and the expiry is ahead; a duplicated
+    instrument counts once, the first row winning. The others are counted as skipped."""
+    mine = np.array([n is None or n.underlying == underlying for n in names], dtype=np.bool_)
+    named = [n for n in names if n is not None]
+    has_name = np.array([n is not None for n in names], dtype=np.bool_)
+    expiry = np.full(len(names), np.nan)
+    strike = np.full(len(names), np.nan)
+    is_call = np.zeros(len(names), dtype=np.bool_)
+    if named:
+        expiry[has_name] = [n.expiry for n in named]
+        strike[has_name] = [n.strike for n in named]
+        is_call[has_name] = [n.is_call for n in named]
+    with np.errstate(invalid="ignore"):
+        usable = (
+            mine
+            & has_name
+            & (oi >= 0)
+            & (iv > 0)
+            & (iv <= 20)
+            & (forward > 0)
+            & (strike > 0)
+            & (expiry > now)
+        )
+    rows = np.flatnonzero(usable)
+    first, _ = first_of_each(expiry[rows], strike[rows], is_call[rows])
+    kept = rows[np.sort(first)]
+    contracts = Contracts(
+        expiry=expiry[kept],
+        strike=strike[kept],
+        is_call=is_call[kept],
+        oi=oi[kept],
+        iv=iv[kept],
+        forward=forward[kept],
+    )
+    return Book(venue, underlying, contracts, skipped=int(mine.sum()) - len(kept), at=at)
+
+
+def _latest_millis(values: list[Any]) -> float | None:
+    stamps = _floats(values)
+    stamps = stamps[stamps > 0]
+    return float(stamps.max()) / 1000.0 if len(stamps) else None
 
 
 def parse_deribit(payload: Any, underlying: str, *, now: float) -> Book:
@@ -177,33 +234,21 @@ def parse_deribit(payload: Any, underlying: str, *, now: float) -> Book:
     `underlying_price` the expiry's forward."""
     if isinstance(payload, Mapping) and "error" in payload and payload.get("error"):
         raise ChainError(f"Deribit error {_brief(payload['error'])}")
-    parsed: list[Contract | None] = []
-    at: float | None = None
-    for row in _rows(payload, "result"):
-        if not isinstance(row, Mapping) or not isinstance(row.get("instrument_name"), str):
-            parsed.append(None)
-            continue
-        stamp = _millis(row.get("creation_timestamp"))
-        if stamp is not None:
-            at = stamp if at is None else max(at, stamp)
-        raw_name = row["instrument_name"]
-        name = parse_deribit_name(raw_name)
-        if name is not None and name.underlying != underlying:
-            continue  # another currency's options in the same answer (USDC lists several)
-        oi = _number(row.get("open_interest"))
-        if oi is not None and "_USDC" in raw_name:
-            oi *= DERIBIT_LINEAR_MULTIPLIER.get(underlying, 1.0)
-        iv = _number(row.get("mark_iv"))
-        parsed.append(
-            _contract(
-                name,
-                oi=oi,
-                iv=None if iv is None else iv / 100.0,
-                forward=_number(row.get("underlying_price")),
-                now=now,
-            )
-        )
-    return _book(Venue.DERIBIT, underlying, parsed, at)
+    rows = _rows(payload, "result")
+    raw = _field(rows, "instrument_name")
+    oi = _floats(_field(rows, "open_interest"))
+    linear = np.array([type(n) is str and "_USDC" in n for n in raw], dtype=np.bool_)
+    oi[linear] *= DERIBIT_LINEAR_MULTIPLIER.get(underlying, 1.0)
+    return _book(
+        Venue.DERIBIT,
+        underlying,
+        _names(raw, parse_deribit_name),
+        oi=oi,
+        iv=_floats(_field(rows, "mark_iv")) / 100.0,
+        forward=_floats(_field(rows, "underlying_price")),
+        now=now,
+        at=_latest_millis(_field(rows, "creation_timestamp")),
+    )
 
 
 def parse_bybit(payload: Any, underlying: str, *, now: float) -> Book:
@@ -211,28 +256,16 @@ def parse_bybit(payload: Any, underlying: str, *, now: float) -> Book:
     `openInterest` in coin, `underlyingPrice` the expiry's forward."""
     if isinstance(payload, Mapping) and payload.get("retCode") not in (0, None):
         raise ChainError(f"Bybit retCode {_brief(payload.get('retCode'))}")
-    parsed: list[Contract | None] = []
-    for row in _rows(payload, "result", "list"):
-        if not isinstance(row, Mapping) or not isinstance(row.get("symbol"), str):
-            parsed.append(None)
-            continue
-        name = parse_bybit_name(row["symbol"])
-        if name is not None and name.underlying != underlying:
-            continue
-        parsed.append(
-            _contract(
-                name,
-                oi=_number(row.get("openInterest")),
-                iv=_number(row.get("markIv")),
-                forward=_number(row.get("underlyingPrice")),
-                now=now,
-            )
-        )
+    rows = _rows(payload, "result", "list")
     return _book(
         Venue.BYBIT,
         underlying,
-        parsed,
-        _millis(payload.get("time")),
+        _names(_field(rows, "symbol"), parse_bybit_name),
+        oi=_floats(_field(rows, "openInterest")),
+        iv=_floats(_field(rows, "markIv")),
+        forward=_floats(_field(rows, "underlyingPrice")),
+        now=now,
+        at=_latest_millis([payload.get("time")]),
     )
 
 
@@ -242,35 +275,29 @@ def parse_okx(summary: Any, open_interest: Any, underlying: str, *, now: float) 
     for answer in (summary, open_interest):
         if isinstance(answer, Mapping) and str(answer.get("code", "0")) != "0":
             raise ChainError(f"OKX code {_brief(answer.get('code'))}")
-    coins: dict[str, float | None] = {}
-    for row in _rows(open_interest, "data"):
-        if isinstance(row, Mapping) and isinstance(row.get("instId"), str):
-            oi = _number(row.get("oiCcy"))
-            if oi is None and (contracts := _number(row.get("oi"))) is not None:
-                oi = contracts * OKX_MULTIPLIER.get(underlying, 1.0)
-            coins.setdefault(row["instId"], oi)
-    parsed: list[Contract | None] = []
-    at: float | None = None
-    for row in _rows(summary, "data"):
-        if not isinstance(row, Mapping) or not isinstance(row.get("instId"), str):
-            parsed.append(None)
-            continue
-        stamp = _millis(row.get("ts"))
-        if stamp is not None:
-            at = stamp if at is None else max(at, stamp)
-        name = parse_okx_name(row["instId"])
-        if name is not None and name.underlying != underlying:
-            continue
-        parsed.append(
-            _contract(
-                name,
-                oi=coins.get(row["instId"]),
-                iv=_number(row.get("markVol")),
-                forward=_number(row.get("fwdPx")),
-                now=now,
-            )
-        )
-    return _book(Venue.OKX, underlying, parsed, at)
+    oi_rows = _rows(open_interest, "data")
+    in_coin = _floats(_field(oi_rows, "oiCcy"))
+    contracts = _floats(_field(oi_rows, "oi")) * OKX_MULTIPLIER.get(underlying, 1.0)
+    coins = np.where(np.isnan(in_coin), contracts, in_coin).tolist()
+    by_id: dict[str, float] = {}
+    for inst, value in zip(_field(oi_rows, "instId"), coins, strict=True):
+        if type(inst) is str:
+            by_id.setdefault(inst, value)  # the first row of a duplicated instrument wins
+    rows = _rows(summary, "data")
+    raw = _field(rows, "instId")
+    oi = np.array(
+        [by_id.get(n, np.nan) if type(n) is str else np.nan for n in raw], dtype=np.float64
+    )
+    return _book(
+        Venue.OKX,
+        underlying,
+        _names(raw, parse_okx_name),
+        oi=oi,
+        iv=_floats(_field(rows, "markVol")),
+        forward=_floats(_field(rows, "fwdPx")),
+        now=now,
+        at=_latest_millis(_field(rows, "ts")),
+    )
 
 
 def _brief(value: Any) -> str:
