@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gexbot.core.chains.contracts import ChainError, Contract, merge
+from gexbot.core.chains.contracts import ChainError, Contract, Contracts, merge
 from gexbot.core.chains.levels import (
     T_FLOOR_SECONDS,
     PutWalls,
@@ -117,6 +117,57 @@ def test_a_one_sided_chain_has_walls_on_one_side_and_no_hvl() -> None:
     assert lv.snapshot.level(Level.HVL) is None
     assert lv.snapshot.level(Level.CALL_RESISTANCE) == 110.0
     assert lv.snapshot.level(Level.PUT_SUPPORT) is None  # not 0: there is none
+
+
+def _zero_gamma_the_plain_way(c: Contracts, spot: float, t_now: float) -> float | None:
+    """Every contract re-priced at each grid spot with `black76_gamma`, in float64."""
+    t = np.maximum(c.expiry - t_now, T_FLOOR_SECONDS) / (365.0 * 86400.0)
+    sign = np.where(c.is_call, 1.0, -1.0)
+    grid = spot * np.linspace(0.8, 1.2, 200)
+    total = np.array(
+        [
+            (black76_gamma(c.forward * g / spot, c.strike, c.iv, t) * c.oi * sign).sum()
+            * g
+            * g
+            * 0.01
+            for g in grid
+        ]
+    )
+    change = np.flatnonzero(total[:-1] * total[1:] < 0)
+    if len(change) == 0:
+        return None
+    a, b, ga, gb = grid[change], grid[change + 1], total[change], total[change + 1]
+    zeros = a + (b - a) * (-ga) / (gb - ga)
+    return float(zeros[np.argmin(np.abs(zeros - spot))])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([0.5, 1.0, 7.0, 30.0]),  # days to expiry
+            st.sampled_from([80.0, 90.0, 95.0, 100.0, 105.0, 110.0, 120.0]),
+            st.booleans(),
+            st.floats(0.0, 500.0),
+            st.floats(0.2, 1.5),
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_zero_gamma_is_the_plain_float64_computation(
+    rows: list[tuple[float, float, bool, float, float]],
+) -> None:
+    c = merge(
+        [("x", [Contract(T + d * DAY, k, call, oi, iv, 100.0) for d, k, call, oi, iv in rows])],
+        now=T,
+    )
+    got = chain_levels("BTCUSDT", c, spot=100.0, now=NOW).zero_gamma
+    expected = _zero_gamma_the_plain_way(c, 100.0, T)
+    if expected is None or got is None:
+        assert got == expected
+    else:
+        assert got == pytest.approx(expected, rel=1e-4)
 
 
 def test_max_pain_by_hand() -> None:

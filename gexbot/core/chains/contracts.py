@@ -115,7 +115,8 @@ def merge(books: Sequence[tuple[str, Contracts | Sequence[Contract]]], *, now: f
         return Contracts.empty(venues)
     first, group = first_of_each(expiry, strike, is_call)
     n = len(first)
-    weight = np.where(oi > 0, oi, 1e-12)
+    # Below a billionth of a coin, every row weighs the same (and a denormal cannot vanish).
+    weight = np.maximum(oi, 1e-9)
     total_w = np.bincount(group, weights=weight, minlength=n)
     return Contracts(
         expiry=expiry[first],

@@ -253,14 +253,31 @@ def _expected_move(c: Contracts, spot: float, t_now: float) -> float | None:
 
 def _zero_gamma(c: Contracts, *, dollar_sign: Floats, t_years: Floats, spot: float) -> float | None:
     """Spot re-priced over a grid, each contract's IV held and its forward moved with spot:
-    where total dollar gamma changes sign, nearest spot (linear between grid points)."""
+    where total dollar gamma changes sign, nearest spot (linear between grid points).
+
+    Black-76 gamma written for the grid: with the forward at F·g/S, d1 = α + β·ln(g/S) where
+    α = ln(F/K)/σ√T + σ√T/2 and β = 1/σ√T, and gamma·g² = φ(d1)·g·S/(F·σ√T). So a grid point
+    costs one multiply-add and one exp per contract, and the sum over contracts is one
+    matrix-vector product."""
     if len(c) == 0:
         return None
     grid = spot * np.linspace(1 - ZERO_GAMMA_SPAN, 1 + ZERO_GAMMA_SPAN, ZERO_GAMMA_POINTS)
-    forwards = c.forward[None, :] * (grid[:, None] / spot)
-    gamma = black76_gamma(forwards, c.strike[None, :], c.iv[None, :], t_years[None, :])
-    total = (gamma * (c.oi * dollar_sign)[None, :]).sum(axis=1) * grid * grid * 0.01
-    change = np.flatnonzero((total[:-1] > 0) != (total[1:] > 0))
+    vol_t = c.iv * np.sqrt(t_years)
+    alpha = np.log(c.forward / c.strike) / vol_t + 0.5 * vol_t
+    beta = 1.0 / vol_t
+    weight = c.oi * dollar_sign / (c.forward * vol_t)
+    # float32 for the grid × contracts block: half the memory traffic, and its 7 digits put
+    # the zero far closer than the grid's 0.2 % steps (a test holds it to the float64 sum).
+    d1 = alpha.astype(np.float32)[None, :] + (
+        np.log(grid / spot).astype(np.float32)[:, None] * beta.astype(np.float32)[None, :]
+    )
+    np.multiply(d1, d1, out=d1)
+    np.multiply(d1, np.float32(-0.5), out=d1)
+    np.exp(d1, out=d1)
+    total = (d1 @ weight.astype(np.float32)).astype(np.float64) * grid * spot * 0.01
+    total /= math.sqrt(2.0 * math.pi)
+    # Opposite signs only: far from every strike gamma is 0 (underflow), which is no flip.
+    change = np.flatnonzero(total[:-1] * total[1:] < 0)
     if len(change) == 0:
         return None
     a, b = grid[change], grid[change + 1]

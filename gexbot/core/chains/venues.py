@@ -8,8 +8,9 @@ and then only `ChainError`. Every expiry settles at 08:00 UTC on these venues.
 from __future__ import annotations
 
 import functools
+import itertools
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from gexbot.core.chains.contracts import ChainError, Contracts, Floats, first_of_each
+from gexbot.core.chains.contracts import Bools, ChainError, Contracts, Floats, first_of_each
 
 #: How Deribit and Bybit spell a month in an option's name (`27DEC26`).
 MONTH_NAMES = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
@@ -166,17 +167,73 @@ def _rows(payload: Any, *path: str) -> list[Any]:
 
 
 def _field(rows: list[Any], key: str) -> list[Any]:
-    return [r.get(key) if type(r) is dict else None for r in rows]
+    """One field of every row (None where absent, or where the row is not an object)."""
+    try:
+        return list(map(dict.get, rows, itertools.repeat(key)))  # C speed: every row a dict
+    except TypeError:
+        return [r.get(key) if type(r) is dict else None for r in rows]
 
 
-def _names(raw: list[Any], parse: Callable[[str], _Name | None]) -> list[_Name | None]:
-    return [parse(n) if type(n) is str else None for n in raw]
+@dataclass(frozen=True, slots=True)
+class _NameColumns:
+    """What a column of instrument names says, row by row (read-only arrays)."""
+
+    mine: Bools  # an option on the underlying asked for, or unreadable (counted as skipped)
+    has_name: Bools
+    expiry: Floats
+    strike: Floats
+    is_call: Bools
+    linear: Bools  # Deribit's USDC-settled options (`SOL_USDC-…`)
+
+
+def _name_columns(
+    raw: list[Any], parse: Callable[[str], _Name | None], underlying: str
+) -> _NameColumns:
+    try:
+        return _cached_name_columns(tuple(raw), parse, underlying)
+    except TypeError:  # a name that is not hashable (a list, an object): read it uncached
+        return _read_name_columns(raw, parse, underlying)
+
+
+# A venue lists the same instruments in the same order refresh after refresh: the whole
+# column's reading is kept, so a refresh costs one tuple comparison instead of a pass per row.
+@functools.lru_cache(maxsize=64)
+def _cached_name_columns(
+    raw: tuple[Any, ...], parse: Callable[[str], _Name | None], underlying: str
+) -> _NameColumns:
+    return _read_name_columns(raw, parse, underlying)
+
+
+def _read_name_columns(
+    raw: Sequence[Any], parse: Callable[[str], _Name | None], underlying: str
+) -> _NameColumns:
+    names = [parse(n) if type(n) is str else None for n in raw]
+    named = [n for n in names if n is not None]
+    has_name = np.array([n is not None for n in names], dtype=np.bool_)
+    expiry = np.full(len(names), np.nan)
+    strike = np.full(len(names), np.nan)
+    is_call = np.zeros(len(names), dtype=np.bool_)
+    if named:
+        expiry[has_name] = [n.expiry for n in named]
+        strike[has_name] = [n.strike for n in named]
+        is_call[has_name] = [n.is_call for n in named]
+    out = _NameColumns(
+        mine=np.array([n is None or n.underlying == underlying for n in names], dtype=np.bool_),
+        has_name=has_name,
+        expiry=expiry,
+        strike=strike,
+        is_call=is_call,
+        linear=np.array([type(n) is str and "_USDC" in n for n in raw], dtype=np.bool_),
+    )
+    for column in (out.mine, out.has_name, out.expiry, out.strike, out.is_call, out.linear):
+        column.setflags(write=False)  # shared by every refresh that hits the cache
+    return out
 
 
 def _book(
     venue: Venue,
     underlying: str,
-    names: list[_Name | None],
+    names: _NameColumns,
     *,
     oi: Floats,
     iv: Floats,
@@ -187,16 +244,8 @@ def _book(
     """The rows that are options on `underlying` (another's, listed in the same answer, are
     not counted), kept when every number is usable and the expiry is ahead; a duplicated
     instrument counts once, the first row winning. The others are counted as skipped."""
-    mine = np.array([n is None or n.underlying == underlying for n in names], dtype=np.bool_)
-    named = [n for n in names if n is not None]
-    has_name = np.array([n is not None for n in names], dtype=np.bool_)
-    expiry = np.full(len(names), np.nan)
-    strike = np.full(len(names), np.nan)
-    is_call = np.zeros(len(names), dtype=np.bool_)
-    if named:
-        expiry[has_name] = [n.expiry for n in named]
-        strike[has_name] = [n.strike for n in named]
-        is_call[has_name] = [n.is_call for n in named]
+    mine, expiry, strike, is_call = names.mine, names.expiry, names.strike, names.is_call
+    has_name = names.has_name
     with np.errstate(invalid="ignore"):
         usable = (
             mine
@@ -235,14 +284,13 @@ def parse_deribit(payload: Any, underlying: str, *, now: float) -> Book:
     if isinstance(payload, Mapping) and "error" in payload and payload.get("error"):
         raise ChainError(f"Deribit error {_brief(payload['error'])}")
     rows = _rows(payload, "result")
-    raw = _field(rows, "instrument_name")
+    names = _name_columns(_field(rows, "instrument_name"), parse_deribit_name, underlying)
     oi = _floats(_field(rows, "open_interest"))
-    linear = np.array([type(n) is str and "_USDC" in n for n in raw], dtype=np.bool_)
-    oi[linear] *= DERIBIT_LINEAR_MULTIPLIER.get(underlying, 1.0)
+    oi[names.linear] *= DERIBIT_LINEAR_MULTIPLIER.get(underlying, 1.0)
     return _book(
         Venue.DERIBIT,
         underlying,
-        _names(raw, parse_deribit_name),
+        names,
         oi=oi,
         iv=_floats(_field(rows, "mark_iv")) / 100.0,
         forward=_floats(_field(rows, "underlying_price")),
@@ -260,7 +308,7 @@ def parse_bybit(payload: Any, underlying: str, *, now: float) -> Book:
     return _book(
         Venue.BYBIT,
         underlying,
-        _names(_field(rows, "symbol"), parse_bybit_name),
+        _name_columns(_field(rows, "symbol"), parse_bybit_name, underlying),
         oi=_floats(_field(rows, "openInterest")),
         iv=_floats(_field(rows, "markIv")),
         forward=_floats(_field(rows, "underlyingPrice")),
@@ -278,20 +326,24 @@ def parse_okx(summary: Any, open_interest: Any, underlying: str, *, now: float) 
     oi_rows = _rows(open_interest, "data")
     in_coin = _floats(_field(oi_rows, "oiCcy"))
     contracts = _floats(_field(oi_rows, "oi")) * OKX_MULTIPLIER.get(underlying, 1.0)
-    coins = np.where(np.isnan(in_coin), contracts, in_coin).tolist()
-    by_id: dict[str, float] = {}
-    for inst, value in zip(_field(oi_rows, "instId"), coins, strict=True):
-        if type(inst) is str:
-            by_id.setdefault(inst, value)  # the first row of a duplicated instrument wins
+    coins = np.where(np.isnan(in_coin), contracts, in_coin)
+    oi_ids = _field(oi_rows, "instId")
     rows = _rows(summary, "data")
     raw = _field(rows, "instId")
-    oi = np.array(
-        [by_id.get(n, np.nan) if type(n) is str else np.nan for n in raw], dtype=np.float64
-    )
+    if oi_ids == raw:  # the two answers list the same instruments in the same order (usual)
+        oi = coins
+    else:
+        by_id: dict[str, float] = {}
+        for inst, value in zip(oi_ids, coins.tolist(), strict=True):
+            if type(inst) is str:
+                by_id.setdefault(inst, value)  # the first row of a duplicated one wins
+        oi = np.array(
+            [by_id.get(n, np.nan) if type(n) is str else np.nan for n in raw], dtype=np.float64
+        )
     return _book(
         Venue.OKX,
         underlying,
-        _names(raw, parse_okx_name),
+        _name_columns(raw, parse_okx_name, underlying),
         oi=oi,
         iv=_floats(_field(rows, "markVol")),
         forward=_floats(_field(rows, "fwdPx")),
