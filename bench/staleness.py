@@ -7,7 +7,10 @@
    and a fake Slack; from a response's arrival to the fake receiving the post, p50 and p99.
 3. Soak: 1,000 real cycles; RSS at cycles 200 and 1,000.
 
-    .venv/bin/python bench/staleness.py
+    .venv/bin/python bench/staleness.py [--latency]
+
+Part 2 runs twice: on BackQuant alone and with `GEXBOT_SOURCE=both` (the chains behind it and
+a cross-check every 5 s); `--latency` runs part 2 alone.
 """
 
 from __future__ import annotations
@@ -108,7 +111,7 @@ class TimedClient(BackQuantClient):
         return result
 
 
-async def latency(tmp: Path) -> None:
+async def latency(tmp: Path, source: str = "backquant") -> None:
     rules_dir = tmp / "rules"
     rules_dir.mkdir()
     channels = "\n".join(f"  c{i}: {{slack: '#c{i}'}}" for i in range(10))
@@ -137,6 +140,14 @@ async def latency(tmp: Path) -> None:
         database_url=f"sqlite:///{tmp / 'b.db'}",
         slack_bot_token=slack.token,
         slack_api_url=slack.api_url,
+        source=source,
+        # `both`: the simulator's venues behind BackQuant, cross-checked every 5 s here (a
+        # minute in production) so the 30 s run holds several checks.
+        deribit_url=server.url,
+        bybit_url=server.url,
+        okx_url=server.url,
+        chain_refresh=1.2,
+        cross_check_every=5.0,
     )
     ruleset = load_rules(rules_dir, setting="GEXBOT_RULES")
     TimedClient.arrivals = []
@@ -156,7 +167,7 @@ async def latency(tmp: Path) -> None:
         if before:
             latencies.append((post.at - before[-1]) * 1000)
     print(
-        f"  {len(latencies)} posts: p50 {pct(latencies, 0.5):.1f} ms, "
+        f"  GEXBOT_SOURCE={source}: {len(latencies)} posts: p50 {pct(latencies, 0.5):.1f} ms, "
         f"p99 {pct(latencies, 0.99):.1f} ms"
     )
     await slack.stop()
@@ -222,14 +233,19 @@ def _rss_mb() -> float:
 
 
 def main() -> None:
-    print(
-        f"1. data age when evaluated ({REFRESH:.0f} s upstream refresh, {RUNS} runs of "
-        f"{HOURS:g} simulated hours from random phases)"
-    )
-    age_study()
+    only_latency = "--latency" in sys.argv[1:]  # part 2 alone, for both sources
+    if not only_latency:
+        print(
+            f"1. data age when evaluated ({REFRESH:.0f} s upstream refresh, {RUNS} runs of "
+            f"{HOURS:g} simulated hours from random phases)"
+        )
+        age_study()
     print("2. detection to delivery (response arrival → fake Slack receives the post)")
-    with tempfile.TemporaryDirectory() as tmp:
-        asyncio.run(latency(Path(tmp)))
+    for source in ("backquant", "both"):
+        with tempfile.TemporaryDirectory() as tmp:
+            asyncio.run(latency(Path(tmp), source))
+    if only_latency:
+        return
     print("3. soak: 1,000 cycles on the repository's rules/ (charts on)")
     with tempfile.TemporaryDirectory() as tmp, sim_server(*UPSTREAM) as url:
         asyncio.run(soak(Path(tmp), url))

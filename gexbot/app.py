@@ -208,7 +208,7 @@ async def levels_source(
             backquant_client(settings, runtime=runtime, fakes=fakes) as client,
             chain_source(settings, runtime=runtime) as chains,
         ):
-            yield DualSource(
+            dual = DualSource(
                 client,
                 chains,
                 check_every=settings.cross_check_every,
@@ -222,6 +222,10 @@ async def levels_source(
                 wall_clock=runtime.epoch,
                 rng=runtime.rng,
             )
+            try:
+                yield dual
+            finally:
+                await dual.aclose()
     else:
         async with backquant_client(settings, runtime=runtime, fakes=fakes) as client:
             yield client

@@ -277,6 +277,8 @@ SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "HYPEUSDT"]
 
 async def test_on_the_simulator_the_two_sources_agree(dual: tuple[DualSource, Mono]) -> None:
     source, _ = dual
+    await source.bundle(SYMBOLS)
+    await source.checked()  # beside the poll: it shows from the next one
     got = await source.bundle(SYMBOLS)
     for sym in ("BTCUSDT", "ETHUSDT", "SOLUSDT"):
         snap = got.symbols[sym]
@@ -295,12 +297,13 @@ async def test_a_pinned_backquant_level_disagrees_after_three_checks(
     for _ in range(7):  # polls every 30 s: a check every other poll
         before = sum(1 for p, q in server.request_log if q.get("positioning") == "std")
         got = await source.bundle(["BTCUSDT"])
+        await source.checked()
         checks += sum(1 for p, q in server.request_log if q.get("positioning") == "std") - before
         mono.t += 30
         clock.advance(30)
     assert checks == 4  # at 0, 60, 120, 180 s: one extra call a minute
-    agreement = got.symbols["BTCUSDT"].agreement
-    assert agreement is not None
+    agreement = source.agreements["BTCUSDT"]
+    assert got.symbols["BTCUSDT"].agreement is not None  # the checks before this poll's
     (diff,) = agreement.disagreeing
     assert diff.level is Level.CALL_RESISTANCE
     assert diff.backquant == 123000
@@ -333,6 +336,7 @@ async def test_a_refused_key_falls_back_whole_and_backquant_is_left_alone(
     for _ in range(5):
         before = sum(1 for p, _ in server.request_log if p == "/v2/multi/gex/levels")
         got = await source.bundle(SYMBOLS)
+        await source.checked()
         asked.append(sum(1 for p, _ in server.request_log if p == "/v2/multi/gex/levels") - before)
         mono.t += 30
     btc = got.symbols["BTCUSDT"]

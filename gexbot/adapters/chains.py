@@ -129,12 +129,19 @@ class ChainSource:
             )
             return snap, bool(books)
         at = max((b.book.at for b in listed if b.book.at), default=self._wall_clock())
-        contracts = merge([(b.book.venue.value, b.book.contracts) for b in listed], now=at)
-        now = datetime.fromtimestamp(at, tz=UTC)
-        snap = chain_levels(symbol, contracts, spot=spot, now=now, puts_by=self._puts_by).snapshot
+        snap = await asyncio.to_thread(self._compute, symbol, listed, spot, at)
         if self._wall_clock() - at > self._stale_after:  # the venues' own data time
             snap = replace(snap, status=SymbolStatus.STALE)
         return snap, True
+
+    def _compute(
+        self, symbol: str, listed: list[_Fetched], spot: float, at: float
+    ) -> SymbolSnapshot:
+        """The levels from the venues' books (in a worker thread: tens of milliseconds of
+        numpy that would otherwise hold up the event loop, and with it every delivery)."""
+        contracts = merge([(b.book.venue.value, b.book.contracts) for b in listed], now=at)
+        now = datetime.fromtimestamp(at, tz=UTC)
+        return chain_levels(symbol, contracts, spot=spot, now=now, puts_by=self._puts_by).snapshot
 
     async def _book(self, venue: Venue, coin: str) -> _Fetched | None:
         """One venue's book for `coin`, or None (left out of this refresh, logged once)."""
@@ -158,13 +165,13 @@ class ChainSource:
                 )
                 if _deribit_unlisted(book_json):
                     return self._ok(venue, coin, Book(venue, coin, Contracts.empty()), None)
-                book = parse_deribit(book_json, coin, now=now)
+                book = await asyncio.to_thread(parse_deribit, book_json, coin, now=now)
                 index = _path_number(index_json, "result", "index_price")
             elif venue is Venue.BYBIT:
                 tickers = await _get(
                     client, "/v5/market/tickers", {"category": "option", "baseCoin": coin}
                 )
-                book = parse_bybit(tickers, coin, now=now)
+                book = await asyncio.to_thread(parse_bybit, tickers, coin, now=now)
                 index = _bybit_index(tickers)
             else:
                 family = f"{coin}-USD"
@@ -179,7 +186,7 @@ class ChainSource:
                 )
                 if _okx_unlisted(summary):
                     return self._ok(venue, coin, Book(venue, coin, Contracts.empty()), None)
-                book = parse_okx(summary, oi, coin, now=now)
+                book = await asyncio.to_thread(parse_okx, summary, oi, coin, now=now)
                 index = _okx_index(index_json)
         except (httpx.HTTPError, ChainError, ValueError) as exc:
             self._failed(venue, coin, exc)

@@ -5,13 +5,14 @@ Each poll asks BackQuant as usual. A symbol BackQuant fails (the feed down, a re
 its alerts name their source and the feed warnings say so once. After a failed call BackQuant
 is left alone for as long as the poll loop would have waited (a refused key: five minutes), the
 chains serving meanwhile. Once a check period (a minute), one more bundle call asks BackQuant for
-`positioning=std` over the venues in use and compares it with the chains' levels: what each
-snapshot carries as its `agreement`.
+`positioning=std` over the venues in use and compares it with the chains' levels, beside the
+poll rather than in it: what each snapshot carries as its `agreement` from the next poll on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -63,6 +64,7 @@ class DualSource:
         self._resting_until = 0.0  # monotonic: BackQuant is not asked before
         self._last_error: FetchError | None = None
         self._next_check = 0.0
+        self._checking: asyncio.Task[None] | None = None
         self.agreements: dict[str, Agreement] = {}
 
     @property
@@ -88,10 +90,12 @@ class DualSource:
         now_m = self._monotonic()
         asking = now_m >= self._resting_until
         checking = asking and self._check_every > 0 and now_m >= self._next_check
-        primary, _ = await asyncio.gather(
-            self._ask(wanted, include, exchanges) if asking else _none(),
-            self._cross_check(wanted) if checking else _none(),
-        )
+        if checking and (self._checking is None or self._checking.done()):
+            # Beside the poll, not in it: its answer shows from the next poll on, and the
+            # poll's alerts are not held up by a second BackQuant call and the venues.
+            self._next_check = now_m + self._check_every
+            self._checking = asyncio.create_task(self._cross_check(wanted))
+        primary = await self._ask(wanted, include, exchanges) if asking else None
         why = self._why_not(wanted, primary)
         chains = await self._chain_bundle([s for s in wanted if s in why]) if why else None
         snaps: dict[str, SymbolSnapshot] = {}
@@ -118,6 +122,26 @@ class DualSource:
             request_ids=primary.request_ids if primary is not None else (),
             api_version=primary.api_version if primary is not None else None,
         )
+
+    async def checked(self) -> None:
+        """Wait for the cross-check in flight, if any (tests, and a clean stop)."""
+        if self._checking is not None:
+            await asyncio.shield(self._checking)
+
+    def with_agreements(self, bundle: BundleSnapshot) -> BundleSnapshot:
+        """`bundle` with each symbol's latest agreement (after `checked`, for one-shot use)."""
+        snaps = {
+            sym: replace(snap, agreement=self.agreements.get(sym, snap.agreement))
+            for sym, snap in bundle.symbols.items()
+        }
+        return replace(bundle, symbols=MappingProxyType(snaps))
+
+    async def aclose(self) -> None:
+        """Stop a cross-check in flight."""
+        if self._checking is not None and not self._checking.done():
+            self._checking.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checking
 
     async def levels(self, symbol: str, include: Iterable[str] = ()) -> SymbolSnapshot:
         """One symbol (chat's `/levels`), by the same rules as the bundle."""
@@ -176,7 +200,6 @@ class DualSource:
     async def _cross_check(self, wanted: Sequence[str]) -> None:
         """BackQuant's std levels over the venues in use against the chains'; a failed side
         leaves the last agreement standing."""
-        self._next_check = self._monotonic() + self._check_every
         venues = [v.value for v in self._chains.venues]
         try:
             theirs, ours = await asyncio.gather(
@@ -185,6 +208,9 @@ class DualSource:
             )
         except FetchError as exc:
             log.debug("cross-check skipped: %s", exc)
+            return
+        except Exception:  # a task nobody awaits: a defect is logged here, never lost
+            log.exception("cross-check failed")
             return
         at = datetime.fromtimestamp(self._wall_clock(), tz=UTC)
         for sym in wanted:
@@ -196,7 +222,3 @@ class DualSource:
             )
             if agreement is not None:
                 self.agreements[sym] = agreement
-
-
-async def _none() -> None:
-    return None

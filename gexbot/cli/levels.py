@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.console import Console
 
 from gexbot.adapters.backquant import MULTI_INCLUDES, FetchError
+from gexbot.adapters.dual import DualSource
 from gexbot.app import backquant_client, levels_source, real_runtime, utcnow
 from gexbot.cli import EXIT_FAILED, EXIT_INVALID, EXIT_OK
 from gexbot.cli.tables import levels_table
@@ -34,6 +35,9 @@ async def levels(
     try:
         async with levels_source(settings, runtime=real_runtime()) as source:
             bundle = await source.bundle(symbols, MULTI_INCLUDES, settings.exchanges)
+            if isinstance(source, DualSource):  # one look: wait for its cross-check too
+                await source.checked()
+                bundle = source.with_agreements(bundle)
     except FetchError as exc:
         err.print(f"gexbot levels: {exc}", style="red", markup=False, highlight=False)
         return EXIT_FAILED

@@ -14,6 +14,7 @@ from pydantic import SecretStr
 from rich.console import Console
 
 from gexbot.adapters.backquant import MULTI_INCLUDES
+from gexbot.adapters.dual import DualSource
 from gexbot.app import compose, epoch, levels_source, real_runtime
 from gexbot.cli import EXIT_FAILED, EXIT_OK, count
 from gexbot.cli.check import startup_problems
@@ -155,7 +156,11 @@ async def demo(args: argparse.Namespace, console: Console, err: Console) -> int:
             )
         if args.levels:
             async with levels_source(settings, runtime=real_runtime()) as source:
-                print_bundle(console, await source.bundle(settings.symbols, MULTI_INCLUDES))
+                bundle = await source.bundle(settings.symbols, MULTI_INCLUDES)
+                if isinstance(source, DualSource):
+                    await source.checked()
+                    bundle = source.with_agreements(bundle)
+                print_bundle(console, bundle)
         stop = asyncio.Event()
         if args.duration:
             asyncio.get_running_loop().call_later(args.duration, stop.set)
