@@ -20,7 +20,7 @@ from gexbot.core.alerts.states import AlertState, NotifyReason
 from gexbot.core.chains.crosscheck import Tolerance, cross_check
 from gexbot.core.chains.venues import Venue
 from gexbot.core.market.snapshot import Agreement, Level, SymbolStatus
-from gexbot.core.present.provenance import agreement_line, source_line
+from gexbot.core.present.provenance import agreement_line, chain_line, source_line
 from gexbot.core.present.render import plain_text, render
 from gexbot.core.present.webhook import webhook_body
 from gexbot.sim.market import Simulator
@@ -220,6 +220,11 @@ def test_levels_lines_say_the_source_and_the_agreement() -> None:
         "source: Deribit + Bybit chains (BackQuant refused the API key (HTTP 401))"
     )
     assert agreement_line(snap) is None
+    assert (
+        chain_line(snap)
+        == "net GEX +100.0M USD per 1% (dealers long gamma) · no zero gamma within ±20%"
+    )
+    assert chain_line(replace(snap, chain=None)) is None
     checked = replace(snapshot(80000), agreement=_checked(1, 3))
     line = agreement_line(checked)
     assert line is not None

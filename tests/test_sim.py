@@ -350,6 +350,7 @@ def test_bad_scenarios_are_reported_with_the_file(tmp_path: Path, text: str, say
         ("error: {status: 503, retry_after: .inf}", ".inf", "finite number"),
         ("unsupported: [SOLUSDT, DOGEUSDT]", "DOGEUSDT", "unknown symbol DOGEUSDT"),
         ("levels: {BTCUSDT: {hlv: 1}}", "hlv", "unknown level hlv"),
+        ("venues_down: [bybyt]", "bybyt", "'deribit', 'bybit' or 'okx'"),
     ],
 )
 def test_a_scenario_that_would_serve_nonsense_is_refused_at_its_place(
@@ -375,3 +376,29 @@ def test_the_backfilled_history_ends_on_the_live_levels() -> None:
         assert past.call_walls[0] == live.call_walls[0]
         assert past.put_walls[0] == live.put_walls[0]
         assert past.hvl == pytest.approx(live.hvl, rel=1e-3)
+
+
+async def test_a_scenario_takes_a_venue_down_and_back(tmp_path: Path, clock: Clock) -> None:
+    path = tmp_path / "venue.yaml"
+    path.write_text(
+        "refresh: 30\nsteps:\n  - at: 1\n    venues_down: [bybit]\n"
+        "  - at: 2\n    venues_up: [bybit]\n",
+        encoding="utf-8",
+    )
+    sim = Simulator(SimConfig(seed=3, refresh=30.0), clock=clock)
+    apply_scenario(sim, load_scenario(path))
+    server = SimServer(sim)
+    await server.start()
+    tickers = f"{server.url}/v5/market/tickers?category=option&baseCoin=BTC"
+    deribit = f"{server.url}/api/v2/public/get_index_price?index_name=btc_usd"
+    try:
+        async with httpx.AsyncClient() as http:
+            statuses = []
+            for _ in range(3):
+                statuses.append(
+                    ((await http.get(tickers)).status_code, (await http.get(deribit)).status_code)
+                )
+                clock.advance(30)
+    finally:
+        await server.stop()
+    assert statuses == [(200, 200), (503, 200), (200, 200)]  # Bybit alone, and only at step 1

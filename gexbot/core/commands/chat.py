@@ -26,7 +26,7 @@ from gexbot.core.personal.grammar import (
 )
 from gexbot.core.present.format import fmt_age, fmt_pct, fmt_price
 from gexbot.core.present.labels import LABELS, REGIME_TEXT
-from gexbot.core.present.provenance import agreement_line, source_line
+from gexbot.core.present.provenance import agreement_line, chain_line, source_line
 
 MAX_INPUT = 200  # characters of a command line we read at all
 MAX_MUTE = 7 * 86400.0
@@ -198,8 +198,9 @@ def levels_reply(snap: SymbolSnapshot, now: datetime) -> str:
     ]
     if snap.from_chains or snap.agreement is not None:
         lines.append(source_line(snap))
-    if (checked := agreement_line(snap)) is not None:
-        lines.append(checked)
+    for extra in (chain_line(snap), agreement_line(snap)):
+        if extra is not None:
+            lines.append(extra)
     for level in LEVEL_ROWS:
         value = snap.level(level)
         if value is None:

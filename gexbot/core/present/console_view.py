@@ -21,7 +21,7 @@ from gexbot.core.market.snapshot import (
 )
 from gexbot.core.present.format import fmt_age, fmt_pct, fmt_price
 from gexbot.core.present.labels import LABELS, REGIME_TEXT
-from gexbot.core.present.provenance import agreement_line, source_line
+from gexbot.core.present.provenance import agreement_line, chain_line, source_line
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +48,7 @@ class SymbolCard:
     chart_key: str  # changes with each upstream refresh: the chart's cache key
     source: str = "source: BackQuant"  # where the levels came from (and why, on a fallback)
     agreement: str | None = None  # the last cross-check of the two sources (`both`)
+    chain: str | None = None  # net GEX and zero gamma, when the levels came from the chains
     disagree: bool = False  # the cross-check has found a lasting disagreement
 
 
@@ -142,6 +143,7 @@ def symbol_cards(bundle: BundleSnapshot | None, now: datetime) -> tuple[SymbolCa
                 chart_key=snap.computed_at.isoformat() if snap.computed_at else "none",
                 source=source_line(snap) if snap.usable else (snap.unavailable or "no data"),
                 agreement=agreement_line(snap),
+                chain=chain_line(snap),
                 disagree=snap.agreement is not None and bool(snap.agreement.disagreeing),
             )
         )

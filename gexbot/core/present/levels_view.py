@@ -14,7 +14,7 @@ from gexbot.core.market.snapshot import (
     regime,
 )
 from gexbot.core.present.labels import LABELS
-from gexbot.core.present.provenance import agreement_line, source_line
+from gexbot.core.present.provenance import agreement_line, chain_line, source_line
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +67,7 @@ def levels_view(snap: SymbolSnapshot, now: datetime) -> LevelsView:
             line
             for line in (
                 source_line(snap) if snap.from_chains or snap.agreement else None,
+                chain_line(snap),
                 agreement_line(snap),
             )
             if line is not None

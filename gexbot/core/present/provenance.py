@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from gexbot.core.market.snapshot import SymbolSnapshot
+from gexbot.core.market.snapshot import Level, SymbolSnapshot
 from gexbot.core.present.format import fmt_price
 from gexbot.core.present.labels import level_label, source_name
 
@@ -12,6 +12,20 @@ def source_line(snap: SymbolSnapshot) -> str:
     """`source: BackQuant`, or `source: Deribit + OKX chains (BackQuant has no data for it)`."""
     why = f" (BackQuant {snap.fallback})" if snap.fallback else ""
     return f"source: {source_name(snap)}{why}"
+
+
+def chain_line(snap: SymbolSnapshot) -> str | None:
+    """What only a chain gives: `net GEX +46.1M USD per 1% (dealers long gamma) · zero gamma
+    68,030`; None for BackQuant's levels."""
+    chain = snap.chain
+    if chain is None:
+        return None
+    side = "long" if chain.net_gex > 0 else "short"
+    zero = snap.level(Level.ZERO_GAMMA)
+    tail = (
+        f" · zero gamma {fmt_price(zero)}" if zero is not None else " · no zero gamma within ±20%"
+    )
+    return f"net GEX {chain.net_gex / 1e6:+,.1f}M USD per 1% (dealers {side} gamma){tail}"
 
 
 def agreement_line(snap: SymbolSnapshot) -> str | None:
