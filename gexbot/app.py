@@ -497,7 +497,14 @@ def build_service(
         build_routes(rules, notifiers),
         clock=runtime.now,
         warnings_to=rules.warnings_notify,
-        policy=DispatchPolicy(lease=settings.delivery_lease),
+        policy=DispatchPolicy(
+            lease=settings.delivery_lease,
+            threads=frozenset(
+                platform
+                for platform in ("slack", "telegram", "discord")
+                if getattr(settings, f"{platform}_threads")
+            ),
+        ),
         rng=runtime.rng,
         notifiers=notifiers,
         charts=charts,

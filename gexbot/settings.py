@@ -160,6 +160,10 @@ class Settings(BaseSettings):
     discord_public_key: str | None = None
     discord_allowed_users: Annotated[list[str], NoDecode] = Field(default_factory=list)
     discord_gateway: bool = False
+    #: Follow-ups (reminders, resolutions) in the first message's thread, per platform.
+    slack_threads: bool = True
+    telegram_threads: bool = True
+    discord_threads: bool = True
     chat_alerts_per_chat: int = Field(25, ge=0, le=10_000)
     http_port: int = Field(0, ge=0, le=65535)
     http_host: str = "127.0.0.1"

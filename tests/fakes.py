@@ -44,6 +44,8 @@ class SlackPost:
     blocks: list[dict[str, Any]]
     ts: str
     at: float
+    thread_ts: str | None = None  # a reply in this message's thread
+    reply_broadcast: bool | None = None
 
 
 class FakeSlack(_Server):
@@ -210,8 +212,17 @@ class FakeSlack(_Server):
             return web.Response(status=scripted, text="upstream trouble")
         self._last[channel] = now
         ts = f"{1700000000 + len(self.posts)}.{len(self.posts):06d}"
+        broadcast = body.get("reply_broadcast")
         self.posts.append(
-            SlackPost(channel, str(body.get("text", "")), list(body.get("blocks") or []), ts, now)
+            SlackPost(
+                channel,
+                str(body.get("text", "")),
+                list(body.get("blocks") or []),
+                ts,
+                now,
+                str(body["thread_ts"]) if body.get("thread_ts") else None,
+                None if broadcast is None else str(broadcast).lower() in ("true", "1"),
+            )
         )
         return web.json_response({"ok": True, "channel": channel, "ts": ts})
 
@@ -223,6 +234,8 @@ class TelegramMessage:
     parse_mode: str | None
     message_id: int
     at: float
+    reply_to: int | None = None  # reply_parameters.message_id
+    without_reply: bool | None = None  # reply_parameters.allow_sending_without_reply
 
 
 @dataclass
@@ -396,8 +409,15 @@ class FakeTelegram(_Server):
             return self._error(scripted, "Internal Server Error")
         self._recent.append(now)
         self._last_chat[chat] = now
+        reply = json.loads(data["reply_parameters"]) if data.get("reply_parameters") else {}
         msg = TelegramMessage(
-            chat, data.get("text", ""), data.get("parse_mode"), len(self.messages) + 1, now
+            chat,
+            data.get("text", ""),
+            data.get("parse_mode"),
+            len(self.messages) + 1,
+            now,
+            reply.get("message_id"),
+            reply.get("allow_sending_without_reply"),
         )
         self.messages.append(msg)
         kind = "supergroup" if chat.startswith("-") else "private"

@@ -40,7 +40,9 @@ class Recorder:
     async def send_image(self, target: str, png: bytes, title: str) -> None:
         pass
 
-    async def send(self, target: str, items: Sequence[Rendered]) -> str | None:
+    async def send(
+        self, target: str, items: Sequence[Rendered], *, reply_to: str | None = None
+    ) -> str | None:
         if self.errors:
             raise self.errors.pop(0)
         self.messages.append([r.headline for r in items])
@@ -230,7 +232,9 @@ class _StolenWhileSending(Recorder):
         super().__init__()
         self._db = db
 
-    async def send(self, target: str, items: Sequence[Rendered]) -> str | None:
+    async def send(
+        self, target: str, items: Sequence[Rendered], *, reply_to: str | None = None
+    ) -> str | None:
         with self._db.begin() as conn:
             assert claim(conn, now=T0 + timedelta(seconds=31), lease=30) != []
         return await super().send(target, items)
@@ -252,7 +256,9 @@ async def test_a_retry_mark_on_a_row_another_replica_holds_changes_nothing(
     _alert(db)
 
     class StolenThenFails(_StolenWhileSending):
-        async def send(self, target: str, items: Sequence[Rendered]) -> str | None:
+        async def send(
+            self, target: str, items: Sequence[Rendered], *, reply_to: str | None = None
+        ) -> str | None:
             await super().send(target, items)
             raise DeliveryError("502 from the platform")
 

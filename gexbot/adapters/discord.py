@@ -137,10 +137,21 @@ class DiscordNotifier:
         # rate-limit buckets (Discord's global limit is per bot). The notifier closes it.
         self.rest = rest
 
-    async def send(self, target: str, items: Sequence[Rendered]) -> str | None:
-        """`POST /channels/{id}/messages`; the message id is the provider id."""
+    async def send(
+        self, target: str, items: Sequence[Rendered], *, reply_to: str | None = None
+    ) -> str | None:
+        """`POST /channels/{id}/messages`; the message id is the provider id. A follow-up
+        replies to the original (`message_reference`; posted plainly if it was deleted)."""
         route = Route("POST", "/channels/{channel_id}/messages", channel_id=target)
-        data = await self.rest.request(route, f"discord:{target}", json=discord_message(items))
+        body = discord_message(items)
+        if reply_to is not None:
+            body["message_reference"] = {
+                "message_id": reply_to,
+                "channel_id": target,
+                "fail_if_not_exists": False,
+            }
+            body["allowed_mentions"] = {"replied_user": False, "parse": []}
+        data = await self.rest.request(route, f"discord:{target}", json=body)
         return str(data["id"]) if isinstance(data, dict) and "id" in data else None
 
     async def send_image(self, target: str, png: bytes, title: str) -> None:

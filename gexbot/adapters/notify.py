@@ -34,8 +34,12 @@ class Notifier(Protocol):
     # request per alert (webhooks, whose receivers key on one event per body).
     groups: bool
 
-    async def send(self, target: str, items: Sequence[Rendered]) -> str | None:
-        """Send one message carrying `items` to `target`; the provider's message id."""
+    async def send(
+        self, target: str, items: Sequence[Rendered], *, reply_to: str | None = None
+    ) -> str | None:
+        """Send one message carrying `items` to `target`; the provider's message id.
+        `reply_to`: the id of the message whose thread it belongs in (platforms without
+        threads ignore it; a deleted original makes it a message of its own)."""
         ...
 
     async def send_image(self, target: str, png: bytes, title: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -36,6 +37,10 @@ PERMANENT = frozenset(
         "team_access_not_granted",
     }
 )
+
+
+#: Slack's answers to a `thread_ts` whose message is gone (it mostly posts to the channel).
+_NO_THREAD = frozenset({"thread_not_found", "message_not_found"})
 
 
 class SlackNotifier:
@@ -89,21 +94,46 @@ class SlackNotifier:
         if self._client.session is not None and not self._client.session.closed:
             await self._client.session.close()
 
-    async def send(self, target: str, items: Sequence[Rendered]) -> str | None:
-        """Post one message; the message `ts` is the provider id."""
+    async def send(
+        self, target: str, items: Sequence[Rendered], *, reply_to: str | None = None
+    ) -> str | None:
+        """Post one message; the message `ts` is the provider id. A follow-up goes in the
+        original's thread (`thread_ts`, not broadcast to the channel)."""
         key = f"slack:{target}"
         await self._pacer.wait([(key, SLACK_PER_CHANNEL)])
         text, blocks = slack_message(items)
+        thread: dict[str, Any] = {}
+        if reply_to is not None:
+            thread = {"thread_ts": reply_to, "reply_broadcast": False}
         try:
-            resp = await self._client.chat_postMessage(
-                channel=target, text=text, blocks=blocks, unfurl_links=False, unfurl_media=False
-            )
+            resp = await self._post(target, text, blocks, thread)
         except SlackApiError as exc:
-            raise self._translate(exc, key) from None
+            if thread and exc.response.get("error") in _NO_THREAD:
+                # The original is gone: the follow-up stands alone rather than being lost.
+                try:
+                    resp = await self._post(target, text, blocks, {})
+                except SlackApiError as again:
+                    raise self._translate(again, key) from None
+                except (SlackClientError, aiohttp.ClientError, TimeoutError) as again:
+                    raise DeliveryError(f"slack: {type(again).__name__}") from None
+            else:
+                raise self._translate(exc, key) from None
         except (SlackClientError, aiohttp.ClientError, TimeoutError) as exc:
             raise DeliveryError(f"slack: {type(exc).__name__}") from None
         ts = resp.data.get("ts") if isinstance(resp.data, dict) else None
         return str(ts) if ts is not None else None
+
+    async def _post(
+        self, target: str, text: str, blocks: list[dict[str, Any]], thread: dict[str, Any]
+    ) -> Any:
+        return await self._client.chat_postMessage(
+            channel=target,
+            text=text,
+            blocks=blocks,
+            unfurl_links=False,
+            unfurl_media=False,
+            **thread,
+        )
 
     def _translate(self, exc: SlackApiError, key: str) -> DeliveryError:
         # Build the message from the error code only: the SDK's text can quote the request.

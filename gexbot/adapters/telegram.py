@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 
-from telegram import Bot, LinkPreviewOptions
+from telegram import Bot, LinkPreviewOptions, ReplyParameters
 from telegram.constants import ParseMode
 from telegram.error import (
     BadRequest,
@@ -83,11 +83,14 @@ class TelegramNotifier:
         await self._bot.shutdown()
         self._ready = False
 
-    async def send(self, target: str, items: Sequence[Rendered]) -> str | None:
-        """Send one message; follows a group's migration to a supergroup once."""
+    async def send(
+        self, target: str, items: Sequence[Rendered], *, reply_to: str | None = None
+    ) -> str | None:
+        """Send one message; follows a group's migration to a supergroup once. A follow-up
+        replies to the original (sent plainly if that was deleted)."""
         chat = self.migrated.get(target, target)
         try:
-            return await self._send(chat, items)
+            return await self._send(chat, items, reply_to)
         except ChatMigrated as exc:
             new = str(exc.new_chat_id)
             log.warning("telegram chat %s became supergroup %s; following it", chat, new)
@@ -95,13 +98,13 @@ class TelegramNotifier:
             if self._on_migrated is not None:
                 await self._on_migrated(target, new)
             try:
-                return await self._send(new, items)
+                return await self._send(new, items, None)  # the old ids do not carry over
             except TelegramError as again:
                 raise self._translate(again, new) from None
         except TelegramError as exc:
             raise self._translate(exc, chat) from None
 
-    async def _send(self, chat: str, items: Sequence[Rendered]) -> str | None:
+    async def _send(self, chat: str, items: Sequence[Rendered], reply_to: str | None) -> str | None:
         async with self._init_lock:  # one getMe, however many chats are sent to at once
             if not self._ready:
                 await self._bot.initialize()  # a rejected token surfaces here
@@ -113,6 +116,11 @@ class TelegramNotifier:
             text=telegram_html(items),
             parse_mode=ParseMode.HTML,
             link_preview_options=LinkPreviewOptions(is_disabled=True),
+            reply_parameters=(
+                ReplyParameters(message_id=int(reply_to), allow_sending_without_reply=True)
+                if reply_to is not None and reply_to.isdigit()
+                else None
+            ),
         )
         return str(message.message_id)
 

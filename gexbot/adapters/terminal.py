@@ -38,7 +38,13 @@ class TerminalNotifier:
     async def close(self) -> None:
         """Nothing to close."""
 
-    async def send(self, target: str, items: Sequence[Rendered]) -> str | None:  # noqa: ARG002 - one terminal
+    async def send(
+        self,
+        target: str,  # noqa: ARG002 - one terminal
+        items: Sequence[Rendered],
+        *,
+        reply_to: str | None = None,  # noqa: ARG002 - no threads in a terminal
+    ) -> str | None:
         """Print the alerts."""
         stamp = self._clock().strftime("%H:%M:%S")
         if len(items) > 1:

@@ -72,7 +72,13 @@ class WebhookNotifier:
         """Close the connection pool."""
         await self._http.aclose()
 
-    async def send(self, target: str, items: Sequence[Rendered]) -> str | None:
+    async def send(
+        self,
+        target: str,
+        items: Sequence[Rendered],
+        *,
+        reply_to: str | None = None,  # noqa: ARG002 - one event a body; threads are the receiver's
+    ) -> str | None:
         """POST the event of each item (the dispatcher hands one at a time)."""
         last = None
         for item in items:

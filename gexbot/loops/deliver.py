@@ -23,10 +23,21 @@ from gexbot.core.alerts.states import NotifyReason
 from gexbot.core.language.model import Channel, ChannelKind, RuleSet, webhook_env
 from gexbot.core.market.backoff import backoff_delay
 from gexbot.core.present.render import render
-from gexbot.store.outbox import OutboxRow, claim, enqueue, mark_dead, mark_retry, mark_sent
+from gexbot.store.outbox import (
+    OutboxRow,
+    claim,
+    enqueue,
+    mark_dead,
+    mark_retry,
+    mark_sent,
+    thread_root,
+)
 from gexbot.store.personal import pause_chat
 
 log = logging.getLogger(__name__)
+
+#: What belongs in the thread of the alert that opened its episode.
+_FOLLOW_UPS = frozenset({NotifyReason.REPEAT, NotifyReason.RESOLVED})
 
 __all__ = ["DeliveryError", "DispatchPolicy", "DispatchStats", "Dispatcher", "Route"]
 
@@ -58,6 +69,8 @@ class DispatchPolicy:
     max_delay: float = 600.0
     batch: int = 1000
     group: bool = True
+    #: Platforms whose follow-ups (reminders, resolutions) go in the first message's thread.
+    threads: frozenset[str] = frozenset({"slack", "telegram", "discord"})
 
 
 class Dispatcher:
@@ -115,10 +128,31 @@ class Dispatcher:
         if not self._policy.group or (notifier is not None and not notifier.groups):
             return [[r] for r in rows]
         # One message per cycle: rows created at the same instant came from the same cycle.
+        # A follow-up that goes in a thread goes alone: each has its own thread.
         groups: dict[object, list[OutboxRow]] = {}
         for row in rows:
-            groups.setdefault(row.event.at, []).append(row)
+            alone = self._threaded(route, row)
+            groups.setdefault(("thread", row.id) if alone else row.event.at, []).append(row)
         return list(groups.values())
+
+    def _threaded(self, route: Route | None, row: OutboxRow) -> bool:
+        """True when `row` is a follow-up to send in its alert's thread on this route."""
+        return (
+            route is not None
+            and route.channel.kind.value in self._policy.threads
+            and row.event.reason in _FOLLOW_UPS
+        )
+
+    async def _thread_of(self, route: Route | None, message: list[OutboxRow]) -> str | None:
+        """The message id a follow-up replies to (None: a message of its own)."""
+        if len(message) != 1 or not self._threaded(route, message[0]):
+            return None
+
+        def _do() -> str | None:
+            with self._engine.connect() as conn:
+                return thread_root(conn, message[0])
+
+        return await asyncio.to_thread(_do)
 
     def route_for(self, channel: str) -> Route | None:
         """The route of a rule-file channel, or of a subscribed chat (`telegram:123`)."""
@@ -149,7 +183,9 @@ class Dispatcher:
                     channel,
                 )
                 continue
-            outcome = await self._send(route, channel, message)
+            outcome = await self._send(
+                route, channel, message, await self._thread_of(route, message)
+            )
             if not isinstance(outcome, DeliveryError):
                 stats.sent.extend(await self._mark_sent(channel, message, provider_id=outcome))
                 await self._attach_charts(route, message)
@@ -177,7 +213,7 @@ class Dispatcher:
             )
 
     async def _send(
-        self, route: Route | None, channel: str, rows: list[OutboxRow]
+        self, route: Route | None, channel: str, rows: list[OutboxRow], reply_to: str | None
     ) -> str | DeliveryError | None:
         if route is None:
             return DeliveryError(
@@ -197,7 +233,7 @@ class Dispatcher:
             )
         try:
             items = [render(r.event) for r in rows]
-            return await route.notifier.send(route.channel.target, items)
+            return await route.notifier.send(route.channel.target, items, reply_to=reply_to)
         except DeliveryError as exc:
             return exc
         except Exception as exc:  # a notifier bug must not stop delivery of the other rows

@@ -213,3 +213,29 @@ def prune_sent(conn: Connection, *, before: datetime) -> int:
     """Delete sent rows older than `before` (dead rows stay for inspection)."""
     stmt = delete(outbox).where(outbox.c.state == OutboxState.SENT.value, outbox.c.sent_at < before)
     return conn.execute(stmt).rowcount or 0
+
+
+#: How far back a follow-up looks for the alert that opened its episode.
+THREAD_LOOKBACK = 100
+
+
+def thread_root(conn: Connection, row: OutboxRow) -> str | None:
+    """The platform's id of the message that opened `row`'s episode on the same channel: the
+    latest `fired` notification of the same alert sent there before it (None: not sent, or
+    sent before message ids were kept). The outbox keeps it, so it survives restarts and
+    failovers."""
+    found = conn.execute(
+        select(outbox.c.provider_message_id, outbox.c.payload)
+        .where(
+            outbox.c.alert_key == row.alert_key,
+            outbox.c.channel == row.channel,
+            outbox.c.seq < row.seq,
+            outbox.c.state == OutboxState.SENT.value,
+        )
+        .order_by(outbox.c.seq.desc())
+        .limit(THREAD_LOOKBACK)
+    )
+    for provider_id, payload in found:
+        if isinstance(payload, dict) and payload.get("reason") == "fired":
+            return str(provider_id) if provider_id else None
+    return None
