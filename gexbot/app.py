@@ -31,13 +31,14 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from rich.console import Console
-    from sqlalchemy import Engine
+    from sqlalchemy import Connection, Engine
     from telegram import Bot
 
     from gexbot.adapters.chains import ChainSource
     from gexbot.adapters.notify import Notifier
     from gexbot.adapters.source import LevelsSource
     from gexbot.charts.cache import ChartCache
+    from gexbot.chat.buttons import ButtonPresses
     from gexbot.chat.discord import DiscordCommands
     from gexbot.chat.service import ChatService
     from gexbot.chat.slack import SlackCommands
@@ -306,6 +307,7 @@ def build_telegram_commands(
     chat: ChatService,
     leadership: Leadership,
     runtime: Runtime,
+    presses: ButtonPresses | None = None,
 ) -> TelegramCommands | None:
     """The Telegram command loop, when a bot token is set (None otherwise).
 
@@ -333,6 +335,7 @@ def build_telegram_commands(
         leader=leadership.is_leader,
         conflict_backoff=min(CONFLICT_BACKOFF, 2 * bound),
         monotonic=runtime.monotonic,
+        presses=presses,
     )
 
 
@@ -477,6 +480,7 @@ def build_service(
     quiet_cycles: bool,
     chat_loops: Sequence[ChatLoop],
     http_routes: Sequence[HttpRoutes],
+    fingerprint: Callable[[str, Connection], str | None] | None = None,
 ) -> Service:
     """The service and its loops over the parts `compose` built."""
     from gexbot.core.alerts.evaluate import index_rules
@@ -504,9 +508,11 @@ def build_service(
                 for platform in ("slack", "telegram", "discord")
                 if getattr(settings, f"{platform}_threads")
             ),
+            buttons=frozenset({"telegram"}) if settings.telegram_buttons else frozenset(),
         ),
         rng=runtime.rng,
         notifiers=notifiers,
+        fingerprint=fingerprint,
         charts=charts,
         monotonic=runtime.monotonic,
     )
@@ -619,8 +625,18 @@ async def compose(
             )
             chat_loops: list[ChatLoop] = []
             http_routes: list[HttpRoutes] = []
+            from gexbot.chat.buttons import ButtonPresses
+
+            presses = ButtonPresses(
+                engine, rules=lambda: watcher.rules, service=chat, clock=runtime.now
+            )
             telegram_commands = build_telegram_commands(
-                settings, engine=engine, chat=chat, leadership=leadership, runtime=runtime
+                settings,
+                engine=engine,
+                chat=chat,
+                leadership=leadership,
+                runtime=runtime,
+                presses=presses,
             )
             if telegram_commands is not None:
                 chat_loops.append(telegram_commands.run)
@@ -655,6 +671,7 @@ async def compose(
                 quiet_cycles=quiet_cycles,
                 chat_loops=chat_loops,
                 http_routes=http_routes,
+                fingerprint=presses.fingerprint,
             )
             if settings.http_port:
                 service.http_routes.append(

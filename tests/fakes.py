@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
@@ -236,6 +237,15 @@ class TelegramMessage:
     at: float
     reply_to: int | None = None  # reply_parameters.message_id
     without_reply: bool | None = None  # reply_parameters.allow_sending_without_reply
+    keyboard: list[list[dict[str, Any]]] | None = None  # reply_markup.inline_keyboard
+
+    def button(self, label: str) -> str:
+        """The callback data of the button captioned `label`."""
+        for row in self.keyboard or []:
+            for key in row:
+                if key["text"] == label:
+                    return str(key["callback_data"])
+        raise AssertionError(f"no button {label!r} on message {self.message_id}")
 
 
 @dataclass
@@ -255,6 +265,9 @@ class FakeTelegram(_Server):
     conflicts: int = 0  # answer this many getUpdates calls with 409 Conflict
     photo_gate: asyncio.Event | None = None  # when given, sendPhoto answers once it is set
     overlaps: int = 0  # getUpdates calls that arrived while another was still open
+    answers: list[dict[str, str]] = field(default_factory=list)  # answerCallbackQuery forms
+    photo_replies: list[int | None] = field(default_factory=list)  # each photo's reply target
+    edits: list[dict[str, str]] = field(default_factory=list)  # editMessageText forms
     _open_polls: int = 0
     _recent: deque[float] = field(default_factory=deque)
     _last_chat: dict[str, float] = field(default_factory=dict)
@@ -282,6 +295,36 @@ class FakeTelegram(_Server):
                     "entities": entities,
                     "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "group"},
                     "from": {"id": user, "is_bot": False, "first_name": f"u{user}"},
+                },
+            }
+        )
+        self._arrived.set()
+        return update_id
+
+    def push_press(
+        self, data: str, *, user: int, message: TelegramMessage, username: str | None = None
+    ) -> int:
+        """Queue a button press on `message` (a callback_query update); its update_id."""
+        update_id = 1000 + len(self.updates)
+        sender: dict[str, Any] = {"id": user, "is_bot": False, "first_name": f"u{user}"}
+        if username:
+            sender["username"] = username
+        chat_id = int(message.chat_id)
+        self.updates.append(
+            {
+                "update_id": update_id,
+                "callback_query": {
+                    "id": f"cq{update_id}",
+                    "from": sender,
+                    "chat_instance": "ci",
+                    "data": data,
+                    "message": {
+                        "message_id": message.message_id,
+                        "date": int(time.time()),
+                        "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "group"},
+                        "text": re.sub(r"<[^>]+>", "", message.text),
+                        "reply_markup": {"inline_keyboard": message.keyboard or []},
+                    },
                 },
             }
         )
@@ -319,6 +362,10 @@ class FakeTelegram(_Server):
             photo = form.get("photo")
             body = photo.file.read() if isinstance(photo, web.FileField) else b""
             self.photos.append((str(form.get("chat_id", "")), body))
+            replying = form.get("reply_parameters")
+            self.photo_replies.append(
+                json.loads(str(replying)).get("message_id") if replying else None
+            )
             return web.json_response(
                 {
                     "ok": True,
@@ -347,6 +394,22 @@ class FakeTelegram(_Server):
             )
         if method == "sendMessage":
             return self._send_message(data)
+        if method == "answerCallbackQuery":
+            self.answers.append(data)
+            return web.json_response({"ok": True, "result": True})
+        if method == "editMessageText":
+            self.edits.append(data)
+            return web.json_response(
+                {
+                    "ok": True,
+                    "result": {
+                        "message_id": int(data.get("message_id", "0")),
+                        "date": int(time.time()),
+                        "chat": {"id": int(data.get("chat_id", "0")), "type": "private"},
+                        "text": data.get("text", ""),
+                    },
+                }
+            )
         if method == "getUpdates":
             return await self._get_updates(data)
         if method == "setMyCommands":
@@ -410,6 +473,7 @@ class FakeTelegram(_Server):
         self._recent.append(now)
         self._last_chat[chat] = now
         reply = json.loads(data["reply_parameters"]) if data.get("reply_parameters") else {}
+        markup = json.loads(data["reply_markup"]) if data.get("reply_markup") else {}
         msg = TelegramMessage(
             chat,
             data.get("text", ""),
@@ -418,6 +482,7 @@ class FakeTelegram(_Server):
             now,
             reply.get("message_id"),
             reply.get("allow_sending_without_reply"),
+            markup.get("inline_keyboard"),
         )
         self.messages.append(msg)
         kind = "supergroup" if chat.startswith("-") else "private"

@@ -71,7 +71,7 @@ def test_levels_normalises_and_dedupes_symbols() -> None:
         ("/mute hvl-regime soon", "Bad duration “soon”: write 30m, 2h or 1d."),
         ("/mute hvl-regime 30d", "A mute lasts between 1 second and 7 days."),
         ("/mute hvl-regim 1h", "Did you mean hvl-regime?"),
-        ("/mute", "Usage: mute RULE|SYMBOL|all DURATION"),
+        ("/mute", "Usage: mute RULE|SYMBOL|RULE@SYMBOL|all DURATION"),
         ("/subscribe all", "Unknown rule or symbol “all”"),
         ("/levels " + "btc " * 9, "At most 8 symbols at a time."),
         ("/levels " + "x" * 300, "That is too long"),

@@ -41,7 +41,12 @@ class Recorder:
         pass
 
     async def send(
-        self, target: str, items: Sequence[Rendered], *, reply_to: str | None = None
+        self,
+        target: str,
+        items: Sequence[Rendered],
+        *,
+        reply_to: str | None = None,
+        buttons: str | None = None,
     ) -> str | None:
         if self.errors:
             raise self.errors.pop(0)
@@ -233,7 +238,12 @@ class _StolenWhileSending(Recorder):
         self._db = db
 
     async def send(
-        self, target: str, items: Sequence[Rendered], *, reply_to: str | None = None
+        self,
+        target: str,
+        items: Sequence[Rendered],
+        *,
+        reply_to: str | None = None,
+        buttons: str | None = None,
     ) -> str | None:
         with self._db.begin() as conn:
             assert claim(conn, now=T0 + timedelta(seconds=31), lease=30) != []
@@ -257,7 +267,12 @@ async def test_a_retry_mark_on_a_row_another_replica_holds_changes_nothing(
 
     class StolenThenFails(_StolenWhileSending):
         async def send(
-            self, target: str, items: Sequence[Rendered], *, reply_to: str | None = None
+            self,
+            target: str,
+            items: Sequence[Rendered],
+            *,
+            reply_to: str | None = None,
+            buttons: str | None = None,
         ) -> str | None:
             await super().send(target, items)
             raise DeliveryError("502 from the platform")

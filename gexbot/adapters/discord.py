@@ -138,7 +138,12 @@ class DiscordNotifier:
         self.rest = rest
 
     async def send(
-        self, target: str, items: Sequence[Rendered], *, reply_to: str | None = None
+        self,
+        target: str,
+        items: Sequence[Rendered],
+        *,
+        reply_to: str | None = None,
+        buttons: str | None = None,  # noqa: ARG002 - not shown here yet
     ) -> str | None:
         """`POST /channels/{id}/messages`; the message id is the provider id. A follow-up
         replies to the original (`message_reference`; posted plainly if it was deleted)."""

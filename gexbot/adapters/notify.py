@@ -35,11 +35,17 @@ class Notifier(Protocol):
     groups: bool
 
     async def send(
-        self, target: str, items: Sequence[Rendered], *, reply_to: str | None = None
+        self,
+        target: str,
+        items: Sequence[Rendered],
+        *,
+        reply_to: str | None = None,
+        buttons: str | None = None,
     ) -> str | None:
         """Send one message carrying `items` to `target`; the provider's message id.
         `reply_to`: the id of the message whose thread it belongs in (platforms without
-        threads ignore it; a deleted original makes it a message of its own)."""
+        threads ignore it; a deleted original makes it a message of its own). `buttons`: the
+        token of the alert's buttons (one alert a message), on platforms that show them."""
         ...
 
     async def send_image(self, target: str, png: bytes, title: str) -> None:

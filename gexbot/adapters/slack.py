@@ -95,7 +95,12 @@ class SlackNotifier:
             await self._client.session.close()
 
     async def send(
-        self, target: str, items: Sequence[Rendered], *, reply_to: str | None = None
+        self,
+        target: str,
+        items: Sequence[Rendered],
+        *,
+        reply_to: str | None = None,
+        buttons: str | None = None,  # noqa: ARG002 - not shown here yet
     ) -> str | None:
         """Post one message; the message `ts` is the provider id. A follow-up goes in the
         original's thread (`thread_ts`, not broadcast to the channel)."""

@@ -12,7 +12,13 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 
-from telegram import Bot, LinkPreviewOptions, ReplyParameters
+from telegram import (
+    Bot,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    LinkPreviewOptions,
+    ReplyParameters,
+)
 from telegram.constants import ParseMode
 from telegram.error import (
     BadRequest,
@@ -30,12 +36,23 @@ from gexbot.adapters.pacing import (
     TELEGRAM_PER_GROUP,
     Pacer,
 )
+from gexbot.core.alerts.buttons import actions_for, button_data
 from gexbot.core.present.render import Rendered, telegram_html
 
 log = logging.getLogger(__name__)
 
 #: Called with (old chat id, new chat id) when a group became a supergroup.
 OnMigrated = Callable[[str, str], Awaitable[None]]
+
+
+def keyboard(token: str, rule_id: str) -> InlineKeyboardMarkup:
+    """An alert's buttons as an inline keyboard, three a row; each carries only the token and
+    its action (`gx1:TOKEN:s`, well under Telegram's 64 bytes)."""
+    keys = [
+        InlineKeyboardButton(action.label, callback_data=button_data(token, action))
+        for action in actions_for(rule_id)
+    ]
+    return InlineKeyboardMarkup([keys[i : i + 3] for i in range(0, len(keys), 3)])
 
 
 def retry_after_seconds(exc: RetryAfter) -> float:
@@ -84,13 +101,18 @@ class TelegramNotifier:
         self._ready = False
 
     async def send(
-        self, target: str, items: Sequence[Rendered], *, reply_to: str | None = None
+        self,
+        target: str,
+        items: Sequence[Rendered],
+        *,
+        reply_to: str | None = None,
+        buttons: str | None = None,
     ) -> str | None:
         """Send one message; follows a group's migration to a supergroup once. A follow-up
         replies to the original (sent plainly if that was deleted)."""
         chat = self.migrated.get(target, target)
         try:
-            return await self._send(chat, items, reply_to)
+            return await self._send(chat, items, reply_to, buttons)
         except ChatMigrated as exc:
             new = str(exc.new_chat_id)
             log.warning("telegram chat %s became supergroup %s; following it", chat, new)
@@ -98,13 +120,16 @@ class TelegramNotifier:
             if self._on_migrated is not None:
                 await self._on_migrated(target, new)
             try:
-                return await self._send(new, items, None)  # the old ids do not carry over
+                # The old chat's message ids do not carry over to the supergroup.
+                return await self._send(new, items, None, buttons)
             except TelegramError as again:
                 raise self._translate(again, new) from None
         except TelegramError as exc:
             raise self._translate(exc, chat) from None
 
-    async def _send(self, chat: str, items: Sequence[Rendered], reply_to: str | None) -> str | None:
+    async def _send(
+        self, chat: str, items: Sequence[Rendered], reply_to: str | None, buttons: str | None
+    ) -> str | None:
         async with self._init_lock:  # one getMe, however many chats are sent to at once
             if not self._ready:
                 await self._bot.initialize()  # a rejected token surfaces here
@@ -119,6 +144,11 @@ class TelegramNotifier:
             reply_parameters=(
                 ReplyParameters(message_id=int(reply_to), allow_sending_without_reply=True)
                 if reply_to is not None and reply_to.isdigit()
+                else None
+            ),
+            reply_markup=(
+                keyboard(buttons, items[0].event.rule_id)
+                if buttons is not None and len(items) == 1 and items[0].event is not None
                 else None
             ),
         )

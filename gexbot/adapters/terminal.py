@@ -44,6 +44,7 @@ class TerminalNotifier:
         items: Sequence[Rendered],
         *,
         reply_to: str | None = None,  # noqa: ARG002 - no threads in a terminal
+        buttons: str | None = None,  # noqa: ARG002 - nothing to press in a terminal
     ) -> str | None:
         """Print the alerts."""
         stamp = self._clock().strftime("%H:%M:%S")

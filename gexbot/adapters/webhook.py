@@ -78,6 +78,7 @@ class WebhookNotifier:
         items: Sequence[Rendered],
         *,
         reply_to: str | None = None,  # noqa: ARG002 - one event a body; threads are the receiver's
+        buttons: str | None = None,  # noqa: ARG002 - a receiver acts through its own UI
     ) -> str | None:
         """POST the event of each item (the dispatcher hands one at a time)."""
         last = None

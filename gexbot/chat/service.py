@@ -241,6 +241,12 @@ class ChatService:
 
         return await asyncio.to_thread(run)
 
+    async def button_reply(self, action: str, symbol: str) -> Reply:
+        """What an alert's `Levels` (`l`) or `Chart` (`c`) button posts in its thread."""
+        if action == "l":
+            return await self._levels((symbol,))
+        return Reply(f"{symbol} levels chart", chart=partial(self._chart, symbol))
+
     async def _levels(self, symbols: tuple[str, ...]) -> Reply:
         now = self._clock()
         latest = await asyncio.to_thread(self._latest)  # a standby reads it from the database

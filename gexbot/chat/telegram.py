@@ -12,17 +12,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
-from telegram import Bot, BotCommand, LinkPreviewOptions, Update
+from telegram import (
+    Bot,
+    BotCommand,
+    CallbackQuery,
+    LinkPreviewOptions,
+    Message,
+    ReplyParameters,
+    Update,
+)
 from telegram.constants import ParseMode
 from telegram.error import Conflict, Forbidden, InvalidToken, RetryAfter, TelegramError
 
 from gexbot.adapters.telegram import retry_after_seconds
+from gexbot.chat.buttons import ButtonPresses
 from gexbot.chat.service import REFUSAL, ChatService, Refusals, Reply
+from gexbot.core.alerts.buttons import Verdict
 from gexbot.core.commands.chat import DESCRIPTIONS
 from gexbot.core.present.render import telegram_reply_html
 from gexbot.loops.waits import Background, DatabaseOutage, sleep_or_stop
@@ -49,7 +60,9 @@ class TelegramCommands:
         monotonic: Callable[[], float],
         leader: Callable[[], bool] = lambda: True,
         conflict_backoff: float = CONFLICT_BACKOFF,
+        presses: ButtonPresses | None = None,
     ) -> None:
+        self._presses = presses
         self._leader = leader
         self._conflict_backoff = conflict_backoff
         self._bot = bot
@@ -147,7 +160,7 @@ class TelegramCommands:
             updates = await self._bot.get_updates(
                 offset=offset,
                 timeout=int(self._timeout),
-                allowed_updates=[Update.MESSAGE],
+                allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY],
                 read_timeout=self._timeout + 10,
             )
         except Conflict:
@@ -171,6 +184,9 @@ class TelegramCommands:
         return updates
 
     async def _handle(self, update: Update) -> None:
+        if update.callback_query is not None:
+            await self._press(update.callback_query)
+            return
         message = update.message
         if message is None or not message.text or message.from_user is None:
             return
@@ -193,7 +209,46 @@ class TelegramCommands:
         )
         await self._send(chat, reply)
 
-    async def _send(self, chat: int, reply: Reply) -> None:
+    async def _press(self, query: CallbackQuery) -> None:
+        """A button on an alert: answered at once (Telegram shows a spinner until then), then
+        the message says what was done, and a chart or levels go in its thread."""
+        message = query.message
+        if self._presses is None or message is None:
+            with contextlib.suppress(TelegramError):
+                await query.answer()
+            return
+        user = query.from_user
+        outcome = await self._presses.press(
+            query.data or "",
+            platform="telegram",
+            chat_id=str(message.chat.id),
+            user=str(user.id),
+            who=f"@{user.username}" if user.username else user.first_name,
+            allowed=user.id in self._allowed,
+        )
+        try:
+            await query.answer(
+                text=outcome.toast[:200], show_alert=outcome.verdict is not Verdict.ACT
+            )
+        except TelegramError as exc:
+            log.warning("answering a Telegram button press failed (%s)", type(exc).__name__)
+        if outcome.line is not None and isinstance(message, Message):
+            text = (message.text_html or "") + f"\n<i>{html.escape(outcome.line)}</i>"
+            try:
+                await self._bot.edit_message_text(
+                    chat_id=message.chat.id,
+                    message_id=message.message_id,
+                    text=text,
+                    parse_mode=ParseMode.HTML,
+                    link_preview_options=LinkPreviewOptions(is_disabled=True),
+                    reply_markup=message.reply_markup,
+                )
+            except TelegramError as exc:
+                log.warning("editing a Telegram alert failed (%s)", type(exc).__name__)
+        if outcome.reply is not None:
+            await self._send(message.chat.id, outcome.reply, reply_to=message.message_id)
+
+    async def _send(self, chat: int, reply: Reply, *, reply_to: int | None = None) -> None:
         text = telegram_reply_html(reply.text, monospace=reply.monospace)
         try:
             await self._bot.send_message(
@@ -201,6 +256,11 @@ class TelegramCommands:
                 text=text,
                 parse_mode=ParseMode.HTML,
                 link_preview_options=LinkPreviewOptions(is_disabled=True),
+                reply_parameters=(
+                    ReplyParameters(message_id=reply_to, allow_sending_without_reply=True)
+                    if reply_to is not None
+                    else None
+                ),
             )
         except Forbidden:
             log.info("Telegram chat %d blocked the bot; reply dropped", chat)
@@ -209,13 +269,24 @@ class TelegramCommands:
             log.warning("reply to Telegram chat %d failed (%s)", chat, type(exc).__name__)
             return
         if reply.chart is not None:  # after the text, without holding up the next command
-            self._charts.start(self._send_chart(chat, reply.chart))
+            self._charts.start(self._send_chart(chat, reply.chart, reply_to))
 
-    async def _send_chart(self, chat: int, chart: Callable[[], Awaitable[bytes | None]]) -> None:
+    async def _send_chart(
+        self, chat: int, chart: Callable[[], Awaitable[bytes | None]], reply_to: int | None
+    ) -> None:
         png = await chart()
         if png is None:
             return
         try:
-            await self._bot.send_photo(chat_id=chat, photo=png, filename="levels.png")
+            await self._bot.send_photo(
+                chat_id=chat,
+                photo=png,
+                filename="levels.png",
+                reply_parameters=(
+                    ReplyParameters(message_id=reply_to, allow_sending_without_reply=True)
+                    if reply_to is not None
+                    else None
+                ),
+            )
         except TelegramError as exc:
             log.warning("chart to Telegram chat %d failed (%s)", chat, type(exc).__name__)

@@ -15,14 +15,15 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from gexbot.adapters.notify import DeliveryError, Notifier
-from gexbot.core.alerts.events import WarningKind, warning_event
+from gexbot.core.alerts.events import WarningKind, is_warning, warning_event
 from gexbot.core.alerts.states import NotifyReason
 from gexbot.core.language.model import Channel, ChannelKind, RuleSet, webhook_env
 from gexbot.core.market.backoff import backoff_delay
 from gexbot.core.present.render import render
+from gexbot.store.buttons import button_token
 from gexbot.store.outbox import (
     OutboxRow,
     claim,
@@ -71,6 +72,8 @@ class DispatchPolicy:
     group: bool = True
     #: Platforms whose follow-ups (reminders, resolutions) go in the first message's thread.
     threads: frozenset[str] = frozenset({"slack", "telegram", "discord"})
+    #: Platforms whose alerts carry buttons (each alert then goes as a message of its own).
+    buttons: frozenset[str] = frozenset()
 
 
 class Dispatcher:
@@ -88,7 +91,9 @@ class Dispatcher:
         notifiers: dict[str, Notifier] | None = None,
         charts: Callable[[str], Awaitable[bytes | None]] | None = None,
         monotonic: Callable[[], float],
+        fingerprint: Callable[[str, Connection], str | None] | None = None,
     ) -> None:
+        self._fingerprint = fingerprint  # a rule's current definition, for its buttons
         self._engine = engine
         self._monotonic = monotonic
         self.routes = routes
@@ -131,7 +136,7 @@ class Dispatcher:
         # A follow-up that goes in a thread goes alone: each has its own thread.
         groups: dict[object, list[OutboxRow]] = {}
         for row in rows:
-            alone = self._threaded(route, row)
+            alone = self._threaded(route, row) or self._buttoned(route, row)
             groups.setdefault(("thread", row.id) if alone else row.event.at, []).append(row)
         return list(groups.values())
 
@@ -142,6 +147,42 @@ class Dispatcher:
             and route.channel.kind.value in self._policy.threads
             and row.event.reason in _FOLLOW_UPS
         )
+
+    def _buttoned(self, route: Route | None, row: OutboxRow) -> bool:
+        """True when `row` is an alert that carries buttons on this route."""
+        return (
+            self._fingerprint is not None
+            and route is not None
+            and route.channel.kind.value in self._policy.buttons
+            and not is_warning(row.event.rule_id)
+        )
+
+    async def _buttons_of(self, route: Route | None, message: list[OutboxRow]) -> str | None:
+        """The token of a lone alert's buttons (made on its first send, kept for retries)."""
+        if len(message) != 1 or not self._buttoned(route, message[0]) or route is None:
+            return None
+        row, fingerprint = message[0], self._fingerprint
+        assert fingerprint is not None  # noqa: S101 - _buttoned checked it
+        now = self._clock()
+
+        def _do() -> str | None:
+            with self._engine.begin() as conn:
+                current = fingerprint(row.event.rule_id, conn)
+                if current is None:
+                    return None  # its rule is gone: nothing left to press
+                return button_token(
+                    conn,
+                    outbox_id=row.id,
+                    alert_key=row.alert_key,
+                    rule_id=row.event.rule_id,
+                    symbol=row.event.symbol,
+                    fingerprint=current,
+                    platform=route.channel.kind.value,
+                    chat_id=route.channel.target,
+                    now=now,
+                )
+
+        return await asyncio.to_thread(_do)
 
     async def _thread_of(self, route: Route | None, message: list[OutboxRow]) -> str | None:
         """The message id a follow-up replies to (None: a message of its own)."""
@@ -183,9 +224,9 @@ class Dispatcher:
                     channel,
                 )
                 continue
-            outcome = await self._send(
-                route, channel, message, await self._thread_of(route, message)
-            )
+            reply_to = await self._thread_of(route, message)
+            buttons = await self._buttons_of(route, message)
+            outcome = await self._send(route, channel, message, reply_to, buttons)
             if not isinstance(outcome, DeliveryError):
                 stats.sent.extend(await self._mark_sent(channel, message, provider_id=outcome))
                 await self._attach_charts(route, message)
@@ -213,7 +254,12 @@ class Dispatcher:
             )
 
     async def _send(
-        self, route: Route | None, channel: str, rows: list[OutboxRow], reply_to: str | None
+        self,
+        route: Route | None,
+        channel: str,
+        rows: list[OutboxRow],
+        reply_to: str | None,
+        buttons: str | None = None,
     ) -> str | DeliveryError | None:
         if route is None:
             return DeliveryError(
@@ -233,7 +279,9 @@ class Dispatcher:
             )
         try:
             items = [render(r.event) for r in rows]
-            return await route.notifier.send(route.channel.target, items, reply_to=reply_to)
+            return await route.notifier.send(
+                route.channel.target, items, reply_to=reply_to, buttons=buttons
+            )
         except DeliveryError as exc:
             return exc
         except Exception as exc:  # a notifier bug must not stop delivery of the other rows

@@ -121,6 +121,16 @@ def create_alert(
     return PersonalAlert(new_id, platform, chat_id, owner, request, now)
 
 
+def load_alert(conn: Connection, alert_id: int) -> PersonalAlert | None:
+    """One alert not deleted (None: no such alert, or deleted)."""
+    row = conn.execute(
+        select(personal_alerts).where(
+            personal_alerts.c.id == alert_id, personal_alerts.c.deleted_at.is_(None)
+        )
+    ).first()
+    return _alert(row) if row is not None else None
+
+
 def list_alerts(
     conn: Connection, *, platform: str | None = None, chat_id: str | None = None
 ) -> list[PersonalAlert]:

@@ -120,12 +120,41 @@ mutes = Table(
     "mutes",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("scope", String(16), nullable=False),  # rule | symbol | all
-    Column("target", String(64), nullable=False),
+    Column("scope", String(16), nullable=False),  # rule | symbol | alert | all
+    Column("target", String(160), nullable=False),  # alert: `rule-id@SYMBOL`
     Column("until", UTC_TS, nullable=False),
     Column("created_by", String(128)),
     Column("created_at", UTC_TS, nullable=False),
     UniqueConstraint("scope", "target"),
+)
+
+# The buttons of one delivered alert: a token per outbox row, what it is about, and where the
+# message went; a press names the token and the action, and the row decides the rest.
+alert_buttons = Table(
+    "alert_buttons",
+    metadata,
+    Column("token", String(32), primary_key=True),
+    Column("outbox_id", Integer, nullable=False),
+    Column("alert_key", String(160), nullable=False),
+    Column("rule_id", String(64), nullable=False),
+    Column("symbol", String(32), nullable=False),
+    Column("fingerprint", String(64), nullable=False),  # the rule's definition, hashed
+    Column("platform", String(16), nullable=False),
+    Column("chat_id", String(64), nullable=False),
+    Column("created_at", UTC_TS, nullable=False),
+    UniqueConstraint("outbox_id"),
+    Index("ix_alert_buttons_created", "created_at"),
+)
+
+# One row per (button, action) done: a second press, by anyone, on any replica, finds it.
+button_presses = Table(
+    "button_presses",
+    metadata,
+    Column("token", String(32), primary_key=True),
+    Column("action", String(8), primary_key=True),
+    Column("pressed_by", String(128), nullable=False),
+    Column("result", String(200), nullable=False),  # the line the message shows
+    Column("pressed_at", UTC_TS, nullable=False),
 )
 
 subscriptions = Table(

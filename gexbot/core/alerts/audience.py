@@ -17,6 +17,7 @@ class Scope(StrEnum):
 
     RULE = "rule"
     SYMBOL = "symbol"
+    ALERT = "alert"  # one rule for one symbol (`rule-id@SYMBOL`): a button's snooze
     ALL = "all"
 
 
@@ -34,6 +35,7 @@ class Mute:
             self.scope is Scope.ALL
             or (self.scope is Scope.RULE and self.target == rule_id)
             or (self.scope is Scope.SYMBOL and self.target == symbol)
+            or (self.scope is Scope.ALERT and self.target == f"{rule_id}@{symbol}")
         )
 
 

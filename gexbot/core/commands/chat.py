@@ -52,8 +52,8 @@ DESCRIPTIONS: dict[CommandName, str] = {
     CommandName.LEVELS: "levels [SYMBOL…] — current GEX levels (BTC, ETH, SOL, HYPE)",
     CommandName.STATUS: "status — feed, symbols and active mutes",
     CommandName.RULES: "rules — the alert rules in force",
-    CommandName.MUTE: "mute RULE|SYMBOL|all DURATION — silence alerts (30m, 2h, 1d)",
-    CommandName.UNMUTE: "unmute RULE|SYMBOL|all — end a mute",
+    CommandName.MUTE: "mute RULE|SYMBOL|RULE@SYMBOL|all DURATION — silence alerts (30m, 2h, 1d)",
+    CommandName.UNMUTE: "unmute RULE|SYMBOL|RULE@SYMBOL|all — end a mute",
     CommandName.SUBSCRIBE: "subscribe RULE|SYMBOL — get those alerts in this chat",
     CommandName.UNSUBSCRIBE: "unsubscribe RULE|SYMBOL — stop them",
     CommandName.ALERT: "alert SYMBOL CONDITION — your own alert, e.g. alert btc crosses hvl",
@@ -94,6 +94,9 @@ def _target(
     symbol = normalize_symbol(token)
     if symbol in universe:
         return Scope.SYMBOL, symbol
+    rule, at, sym = token.partition("@")
+    if at and rule.lower() in ids and normalize_symbol(sym) in universe:
+        return Scope.ALERT, f"{rule.lower()}@{normalize_symbol(sym)}"  # what a snooze button sets
     if token.lower() in ids:
         return Scope.RULE, token.lower()
     if token.startswith("#"):
@@ -216,6 +219,9 @@ def describe_scope(scope: Scope, target: str) -> str:
     """`rule hvl-regime`, `BTCUSDT`, `everything`."""
     if scope is Scope.ALL:
         return "everything"
+    if scope is Scope.ALERT:
+        rule, _, symbol = target.partition("@")
+        return f"rule {rule} for {symbol}"
     return f"rule {target}" if scope is Scope.RULE else target
 
 

@@ -1,0 +1,294 @@
+"""Buttons on alerts: the core's judgement (a table), and Telegram end to end: the real PTB
+clients against the fake, through the outbox, the command loop and the database."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Engine
+
+from gexbot.adapters.backquant import BackQuantClient, build_http_client
+from gexbot.app import build_notifiers, build_telegram_commands, real_runtime
+from gexbot.chat.buttons import ButtonPresses
+from gexbot.core.alerts.audience import Scope
+from gexbot.core.alerts.buttons import (
+    Action,
+    StoredButton,
+    Verdict,
+    actions_for,
+    button_data,
+    judge,
+    mute_until,
+    parse_button_data,
+)
+from gexbot.core.alerts.evaluate import index_rules
+from gexbot.core.alerts.states import NotifyReason
+from gexbot.core.language.model import RuleSet
+from gexbot.core.language.rulefile import build_ruleset, parse_rule_file
+from gexbot.loops.cycle import Pipeline
+from gexbot.loops.deliver import Dispatcher, DispatchPolicy, build_routes
+from gexbot.loops.leadership import SoleInstance
+from gexbot.sim.market import Simulator
+from gexbot.sim.server import SimServer
+from gexbot.store.buttons import button_token, claim_press
+from gexbot.store.ops import active_mutes
+from tests.chatkit import chat_service, chat_settings
+from tests.fakes import FakeTelegram
+from tests.rulekit import T0, bundle, snapshot
+from tests.waiting import until
+
+TRADER, OTHER, STRANGER = 111, 222, 999
+
+
+def _rules(cooldown: str = "0s") -> RuleSet:
+    text = (
+        "channels: {me: {telegram: 111}}\n"
+        "rules:\n"
+        "  - id: above-cr\n"
+        "    symbols: [BTCUSDT]\n"
+        "    when: {above: call_resistance}\n"
+        "    notify: [me]\n"
+        "    repeat: 5m\n"
+        f"    cooldown: {cooldown}\n"
+    )
+    return build_ruleset([parse_rule_file(text, "rules.yaml")])
+
+
+ABOVE = bundle(snapshot(105, call_resistance=103))
+BELOW = bundle(snapshot(101, call_resistance=103))
+BUTTON = StoredButton("t" * 22, "r|BTCUSDT", "r", "BTCUSDT", "fp", "telegram", "111", T0)
+
+
+# -- the judgement (pure) -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("button", "change", "verdict"),
+    [
+        (BUTTON, {}, Verdict.ACT),
+        (None, {}, Verdict.UNKNOWN),
+        (BUTTON, {"chat_id": "222"}, Verdict.FOREIGN),
+        (BUTTON, {"platform": "slack"}, Verdict.FOREIGN),
+        (BUTTON, {"allowed": False}, Verdict.NOT_ALLOWED),
+        (BUTTON, {"current_fingerprint": "changed"}, Verdict.STALE),
+        (BUTTON, {"current_fingerprint": None}, Verdict.STALE),  # the rule is gone
+        (BUTTON, {"now": T0 + timedelta(days=7, seconds=1)}, Verdict.STALE),
+        (BUTTON, {"action": Action.DELETE}, Verdict.NOT_HERE),
+        (replace(BUTTON, rule_id="#4"), {"action": Action.DELETE}, Verdict.ACT),
+    ],
+)
+def test_a_press_acts_only_when_everything_holds(
+    button: StoredButton | None, change: dict[str, Any], verdict: Verdict
+) -> None:
+    args: dict[str, Any] = {
+        "platform": "telegram",
+        "chat_id": "111",
+        "allowed": True,
+        "current_fingerprint": "fp",
+        "now": T0 + timedelta(hours=1),
+    }
+    action = change.pop("action", Action.SNOOZE)
+    assert judge(button, action, **(args | change)) is verdict
+
+
+def test_button_data_is_opaque_and_bounded() -> None:
+    token = "A" * 22
+    for action in actions_for("#12"):
+        data = button_data(token, action)
+        assert len(data.encode()) <= 64  # Telegram's callback_data limit
+        assert parse_button_data(data) == (token, action)
+    for forged in (
+        "",
+        "gx1:short:s",
+        f"gx1:{token}:zz",
+        f"gx2:{token}:s",
+        "x" * 65,
+        f"gx1:{token}",
+    ):
+        assert parse_button_data(forged) is None
+    assert Action.DELETE not in actions_for("hvl-regime")  # only personal alerts are deleted
+
+
+def test_the_mutes_end_when_their_buttons_say() -> None:
+    now = datetime(2026, 12, 8, 7, 30, tzinfo=UTC)
+    assert mute_until(Action.SNOOZE, now) == now + timedelta(hours=1)
+    assert mute_until(Action.MUTE_4H, now) == now + timedelta(hours=4)
+    assert mute_until(Action.MUTE_1D, now) == now + timedelta(days=1)
+    assert mute_until(Action.MUTE_TOMORROW, now) == datetime(2026, 12, 9, 8, tzinfo=UTC)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from(["ana", "bo", "cy"]), min_size=1, max_size=8))
+def test_any_run_of_presses_of_one_button_acts_once(tmp_path_factory: Any, who: list[str]) -> None:
+    from gexbot.store.engine import make_engine, migrate
+
+    engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('p') / 'b.db'}")
+    migrate(engine)
+    with engine.begin() as conn:
+        token = button_token(
+            conn,
+            outbox_id=1,
+            alert_key="r|BTCUSDT",
+            rule_id="r",
+            symbol="BTCUSDT",
+            fingerprint="fp",
+            platform="telegram",
+            chat_id="111",
+            now=T0,
+        )
+    outcomes = []
+    for user in who:
+        with engine.begin() as conn:
+            outcomes.append(
+                claim_press(conn, token, Action.SNOOZE, by=user, result=f"by {user}", now=T0)
+            )
+    assert [first for first, _ in outcomes].count(True) == 1
+    assert {said for _, said in outcomes} == {f"by {who[0]}"}  # everyone is told the first
+    engine.dispose()
+
+
+# -- Telegram, end to end -------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[BackQuantClient]:
+    sim = SimServer(Simulator(clock=time.time), api_key="k")
+    await sim.start()
+    async with build_http_client(sim.url, "k") as http:
+        yield BackQuantClient(http, wall_clock=time.time, api_key="k", rng=random.Random(0))
+    await sim.stop()
+
+
+class Desk:
+    """Pipeline, dispatcher and the Telegram command loop wired as the root wires them, on one
+    clock the test moves."""
+
+    def __init__(self, db: Engine, telegram: FakeTelegram, client: BackQuantClient) -> None:
+        self.now = T0
+        self.rules = _rules()
+        settings = chat_settings(telegram=telegram, telegram_allowed_users=[TRADER, OTHER])
+
+        async def no_chart(_symbol: str) -> bytes:
+            return b"\x89PNG fake"
+
+        chat = chat_service(settings, db, client, rules=self.rules, charts=no_chart)
+        self.presses = ButtonPresses(
+            db, rules=lambda: self.rules, service=chat, clock=lambda: self.now
+        )
+        commands = build_telegram_commands(
+            settings,
+            engine=db,
+            chat=chat,
+            leadership=SoleInstance("r1"),
+            runtime=real_runtime(),
+            presses=self.presses,
+        )
+        assert commands is not None
+        self.commands = commands
+        self.notifiers = build_notifiers(settings, console=None, runtime=real_runtime())
+        self.pipeline = Pipeline(db, index_rules(self.rules.rules))
+        self.dispatcher = Dispatcher(
+            db,
+            build_routes(self.rules, self.notifiers),
+            clock=lambda: self.now,
+            policy=DispatchPolicy(lease=60, max_attempts=3, buttons=frozenset({"telegram"})),
+            rng=random.Random(0),
+            monotonic=time.monotonic,
+            fingerprint=self.presses.fingerprint,
+        )
+
+    async def cycle(self, market: Any, after: float) -> list[NotifyReason]:
+        self.now += timedelta(seconds=after)
+        report = self.pipeline.run(market, now=self.now)
+        await self.dispatcher.run_once()
+        return [d.reason for d in report.result.decisions]
+
+    async def presses_answered(self, telegram: FakeTelegram, n: int) -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(self.commands.run(stop))
+        try:
+            await until(lambda: len(telegram.answers) >= n, timeout=20, what=f"{n} answers")
+        finally:
+            stop.set()
+            await task
+
+    async def close(self) -> None:
+        for n in self.notifiers.values():
+            await n.close()
+
+
+async def test_an_alert_is_snoozed_from_its_button_once_by_an_allowed_user(
+    db: Engine, client: BackQuantClient
+) -> None:
+    telegram = FakeTelegram()
+    await telegram.start()
+    desk = Desk(db, telegram, client)
+    try:
+        await desk.cycle(BELOW, 0)
+        await desk.cycle(ABOVE, 30)
+        (alert,) = telegram.messages
+        labels = [key["text"] for row in alert.keyboard or [] for key in row]
+        assert labels == ["Snooze 1h", "Mute 4h", "Mute 1d", "Mute to 08:00", "Chart", "Levels"]
+        snooze = alert.button("Snooze 1h")
+        token = snooze.split(":")[1]
+        telegram.push_press(snooze, user=TRADER, message=alert, username="ana")
+        telegram.push_press(snooze, user=OTHER, message=alert)  # a second press: done once
+        telegram.push_press(snooze, user=STRANGER, message=alert)  # not on the allow-list
+        telegram.push_press(f"gx1:{'Z' * 22}:s", user=TRADER, message=alert)  # forged
+        telegram.push_press(alert.button("Levels"), user=TRADER, message=alert)
+        await desk.presses_answered(telegram, 5)
+        await until(lambda: len(telegram.messages) >= 2, timeout=10, what="the levels reply")
+        # …and the reminder the rule would send at 5 minutes is recorded, not sent.
+        assert NotifyReason.SILENCED in await desk.cycle(ABOVE, 301)
+    finally:
+        await desk.close()
+        await telegram.stop()
+    done, again, stranger, forged, levels = (a.get("text", "") for a in telegram.answers)
+    assert done == "Snoozed 1h by @ana, until 13:00 UTC"  # pressed at 12:00:30 + 1 h, in minutes
+    assert again == "Already done: Snoozed 1h by @ana, until 13:00 UTC"
+    assert stranger == "You are not allowed to command this bot."
+    assert telegram.answers[2].get("show_alert") == "true"
+    assert forged == "This button is not one of gexbot's current alerts."
+    assert token not in forged
+    assert levels == "Levels for BTCUSDT"
+    (edit,) = telegram.edits  # only the snooze changed the message
+    assert edit["text"].endswith("<i>Snoozed 1h by @ana, until 13:00 UTC</i>")
+    assert edit["message_id"] == str(alert.message_id)
+    reply = telegram.messages[1]
+    assert reply.reply_to == alert.message_id  # the levels go in the alert's thread
+    assert "BTCUSDT" in reply.text
+    with db.connect() as conn:
+        mutes = active_mutes(conn, now=desk.now)
+    assert [(m.scope, m.target) for m in mutes] == [(Scope.ALERT, "above-cr@BTCUSDT")]
+    assert len(telegram.messages) == 2  # no reminder went out
+
+
+async def test_a_button_of_a_changed_rule_is_no_longer_current(
+    db: Engine, client: BackQuantClient
+) -> None:
+    telegram = FakeTelegram()
+    await telegram.start()
+    desk = Desk(db, telegram, client)
+    try:
+        await desk.cycle(BELOW, 0)
+        await desk.cycle(ABOVE, 30)
+        (alert,) = telegram.messages
+        desk.rules = _rules(cooldown="10m")  # edited and reloaded since the alert
+        telegram.push_press(alert.button("Mute 4h"), user=TRADER, message=alert)
+        await desk.presses_answered(telegram, 1)
+    finally:
+        await desk.close()
+        await telegram.stop()
+    assert telegram.answers[0]["text"] == "This alert is no longer current."
+    assert telegram.edits == []
+    with db.connect() as conn:
+        assert active_mutes(conn, now=desk.now) == []
