@@ -371,7 +371,12 @@ def build_leadership(
 
 
 def build_slack_commands(
-    settings: Settings, *, chat: ChatService, engine: Engine, runtime: Runtime
+    settings: Settings,
+    *,
+    chat: ChatService,
+    engine: Engine,
+    runtime: Runtime,
+    presses: ButtonPresses | None = None,
 ) -> SlackCommands | None:
     """Slack commands, when the bot token and a transport (Socket Mode's app token, or the
     signing secret of the HTTP endpoint) are set."""
@@ -404,6 +409,7 @@ def build_slack_commands(
         clock=runtime.now,
         allowed_users=settings.slack_allowed_users,
         monotonic=runtime.monotonic,
+        presses=presses,
     )
 
 
@@ -508,7 +514,11 @@ def build_service(
                 for platform in ("slack", "telegram", "discord")
                 if getattr(settings, f"{platform}_threads")
             ),
-            buttons=frozenset({"telegram"}) if settings.telegram_buttons else frozenset(),
+            buttons=frozenset(
+                platform
+                for platform in ("slack", "telegram")
+                if getattr(settings, f"{platform}_buttons")
+            ),
         ),
         rng=runtime.rng,
         notifiers=notifiers,
@@ -641,7 +651,7 @@ async def compose(
             if telegram_commands is not None:
                 chat_loops.append(telegram_commands.run)
             slack_commands = build_slack_commands(
-                settings, chat=chat, engine=engine, runtime=runtime
+                settings, chat=chat, engine=engine, runtime=runtime, presses=presses
             )
             if slack_commands is not None:
                 chat_loops.append(slack_commands.run)

@@ -164,8 +164,9 @@ class Settings(BaseSettings):
     slack_threads: bool = True
     telegram_threads: bool = True
     discord_threads: bool = True
-    #: Buttons (snooze, mute, chart, levels, delete) on every Telegram alert.
+    #: Buttons (snooze, mute, chart, levels, delete) on every Telegram and Slack alert.
     telegram_buttons: bool = True
+    slack_buttons: bool = True
     chat_alerts_per_chat: int = Field(25, ge=0, le=10_000)
     http_port: int = Field(0, ge=0, le=65535)
     http_host: str = "127.0.0.1"

@@ -64,6 +64,8 @@ class FakeSlack(_Server):
         self.acks: list[dict[str, Any]] = []  # what the client sent back over the socket
         self.pending_files: dict[str, dict[str, Any]] = {}
         self.uploads: list[tuple[str, str, bytes]] = []  # (channel id, title, bytes)
+        self.updates: list[dict[str, Any]] = []  # chat.update bodies
+        self.ephemerals: list[dict[str, Any]] = []  # chat.postEphemeral bodies
         self._socket: web.WebSocketResponse | None = None
         self.sockets: list[web.WebSocketResponse] = []  # every open Socket Mode connection
         self._connected = asyncio.Event()
@@ -72,6 +74,8 @@ class FakeSlack(_Server):
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/api/chat.postMessage", self._post)
+        app.router.add_post("/api/chat.update", self._update)
+        app.router.add_post("/api/chat.postEphemeral", self._ephemeral)
         app.router.add_post("/api/auth.test", self._auth_test)
         app.router.add_post("/api/apps.connections.open", self._connections_open)
         app.router.add_post("/api/files.getUploadURLExternal", self._upload_url)
@@ -188,6 +192,20 @@ class FakeSlack(_Server):
         return web.json_response(
             {"ok": True, "user_id": "U0BOT", "bot_id": "B0BOT", "team_id": "T0", "user": "gexbot"}
         )
+
+    async def _update(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        if not self._authorized(request):
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        self.updates.append(body)
+        return web.json_response({"ok": True, "channel": body.get("channel"), "ts": body.get("ts")})
+
+    async def _ephemeral(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        if not self._authorized(request):
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        self.ephemerals.append(body)
+        return web.json_response({"ok": True, "message_ts": "1.000001"})
 
     async def _post(self, request: web.Request) -> web.Response:
         body = await self._body(request)

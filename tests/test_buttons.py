@@ -4,12 +4,14 @@ clients against the fake, through the outbox, the command loop and the database.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from hypothesis import given, settings
@@ -17,7 +19,12 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine
 
 from gexbot.adapters.backquant import BackQuantClient, build_http_client
-from gexbot.app import build_notifiers, build_telegram_commands, real_runtime
+from gexbot.app import (
+    build_notifiers,
+    build_slack_commands,
+    build_telegram_commands,
+    real_runtime,
+)
 from gexbot.chat.buttons import ButtonPresses
 from gexbot.core.alerts.audience import Scope
 from gexbot.core.alerts.buttons import (
@@ -42,7 +49,7 @@ from gexbot.sim.server import SimServer
 from gexbot.store.buttons import button_token, claim_press
 from gexbot.store.ops import active_mutes
 from tests.chatkit import chat_service, chat_settings
-from tests.fakes import FakeTelegram
+from tests.fakes import FakeSlack, FakeTelegram
 from tests.rulekit import T0, bundle, snapshot
 from tests.waiting import until
 
@@ -292,3 +299,184 @@ async def test_a_button_of_a_changed_rule_is_no_longer_current(
     assert telegram.edits == []
     with db.connect() as conn:
         assert active_mutes(conn, now=desk.now) == []
+
+
+# -- Slack, end to end (Socket Mode and the signed HTTP endpoint) ------------------------------
+
+
+SLACK_RULES = (
+    "channels: {desk: {slack: '#gex-alerts'}}\n"
+    "rules:\n"
+    "  - id: above-cr\n"
+    "    symbols: [BTCUSDT]\n"
+    "    when: {above: call_resistance}\n"
+    "    notify: [desk]\n"
+)
+
+
+class SlackDesk:
+    """Pipeline, dispatcher and the Slack commands wired as the root wires them."""
+
+    def __init__(self, db: Engine, slack: FakeSlack, client: BackQuantClient, **kw: Any) -> None:
+        self.now = T0
+        self.rules = build_ruleset([parse_rule_file(SLACK_RULES, "rules.yaml")])
+        settings = chat_settings(slack=slack, **kw)
+
+        async def no_chart(_symbol: str) -> bytes:
+            return b"\x89PNG fake"
+
+        chat = chat_service(settings, db, client, rules=self.rules, charts=no_chart)
+        self.presses = ButtonPresses(
+            db, rules=lambda: self.rules, service=chat, clock=lambda: self.now
+        )
+        commands = build_slack_commands(
+            settings, chat=chat, engine=db, runtime=real_runtime(), presses=self.presses
+        )
+        assert commands is not None
+        self.commands = commands
+        self.notifiers = build_notifiers(settings, console=None, runtime=real_runtime())
+        self.pipeline = Pipeline(db, index_rules(self.rules.rules))
+        self.dispatcher = Dispatcher(
+            db,
+            build_routes(self.rules, self.notifiers),
+            clock=lambda: self.now,
+            policy=DispatchPolicy(lease=60, max_attempts=3, buttons=frozenset({"slack"})),
+            rng=random.Random(0),
+            monotonic=time.monotonic,
+            fingerprint=self.presses.fingerprint,
+        )
+
+    async def alert(self) -> None:
+        for market, after in ((BELOW, 0), (ABOVE, 30)):
+            self.now += timedelta(seconds=after)
+            self.pipeline.run(market, now=self.now)
+        await self.dispatcher.run_once()
+
+    async def close(self) -> None:
+        for n in self.notifiers.values():
+            await n.close()
+
+
+def _block_actions(
+    post: Any, value: str, *, user: str = "U1", select: bool = False
+) -> dict[str, Any]:
+    action: dict[str, Any] = (
+        {"type": "static_select", "action_id": "gx_mute", "selected_option": {"value": value}}
+        if select
+        else {"type": "button", "action_id": "gx_s", "value": value}
+    )
+    action["action_ts"] = f"{time.time():.6f}"
+    return {
+        "type": "block_actions",
+        "user": {"id": user, "username": "ana"},
+        "channel": {"id": "C0DESK", "name": "gex-alerts"},
+        "message": {"ts": post.ts, "text": post.text, "blocks": post.blocks},
+        "actions": [action],
+        "trigger_id": "tr1",
+    }
+
+
+def _values(post: Any) -> dict[str, str]:
+    (actions,) = [b for b in post.blocks if b.get("type") == "actions"]
+    out = {}
+    for element in actions["elements"]:
+        if element["type"] == "button":
+            out[element["text"]["text"]] = element["value"]
+        else:
+            for option in element["options"]:
+                out[option["text"]["text"]] = option["value"]
+    return out
+
+
+async def test_slack_buttons_over_socket_mode(db: Engine, client: BackQuantClient) -> None:
+    slack = FakeSlack()
+    await slack.start()
+    desk = SlackDesk(db, slack, client)
+    stop = asyncio.Event()
+    task = asyncio.create_task(desk.commands.run(stop))
+    try:
+        await desk.alert()
+        (post,) = slack.posts
+        values = _values(post)
+        assert list(values) == [
+            "Snooze 1h",
+            "4 hours",
+            "1 day",
+            "until 08:00 UTC tomorrow",
+            "Chart",
+            "Levels",
+        ]
+        ack = await slack.envelope("interactive", _block_actions(post, values["Snooze 1h"]))
+        assert "payload" not in ack  # acknowledged at once, handled after
+        await until(lambda: slack.updates, timeout=10, what="the message edit")
+        menu = _block_actions(post, values["4 hours"], select=True)
+        await slack.envelope("interactive", menu)
+        await slack.envelope("interactive", menu)  # Slack redelivers: answered once
+        await until(lambda: len(slack.ephemerals) >= 2, timeout=10, what="two answers")
+        stranger = _block_actions(post, values["1 day"], user="U9")
+        desk_only = SlackDesk(db, slack, client, slack_allowed_users=["U1"])  # a stricter desk
+        await desk_only.commands.interaction(stranger)
+        await desk_only.close()
+    finally:
+        stop.set()
+        await task
+        await desk.close()
+        await slack.stop()
+    (edit, edit_4h) = slack.updates
+    assert edit["ts"] == post.ts
+    assert edit["blocks"][-1]["elements"][0]["text"] == "Snoozed 1h by @ana, until 13:00 UTC"
+    assert edit_4h["blocks"][-1]["elements"][0]["text"] == "Muted 4h by @ana, until 16:00 UTC"
+    assert [e["text"] for e in slack.ephemerals] == [
+        "Snoozed 1h by @ana, until 13:00 UTC",
+        "Muted 4h by @ana, until 16:00 UTC",
+        "You are not allowed to command this bot.",
+    ]
+    with db.connect() as conn:
+        mutes = active_mutes(conn, now=desk.now)
+    assert [(m.scope, m.target, m.by) for m in mutes] == [(Scope.ALERT, "above-cr@BTCUSDT", "@ana")]
+    assert mutes[0].until == T0 + timedelta(seconds=30) + timedelta(hours=4)
+
+
+async def test_slack_buttons_over_the_signed_http_endpoint(
+    db: Engine, client: BackQuantClient
+) -> None:
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+    from slack_sdk.signature import SignatureVerifier
+
+    from gexbot.chat.slack_http import SlackEndpoint
+
+    slack = FakeSlack()
+    await slack.start()
+    desk = SlackDesk(db, slack, client, slack_app_token=None, slack_signing_secret="s3cret")
+    try:
+        await desk.alert()
+        (post,) = slack.posts
+        body = "payload=" + quote(json.dumps(_block_actions(post, _values(post)["Snooze 1h"])))
+        stamp = str(int(time.time()))
+        signature = SignatureVerifier("s3cret").generate_signature(timestamp=stamp, body=body)
+        assert signature is not None
+        app = web.Application()
+        endpoint = SlackEndpoint(desk.commands, "s3cret")
+        endpoint.add_routes(app)
+        async with TestClient(TestServer(app)) as http:
+            headers = {
+                "X-Slack-Request-Timestamp": stamp,
+                "Content-Type": "application/x-www-form-urlencoded",
+            }
+            forged = await http.post(
+                "/slack/interactivity", data=body, headers={**headers, "X-Slack-Signature": "v0=0"}
+            )
+            assert forged.status == 401
+            good = await http.post(
+                "/slack/interactivity",
+                data=body,
+                headers={**headers, "X-Slack-Signature": signature},
+            )
+            assert good.status == 200
+            await until(lambda: slack.updates, timeout=10, what="the message edit")
+        await endpoint.close()
+    finally:
+        await desk.close()
+        await slack.stop()
+    assert slack.updates[0]["blocks"][-1]["elements"][0]["text"].startswith("Snoozed 1h by @ana")

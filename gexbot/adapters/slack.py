@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -12,7 +13,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from gexbot.adapters.notify import DeliveryError
 from gexbot.adapters.pacing import SLACK_PER_CHANNEL, Pacer
-from gexbot.core.present.render import Rendered, slack_message
+from gexbot.core.alerts.buttons import actions_for, button_data
+from gexbot.core.present.render import Rendered, slack_buttons, slack_message
 
 log = logging.getLogger(__name__)
 
@@ -100,13 +102,20 @@ class SlackNotifier:
         items: Sequence[Rendered],
         *,
         reply_to: str | None = None,
-        buttons: str | None = None,  # noqa: ARG002 - not shown here yet
+        buttons: str | None = None,
     ) -> str | None:
         """Post one message; the message `ts` is the provider id. A follow-up goes in the
         original's thread (`thread_ts`, not broadcast to the channel)."""
         key = f"slack:{target}"
         await self._pacer.wait([(key, SLACK_PER_CHANNEL)])
         text, blocks = slack_message(items)
+        event = items[0].event if len(items) == 1 else None
+        if buttons is not None and event is not None:
+            token = buttons
+            blocks = [
+                *blocks,
+                slack_buttons(partial(button_data, token), actions_for(event.rule_id)),
+            ]
         thread: dict[str, Any] = {}
         if reply_to is not None:
             thread = {"thread_ts": reply_to, "reply_broadcast": False}

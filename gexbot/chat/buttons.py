@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -70,9 +70,19 @@ class ButtonPresses:
         return rule_fingerprint(alert.rule()) if alert is not None else None
 
     async def press(
-        self, data: str, *, platform: str, chat_id: str, user: str, who: str, allowed: bool
+        self,
+        data: str,
+        *,
+        platform: str,
+        chat_id: str,
+        user: str,
+        who: str,
+        allowed: bool,
+        aliases: Collection[str] = (),
     ) -> PressOutcome:
-        """Judge and do one press. Refusals are logged without the press's data."""
+        """Judge and do one press. Refusals are logged without the press's data. `aliases`:
+        other names of the chat it was pressed in (a Slack channel's `#name`, which is how a
+        rule file may name it)."""
         parsed = parse_button_data(data)
         if parsed is None:
             log.warning("refused a %s button press: not one of gexbot's buttons", platform)
@@ -80,6 +90,8 @@ class ButtonPresses:
         token, action = parsed
         button, current = await asyncio.to_thread(self._look_up, token)
         now = self._clock()
+        if button is not None and button.chat_id in aliases:
+            chat_id = button.chat_id
         verdict = judge(
             button,
             action,

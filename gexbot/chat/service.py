@@ -329,7 +329,8 @@ class ChatService:
             lines.append("Mutes:")
             for m in mutes:
                 left = fmt_age((m.until - now).total_seconds())
-                lines.append(f"  {describe_scope(Scope(m.scope), m.target)} for {left} more")
+                by = f" (by {m.by})" if m.by else ""
+                lines.append(f"  {describe_scope(Scope(m.scope), m.target)} for {left} more{by}")
         else:
             lines.append("No mutes.")
         waiting = queue[OutboxState.PENDING] + queue[OutboxState.SENDING]

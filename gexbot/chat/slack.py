@@ -28,6 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gexbot.adapters.notify import DeliveryError
 from gexbot.adapters.slack import SlackNotifier
+from gexbot.chat.buttons import ButtonPresses
 from gexbot.chat.service import REFUSAL, ChatService, Refusals, Reply
 from gexbot.core.present.render import slack_escape
 from gexbot.loops.waits import Background
@@ -56,7 +57,9 @@ class SlackCommands:
         clock: Callable[[], datetime],
         allowed_users: Sequence[str] = (),
         monotonic: Callable[[], float],
+        presses: ButtonPresses | None = None,
     ) -> None:
+        self._presses = presses
         self._allowed = frozenset(allowed_users)  # empty: every member of the workspace
         self._refusals = Refusals(monotonic)
         self._app_token = app_token
@@ -172,6 +175,54 @@ class SlackCommands:
         )
         await self._upload_chart(channel, reply, thread_ts=event.get("ts"))
 
+    async def interaction(self, payload: Mapping[str, Any]) -> None:
+        """A button or menu of an alert (`block_actions`), after its acknowledgement: done once,
+        the message then says what was done and by whom, a chart or the levels go in its
+        thread, and the presser alone is told the outcome."""
+        actions = payload.get("actions") or []
+        if payload.get("type") != "block_actions" or not actions or self._presses is None:
+            return
+        action = actions[0] if isinstance(actions[0], Mapping) else {}
+        data = action.get("value") or (action.get("selected_option") or {}).get("value") or ""
+        user = payload.get("user") or {}
+        channel = payload.get("channel") or {}
+        message = payload.get("message") or {}
+        user_id, channel_id = str(user.get("id", "")), str(channel.get("id", ""))
+        key = f"slack:act:{action.get('action_ts') or payload.get('trigger_id')}:{user_id}"
+        if not await self._first(key):
+            return  # a redelivery, or another replica's connection: answered there
+        name = str(channel.get("name") or "")
+        outcome = await self._presses.press(
+            str(data),
+            platform="slack",
+            chat_id=channel_id,
+            user=user_id,
+            who=f"@{user.get('username') or user.get('name') or user_id}",
+            allowed=not self._allowed or user_id in self._allowed,
+            aliases=(f"#{name}", name) if name else (),
+        )
+        ts = message.get("ts")
+        try:
+            await self._web.chat_postEphemeral(channel=channel_id, user=user_id, text=outcome.toast)
+            if outcome.line is not None and ts:
+                context = {
+                    "type": "context",
+                    "elements": [{"type": "mrkdwn", "text": slack_escape(outcome.line)}],
+                }
+                await self._web.chat_update(
+                    channel=channel_id,
+                    ts=str(ts),
+                    text=str(message.get("text", "")),
+                    blocks=[*(message.get("blocks") or []), context],
+                )
+            if outcome.reply is not None:
+                await self._web.chat_postMessage(
+                    channel=channel_id, text=_mrkdwn(outcome.reply), thread_ts=ts
+                )
+                await self._upload_chart(channel_id, outcome.reply, thread_ts=ts)
+        except SlackApiError as exc:
+            log.warning("answering a Slack button press failed (%s)", exc.response.get("error"))
+
     async def _on_request(self, client: AsyncBaseSocketModeClient, req: SocketModeRequest) -> None:
         try:
             if req.type == "slash_commands":
@@ -187,5 +238,7 @@ class SlackCommands:
             await client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
             if req.type == "events_api":
                 self.background.start(self.event(req.payload, req.envelope_id))
+            elif req.type == "interactive":  # acknowledged above, within Slack's 3 s
+                self.background.start(self.interaction(req.payload))
         except Exception:
             log.exception("Slack command handling failed")

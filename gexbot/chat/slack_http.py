@@ -1,4 +1,5 @@
-"""Slack commands over HTTP: `POST /slack/commands` and `POST /slack/events` on GEXBOT_HTTP_PORT.
+"""Slack over HTTP: `POST /slack/commands`, `/slack/events` and `/slack/interactivity` (the
+alerts' buttons) on GEXBOT_HTTP_PORT.
 
 For workspaces that do not allow Socket Mode. Every request must carry a valid
 `X-Slack-Signature` for GEXBOT_SLACK_SIGNING_SECRET over the raw body, with a timestamp less
@@ -37,6 +38,7 @@ class SlackEndpoint:
         """Mount `/slack/commands` and `/slack/events` on `app`."""
         app.router.add_post("/slack/commands", self._commands_route)
         app.router.add_post("/slack/events", self._events_route)
+        app.router.add_post("/slack/interactivity", self._interactivity_route)
 
     async def _verified(self, request: web.Request) -> bytes | None:
         if (request.content_length or 0) > MAX_BODY:
@@ -72,6 +74,18 @@ class SlackEndpoint:
             return web.json_response({"challenge": payload.get("challenge", "")})
         if payload.get("type") == "event_callback":
             self._commands.background.start(self._commands.event(payload, uuid.uuid4().hex))
+        return web.Response(status=200)
+
+    async def _interactivity_route(self, request: web.Request) -> web.Response:
+        """A button press: acknowledged at once, handled afterwards (on any replica)."""
+        body = await self._verified(request)
+        if body is None:
+            return web.Response(status=401, text="invalid signature")
+        form = dict(parse_qsl(body.decode("utf-8", "replace")))
+        payload = json_object(form.get("payload", "").encode())
+        if isinstance(payload, web.Response):
+            return payload
+        self._commands.background.start(self._commands.interaction(payload))
         return web.Response(status=200)
 
     async def close(self) -> None:

@@ -79,7 +79,9 @@ def console_rows(conn: Connection, *, now: datetime) -> StoreRows:
         dead=tuple(_delivery(r) for r in dead),
         waiting=per_state[OutboxState.PENDING] + per_state[OutboxState.SENDING],
         dead_total=per_state[OutboxState.DEAD],
-        mutes=tuple(MuteRow(m.scope.value, m.target, m.until) for m in active_mutes(conn, now=now)),
+        mutes=tuple(
+            MuteRow(m.scope.value, m.target, m.until, m.by) for m in active_mutes(conn, now=now)
+        ),
         personal=tuple(
             ChatAlerts(f"{p}:{c}", int(n), int(paused or 0)) for p, c, n, paused in chats
         ),

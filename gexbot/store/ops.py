@@ -53,7 +53,7 @@ def remove_mute(conn: Connection, scope: str, target: str) -> bool:
 def active_mutes(conn: Connection, *, now: datetime) -> list[Mute]:
     """Mutes still in force (expired ones are simply ignored, then pruned)."""
     stmt = select(mutes).where(mutes.c.until > now).order_by(mutes.c.until)
-    return [Mute(Scope(r.scope), r.target, r.until) for r in conn.execute(stmt)]
+    return [Mute(Scope(r.scope), r.target, r.until, r.created_by) for r in conn.execute(stmt)]
 
 
 def list_subscriptions(conn: Connection) -> list[Subscription]:

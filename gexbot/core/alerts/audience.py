@@ -28,6 +28,7 @@ class Mute:
     scope: Scope
     target: str
     until: datetime
+    by: str | None = field(default=None, compare=False)  # who set it (a chat user, a button)
 
     def covers(self, rule_id: str, symbol: str) -> bool:
         """True when this mute silences the rule+symbol."""

@@ -81,6 +81,7 @@ class MuteRow:
     scope: str
     target: str
     until: datetime
+    by: str | None = None  # who set it
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,10 +9,12 @@ before escaping), never inside a tag or an entity.
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
+from gexbot.core.alerts.buttons import Action
 from gexbot.core.alerts.events import AlertEvent, is_warning
 from gexbot.core.alerts.states import NotifyReason
 from gexbot.core.language.durations import format_duration
@@ -309,3 +311,56 @@ def discord_message(items: Sequence[Rendered]) -> dict[str, object]:
         "embeds": embeds,
         "allowed_mentions": NO_MENTIONS,
     }
+
+
+def slack_buttons(data: Callable[[Action], str], actions: Sequence[Action]) -> dict[str, Any]:
+    """An alert's buttons as a Block Kit `actions` block: Snooze, a `Mute…` menu, Chart,
+    Levels, and Delete (asking first). `data` gives what each carries (`gx1:TOKEN:s`)."""
+    elements: list[dict[str, Any]] = []
+    mutes = [a for a in actions if a.mutes and a is not Action.SNOOZE]
+    for action in actions:
+        if action is Action.SNOOZE:
+            elements.append(_slack_button(action, data(action)))
+            if mutes:
+                elements.append(
+                    {
+                        "type": "static_select",
+                        "action_id": "gx_mute",
+                        "placeholder": {"type": "plain_text", "text": "Mute…"},
+                        "options": [
+                            {
+                                "text": {"type": "plain_text", "text": _MUTE_OPTIONS[m]},
+                                "value": data(m),
+                            }
+                            for m in mutes
+                        ],
+                    }
+                )
+        elif not action.mutes:
+            elements.append(_slack_button(action, data(action)))
+    return {"type": "actions", "block_id": "gx_buttons", "elements": elements}
+
+
+_MUTE_OPTIONS = {
+    Action.MUTE_4H: "4 hours",
+    Action.MUTE_1D: "1 day",
+    Action.MUTE_TOMORROW: "until 08:00 UTC tomorrow",
+}
+
+
+def _slack_button(action: Action, value: str) -> dict[str, Any]:
+    button: dict[str, Any] = {
+        "type": "button",
+        "action_id": f"gx_{action.value}",
+        "text": {"type": "plain_text", "text": action.label},
+        "value": value,
+    }
+    if action is Action.DELETE:
+        button["style"] = "danger"
+        button["confirm"] = {
+            "title": {"type": "plain_text", "text": "Delete this alert?"},
+            "text": {"type": "plain_text", "text": "It stops for good; /alert makes a new one."},
+            "confirm": {"type": "plain_text", "text": "Delete"},
+            "deny": {"type": "plain_text", "text": "Keep"},
+        }
+    return button
