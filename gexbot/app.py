@@ -420,6 +420,7 @@ def build_discord_commands(
     leadership: Leadership,
     notifiers: Mapping[str, Notifier],
     runtime: Runtime,
+    presses: ButtonPresses | None = None,
 ) -> DiscordCommands | None:
     """Discord's `/gex`: registered with the application id, answered on the Interactions
     endpoint (public key) and/or over the Gateway; None when none of these is set."""
@@ -441,6 +442,7 @@ def build_discord_commands(
         public_key=settings.discord_public_key,
         allowed_users=settings.discord_allowed_users,
         wall_clock=runtime.epoch,
+        presses=presses,
     )
     gateway = None
     if settings.discord_gateway:
@@ -516,7 +518,7 @@ def build_service(
             ),
             buttons=frozenset(
                 platform
-                for platform in ("slack", "telegram")
+                for platform in ("slack", "telegram", "discord")
                 if getattr(settings, f"{platform}_buttons")
             ),
         ),
@@ -661,7 +663,12 @@ async def compose(
                     secret = settings.slack_signing_secret.get_secret_value()
                     http_routes.append(SlackEndpoint(slack_commands, secret).add_routes)
             discord_commands = build_discord_commands(
-                settings, chat=chat, leadership=leadership, notifiers=notifiers, runtime=runtime
+                settings,
+                chat=chat,
+                leadership=leadership,
+                notifiers=notifiers,
+                runtime=runtime,
+                presses=presses,
             )
             if discord_commands is not None:
                 chat_loops.append(discord_commands.run)

@@ -167,6 +167,8 @@ class Settings(BaseSettings):
     #: Buttons (snooze, mute, chart, levels, delete) on every Telegram and Slack alert.
     telegram_buttons: bool = True
     slack_buttons: bool = True
+    #: Discord's need the Interactions endpoint or the Gateway to be answered.
+    discord_buttons: bool = True
     chat_alerts_per_chat: int = Field(25, ge=0, le=10_000)
     http_port: int = Field(0, ge=0, le=65535)
     http_host: str = "127.0.0.1"

@@ -16,7 +16,7 @@ from urllib.parse import quote
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from gexbot.adapters.backquant import BackQuantClient, build_http_client
 from gexbot.app import (
@@ -480,3 +480,153 @@ async def test_slack_buttons_over_the_signed_http_endpoint(
         await desk.close()
         await slack.stop()
     assert slack.updates[0]["blocks"][-1]["elements"][0]["text"].startswith("Snoozed 1h by @ana")
+
+
+# -- Discord, end to end (the signed Interactions endpoint) ------------------------------------
+
+DISCORD_RULES = (
+    "channels: {room: {discord: '555555555555555555'}}\n"
+    "rules:\n"
+    "  - id: above-cr\n"
+    "    symbols: [BTCUSDT]\n"
+    "    when: {above: call_resistance}\n"
+    "    notify: [room]\n"
+)
+DISCORD_CHANNEL, DISCORD_TRADER, DISCORD_STRANGER = (
+    "555555555555555555",
+    "333333333333333333",
+    "444444444444444444",
+)
+
+
+async def test_discord_buttons_over_the_interactions_endpoint(
+    db: Engine, client: BackQuantClient
+) -> None:
+    import httpx
+    from aiohttp import web
+    from nacl.signing import SigningKey
+
+    from gexbot.app import build_discord_commands
+    from gexbot.loops.leadership import SoleInstance
+    from gexbot.store.tables import outbox
+    from tests.fakes import FakeDiscord
+
+    key = SigningKey.generate()
+    discord = FakeDiscord()
+    await discord.start()
+    now = [T0]
+    rules = build_ruleset([parse_rule_file(DISCORD_RULES, "rules.yaml")])
+    settings = chat_settings(
+        discord_bot_token=discord.token,
+        discord_api_url=discord.api_url,
+        discord_application_id=discord.application_id,
+        discord_public_key=key.verify_key.encode().hex(),
+        discord_allowed_users=[DISCORD_TRADER],
+    )
+
+    async def no_chart(_symbol: str) -> bytes:
+        return b"\x89PNG fake"
+
+    chat = chat_service(settings, db, client, rules=rules, charts=no_chart)
+    presses = ButtonPresses(db, rules=lambda: rules, service=chat, clock=lambda: now[0])
+    notifiers = build_notifiers(settings, console=None, runtime=real_runtime())
+    commands = build_discord_commands(
+        settings,
+        chat=chat,
+        leadership=SoleInstance("r1"),
+        notifiers=notifiers,
+        runtime=real_runtime(),
+        presses=presses,
+    )
+    assert commands is not None
+    assert commands.interactions is not None
+    pipeline = Pipeline(db, index_rules(rules.rules))
+    dispatcher = Dispatcher(
+        db,
+        build_routes(rules, notifiers),
+        clock=lambda: now[0],
+        policy=DispatchPolicy(lease=60, max_attempts=3, buttons=frozenset({"discord"})),
+        rng=random.Random(0),
+        monotonic=time.monotonic,
+        fingerprint=presses.fingerprint,
+    )
+    app = web.Application()
+    commands.interactions.add_routes(app)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/discord/interactions"
+
+    async def press(
+        custom_id: str, user: str, message: dict[str, Any], *, menu: bool = False
+    ) -> Any:
+        data: dict[str, Any] = {"custom_id": custom_id, "component_type": 3 if menu else 2}
+        if menu:
+            data = {"custom_id": custom_id.rsplit(":", 1)[0] + ":menu", "values": [custom_id]}
+        body = json.dumps(
+            {
+                "type": 3,
+                "id": "9",
+                "application_id": discord.application_id,
+                "token": "tok",
+                "channel_id": DISCORD_CHANNEL,
+                "member": {"user": {"id": user, "username": "ana"}},
+                "message": message,
+                "data": data,
+            }
+        ).encode()
+        stamp = str(int(time.time()))
+        signature = key.sign(stamp.encode() + body).signature.hex()
+        async with httpx.AsyncClient() as http:
+            resp = await http.post(
+                url,
+                content=body,
+                headers={"X-Signature-Ed25519": signature, "X-Signature-Timestamp": stamp},
+            )
+        assert resp.status_code == 200
+        return resp.json()
+
+    try:
+        pipeline.run(BELOW, now=now[0])
+        now[0] += timedelta(seconds=30)
+        pipeline.run(ABOVE, now=now[0])
+        await dispatcher.run_once()
+        (sent,) = [p for p in discord.posts if p.path.startswith("/channels/")]
+        with db.connect() as conn:
+            message_id = conn.execute(select(outbox.c.provider_message_id)).scalar_one()
+        message = {**sent.payload, "id": message_id}
+        buttons, menu = sent.payload["components"]
+        ids = {c["label"]: c["custom_id"] for c in buttons["components"]}
+        assert list(ids) == ["Snooze 1h", "Chart", "Levels"]
+        options = {o["label"]: o["value"] for o in menu["components"][0]["options"]}
+        assert list(options) == ["4 hours", "1 day", "until 08:00 UTC tomorrow"]
+        assert all(len(v) <= 100 for v in [*ids.values(), *options.values()])  # Discord's limit
+        snoozed = await press(ids["Snooze 1h"], DISCORD_TRADER, message)
+        refused = await press(options["1 day"], DISCORD_STRANGER, message, menu=True)
+        muted = await press(options["4 hours"], DISCORD_TRADER, message, menu=True)
+        levels = await press(ids["Levels"], DISCORD_TRADER, message)
+        await until(
+            lambda: len([p for p in discord.posts if p.path.startswith("/channels/")]) >= 2,
+            timeout=10,
+            what="the levels reply",
+        )
+    finally:
+        await commands.interactions.close()
+        await runner.cleanup()
+        for n in notifiers.values():
+            await n.close()
+        await discord.stop()
+    assert snoozed["type"] == 7  # the message itself, edited
+    assert snoozed["data"]["embeds"][0]["fields"][-1] == {
+        "name": "Done",
+        "value": "Snoozed 1h by @ana, until 13:00 UTC",
+    }
+    assert snoozed["data"]["components"] == sent.payload["components"]
+    assert refused["type"] == 4
+    assert refused["data"]["flags"] == 64  # only the presser sees it
+    assert refused["data"]["content"] == "You are not allowed to command this bot."
+    assert muted["data"]["embeds"][0]["fields"][-1]["value"].startswith("Muted 4h by @ana")
+    assert levels["data"]["content"] == "Levels for BTCUSDT"
+    reply = [p for p in discord.posts if p.path.startswith("/channels/")][1]
+    assert reply.payload["message_reference"]["message_id"] == message_id
+    assert "BTCUSDT" in reply.payload["content"]

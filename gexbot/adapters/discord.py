@@ -25,7 +25,14 @@ import discord
 from discord.http import HTTPClient, Route
 
 from gexbot.adapters.notify import DeliveryError
-from gexbot.core.present.render import CHART_FILE, Rendered, discord_chart_message, discord_message
+from gexbot.core.alerts.buttons import actions_for
+from gexbot.core.present.render import (
+    CHART_FILE,
+    Rendered,
+    discord_chart_message,
+    discord_components,
+    discord_message,
+)
 
 log = logging.getLogger(__name__)
 
@@ -143,12 +150,15 @@ class DiscordNotifier:
         items: Sequence[Rendered],
         *,
         reply_to: str | None = None,
-        buttons: str | None = None,  # noqa: ARG002 - not shown here yet
+        buttons: str | None = None,
     ) -> str | None:
         """`POST /channels/{id}/messages`; the message id is the provider id. A follow-up
         replies to the original (`message_reference`; posted plainly if it was deleted)."""
         route = Route("POST", "/channels/{channel_id}/messages", channel_id=target)
         body = discord_message(items)
+        event = items[0].event if len(items) == 1 else None
+        if buttons is not None and event is not None:
+            body["components"] = discord_components(buttons, actions_for(event.rule_id))
         if reply_to is not None:
             body["message_reference"] = {
                 "message_id": reply_to,

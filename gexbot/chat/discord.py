@@ -31,13 +31,16 @@ from nacl.signing import VerifyKey
 from gexbot.adapters.discord import DiscordRest, file_form
 from gexbot.adapters.notify import DeliveryError
 from gexbot.chat.bodies import json_object
+from gexbot.chat.buttons import ButtonPresses
 from gexbot.chat.service import REFUSAL, Reply
 from gexbot.core.commands.slash import (
     EPHEMERAL,
+    ComponentPress,
     InteractionType,
     Invocation,
     ResponseType,
     read_invocation,
+    read_press,
     registration,
     reply_data,
 )
@@ -71,7 +74,9 @@ class DiscordInteractions:
         allowed_users: Sequence[str] = (),
         wall_clock: Callable[[], float],
         answer_within: float = ANSWER_WITHIN,
+        presses: ButtonPresses | None = None,
     ) -> None:
+        self._presses = presses
         self._service = service
         self._rest = rest
         # None: commands come over the Gateway only, and the endpoint refuses everything.
@@ -113,6 +118,17 @@ class DiscordInteractions:
         kind = payload.get("type")
         if kind == InteractionType.PING:
             return web.json_response({"type": ResponseType.PONG})
+        if kind == InteractionType.MESSAGE_COMPONENT:
+            press = read_press(payload)
+            if press is None:
+                return web.Response(status=400, text="not one of gexbot's buttons")
+            answer, after = await self.press(press)
+            response = web.json_response(answer)
+            await response.prepare(request)
+            await response.write_eof()
+            if after is not None:
+                self.background.start(after)
+            return response
         invocation = (
             read_invocation(payload) if kind == InteractionType.APPLICATION_COMMAND else None
         )
@@ -148,6 +164,55 @@ class DiscordInteractions:
             return {"type": ResponseType.MESSAGE, "data": data}, self._chart(inv, reply)
         deferred = {"type": ResponseType.DEFERRED, "data": {"flags": EPHEMERAL}}
         return deferred, self._finish(inv, task)
+
+    async def press(
+        self, p: ComponentPress
+    ) -> tuple[dict[str, Any], Coroutine[Any, Any, None] | None]:
+        """A button or menu choice on an alert: the message edited to say what was done
+        (UPDATE_MESSAGE), or a private answer; a chart or the levels follow in its thread."""
+        if self._presses is None:
+            return {
+                "type": ResponseType.MESSAGE,
+                "data": reply_data("Buttons are off.", monospace=False),
+            }, None
+        outcome = await self._presses.press(
+            p.data,
+            platform="discord",
+            chat_id=p.channel,
+            user=p.user,
+            who=f"@{p.username}",
+            allowed=not self._allowed or p.user in self._allowed,
+        )
+        if outcome.line is not None:
+            embeds = [dict(e) for e in p.message.get("embeds") or [] if isinstance(e, dict)]
+            if embeds:
+                fields = [*(embeds[0].get("fields") or []), {"name": "Done", "value": outcome.line}]
+                embeds[0] = {**embeds[0], "fields": fields}
+            data = {"embeds": embeds, "components": p.message.get("components") or []}
+            return {"type": ResponseType.UPDATE_MESSAGE, "data": data}, None
+        answer = {"type": ResponseType.MESSAGE, "data": reply_data(outcome.toast, monospace=False)}
+        if outcome.reply is None:
+            return answer, None
+        return answer, self._in_thread(p, outcome.reply)
+
+    async def _in_thread(self, p: ComponentPress, reply: Reply) -> None:
+        """The levels or the chart as a reply to the alert's message."""
+        route = Route("POST", "/channels/{channel_id}/messages", channel_id=p.channel)
+        reference = {
+            "message_id": str(p.message.get("id", "")),
+            "channel_id": p.channel,
+            "fail_if_not_exists": False,
+        }
+        body = {**reply_data(reply.text, monospace=reply.monospace), "message_reference": reference}
+        body.pop("flags", None)  # in the channel, for the desk, not ephemeral
+        try:
+            await self._rest.request(route, "discord thread reply", json=body)
+            png = await reply.chart() if reply.chart is not None else None
+            if png is not None:
+                chart = {**discord_chart_message("GEX levels"), "message_reference": reference}
+                await self._rest.request(route, "discord chart", form=file_form(chart, png))
+        except DeliveryError as exc:
+            log.warning("Discord thread reply failed (%s)", exc)
 
     async def _finish(self, inv: Invocation, task: asyncio.Task[Reply]) -> None:
         """The deferred answer, edited into the "thinking…" message; then the chart."""

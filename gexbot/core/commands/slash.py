@@ -24,6 +24,7 @@ class InteractionType(IntEnum):
 
     PING = 1
     APPLICATION_COMMAND = 2
+    MESSAGE_COMPONENT = 3  # a button or menu of one of our messages
 
 
 class ResponseType(IntEnum):
@@ -32,6 +33,7 @@ class ResponseType(IntEnum):
     PONG = 1
     MESSAGE = 4  # the answer itself
     DEFERRED = 5  # "thinking…", edited later
+    UPDATE_MESSAGE = 7  # a component's answer: the message it sits on, edited
 
 
 class OptionType(IntEnum):
@@ -130,3 +132,40 @@ def reply_data(text: str, *, monospace: bool) -> dict[str, Any]:
     else:
         content = cut_text(text, DISCORD_CONTENT_LIMIT)
     return {"content": content, "flags": EPHEMERAL, "allowed_mentions": NO_MENTIONS}
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentPress:
+    """A press of a button (or a choice in a menu) on one of our messages."""
+
+    data: str  # the button's custom_id, or the chosen option's value
+    user: str
+    username: str
+    channel: str
+    message: Mapping[str, Any]  # the message it sits on (its embeds and components)
+    application_id: str
+    token: str
+    id: str
+
+
+def read_press(payload: Mapping[str, Any]) -> ComponentPress | None:
+    """A MESSAGE_COMPONENT interaction (None: anything else)."""
+    data = payload.get("data")
+    if not isinstance(data, Mapping):
+        return None
+    values = data.get("values")
+    chosen = values[0] if isinstance(values, list) and values else data.get("custom_id", "")
+    member = payload.get("member")
+    user = (member.get("user") if isinstance(member, Mapping) else None) or payload.get("user")
+    user = user if isinstance(user, Mapping) else {}
+    message = payload.get("message")
+    return ComponentPress(
+        data=str(chosen)[:100],
+        user=str(user.get("id", "")),
+        username=str(user.get("username") or user.get("global_name") or user.get("id", "")),
+        channel=str(payload.get("channel_id", "")),
+        message=message if isinstance(message, Mapping) else {},
+        application_id=str(payload.get("application_id", "")),
+        token=str(payload.get("token", "")),
+        id=str(payload.get("id", "")),
+    )

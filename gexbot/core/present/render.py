@@ -364,3 +364,32 @@ def _slack_button(action: Action, value: str) -> dict[str, Any]:
             "deny": {"type": "plain_text", "text": "Keep"},
         }
     return button
+
+
+def discord_components(token: str, actions: Sequence[Action]) -> list[dict[str, Any]]:
+    """An alert's buttons as Discord message components: a row of buttons (Snooze, Chart,
+    Levels, Delete) and a row with the `Mute…` menu. Each carries only `gx1:TOKEN:ACTION`."""
+    style = {Action.SNOOZE: 1, Action.DELETE: 4}
+    buttons = [
+        {
+            "type": 2,
+            "style": style.get(action, 2),
+            "label": action.label,
+            "custom_id": f"gx1:{token}:{action.value}",
+        }
+        for action in actions
+        if not action.mutes or action is Action.SNOOZE
+    ]
+    rows: list[dict[str, Any]] = [{"type": 1, "components": buttons}]
+    mutes = [a for a in actions if a.mutes and a is not Action.SNOOZE]
+    if mutes:
+        menu = {
+            "type": 3,
+            "custom_id": f"gx1:{token}:menu",
+            "placeholder": "Mute…",
+            "options": [
+                {"label": _MUTE_OPTIONS[m], "value": f"gx1:{token}:{m.value}"} for m in mutes
+            ],
+        }
+        rows.append({"type": 1, "components": [menu]})
+    return rows
