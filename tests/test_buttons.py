@@ -630,3 +630,114 @@ async def test_discord_buttons_over_the_interactions_endpoint(
     reply = [p for p in discord.posts if p.path.startswith("/channels/")][1]
     assert reply.payload["message_reference"]["message_id"] == message_id
     assert "BTCUSDT" in reply.payload["content"]
+
+
+async def test_discord_buttons_over_the_gateway(db: Engine, client: BackQuantClient) -> None:
+    from gexbot.adapters.discord import DiscordRest, use_api
+    from gexbot.chat.discord import DiscordGateway, DiscordInteractions
+    from gexbot.store.tables import alert_buttons
+    from tests.fakes import FakeDiscord
+
+    discord = FakeDiscord()
+    await discord.start()
+    use_api(discord.api_url)
+    rest = DiscordRest(discord.token, timeout=5)
+    rules = build_ruleset([parse_rule_file(DISCORD_RULES, "rules.yaml")])
+    settings = chat_settings()
+
+    async def no_chart(_symbol: str) -> bytes:
+        return b"\x89PNG fake"
+
+    now = datetime.now(UTC)
+    chat = chat_service(settings, db, client, rules=rules, charts=no_chart)
+    presses = ButtonPresses(db, rules=lambda: rules, service=chat, clock=lambda: now)
+    with db.begin() as conn:
+        fingerprint = presses.fingerprint("above-cr", conn)
+        assert fingerprint is not None
+        token = button_token(
+            conn,
+            outbox_id=1,
+            alert_key="above-cr|BTCUSDT",
+            rule_id="above-cr",
+            symbol="BTCUSDT",
+            fingerprint=fingerprint,
+            platform="discord",
+            chat_id=DISCORD_CHANNEL,
+            now=now,
+        )
+        assert conn.execute(select(alert_buttons.c.token)).scalar_one() == token
+    interactions = DiscordInteractions(
+        chat, rest, public_key=None, wall_clock=time.time, presses=presses
+    )
+    gateway = DiscordGateway(interactions, rest, discord.token, leader=lambda: True)
+    stop = asyncio.Event()
+    task = asyncio.create_task(gateway.run(stop))
+    user = {"id": DISCORD_TRADER, "username": "ana", "discriminator": "0", "avatar": None}
+    message = {
+        "id": "1300000000000000001",
+        "channel_id": DISCORD_CHANNEL,
+        "author": {
+            "id": discord.application_id,
+            "username": "gexbot",
+            "discriminator": "0",
+            "avatar": None,
+            "bot": True,
+        },
+        "content": "alert",
+        "timestamp": "2026-12-08T12:00:00+00:00",
+        "edited_timestamp": None,
+        "tts": False,
+        "mention_everyone": False,
+        "mentions": [],
+        "mention_roles": [],
+        "attachments": [],
+        "embeds": [{"title": "BTCUSDT above call resistance", "type": "rich"}],
+        "pinned": False,
+        "type": 0,
+        "components": [
+            {
+                "type": 1,
+                "components": [
+                    {
+                        "type": 2,
+                        "style": 1,
+                        "label": "Snooze 1h",
+                        "custom_id": button_data(token, Action.SNOOZE),
+                    }
+                ],
+            }
+        ],
+    }
+    try:
+        await until(lambda: discord.gateways, timeout=10, what="a Gateway session")
+        await discord.push_interaction(
+            {
+                "type": 3,
+                "id": "901",
+                "application_id": discord.application_id,
+                "token": "tok-press",
+                "channel_id": DISCORD_CHANNEL,
+                # What Discord sends beside channel_id, and what discord.py reads the channel from.
+                "channel": {"id": DISCORD_CHANNEL, "type": 1, "recipients": [user]},
+                "user": user,
+                "message": message,
+                "data": {"custom_id": button_data(token, Action.SNOOZE), "component_type": 2},
+            }
+        )
+        await until(lambda: discord.to("tok-press"), timeout=10, what="the Gateway answer")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=10)
+        await interactions.close()
+        await rest.close()
+        await discord.stop()
+    answer = discord.to("tok-press")[0]
+    assert answer.path == "/interactions/901/tok-press/callback"
+    assert answer.payload["type"] == 7
+    assert answer.payload["data"]["embeds"][0]["fields"][-1]["value"].startswith(
+        "Snoozed 1h by @ana, until"
+    )
+    with db.connect() as conn:
+        assert [(m.scope, m.target) for m in active_mutes(conn, now=now)] == [
+            (Scope.ALERT, "above-cr@BTCUSDT")
+        ]

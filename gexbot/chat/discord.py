@@ -379,6 +379,9 @@ class DiscordGateway:
         if user is None:
             log.warning("ignored a Discord interaction without a user")
             return
+        if interaction.type is discord.InteractionType.component:
+            await self._on_press(interaction, str(user))
+            return
         inv = read_invocation(
             {
                 "id": str(interaction.id),
@@ -402,6 +405,46 @@ class DiscordGateway:
             await self._rest.request(route, "discord reply", json=answer)
         except DeliveryError as exc:
             log.warning("Discord reply failed (%s)", exc)
+            if after is not None:
+                after.close()
+            return
+        if after is not None:
+            self._interactions.background.start(after)
+
+    async def _on_press(self, interaction: discord.Interaction, user: str) -> None:
+        """A button or menu of an alert, over the Gateway: answered like the endpoint's."""
+        message = interaction.message
+        channel = interaction.channel_id
+        press = read_press(
+            {
+                "id": str(interaction.id),
+                "token": interaction.token,
+                "application_id": str(interaction.application_id),
+                "channel_id": str(channel or ""),
+                "user": {"id": user, "username": getattr(interaction.user, "name", user)},
+                "data": interaction.data or {},
+                "message": {
+                    "id": str(message.id),
+                    "embeds": [e.to_dict() for e in message.embeds],
+                    "components": [c.to_dict() for c in message.components],
+                }
+                if message is not None
+                else {},
+            }
+        )
+        if press is None:
+            return
+        answer, after = await self._interactions.press(press)
+        route = Route(
+            "POST",
+            "/interactions/{interaction_id}/{interaction_token}/callback",
+            interaction_id=press.id,
+            interaction_token=press.token,
+        )
+        try:
+            await self._rest.request(route, "discord button answer", json=answer)
+        except DeliveryError as exc:
+            log.warning("Discord button answer failed (%s)", exc)
             if after is not None:
                 after.close()
             return
