@@ -741,3 +741,66 @@ async def test_discord_buttons_over_the_gateway(db: Engine, client: BackQuantCli
         assert [(m.scope, m.target) for m in active_mutes(conn, now=now)] == [
             (Scope.ALERT, "above-cr@BTCUSDT")
         ]
+
+
+async def test_a_personal_alert_is_deleted_from_its_own_chat_only(
+    db: Engine, client: BackQuantClient
+) -> None:
+    from gexbot.core.personal.grammar import PersonalAlert, parse_alert
+    from gexbot.store.personal import create_alert, list_alerts
+
+    now = T0
+    with db.begin() as conn:
+        alert = create_alert(
+            conn,
+            platform="telegram",
+            chat_id="111",
+            owner="111",
+            request=parse_alert("btc crosses hvl"),
+            now=now,
+            limit=25,
+        )
+    assert isinstance(alert, PersonalAlert)
+    settings = chat_settings()
+
+    async def no_chart(_symbol: str) -> bytes:
+        return b""
+
+    chat = chat_service(settings, db, client, rules=_rules(), charts=no_chart)
+    presses = ButtonPresses(db, rules=_rules, service=chat, clock=lambda: now)
+    with db.begin() as conn:
+        fingerprint = presses.fingerprint(alert.rule_id, conn)
+        assert fingerprint is not None
+        token = button_token(
+            conn,
+            outbox_id=7,
+            alert_key=f"{alert.rule_id}|BTCUSDT",
+            rule_id=alert.rule_id,
+            symbol="BTCUSDT",
+            fingerprint=fingerprint,
+            platform="telegram",
+            chat_id="111",
+            now=now,
+        )
+    data = button_data(token, Action.DELETE)
+    assert Action.DELETE in actions_for(alert.rule_id)
+    elsewhere = await presses.press(
+        data, platform="telegram", chat_id="222", user="222", who="@bo", allowed=True
+    )
+    assert elsewhere.verdict is Verdict.FOREIGN
+    done = await presses.press(
+        data, platform="telegram", chat_id="111", user="111", who="@ana", allowed=True
+    )
+    assert done.line == "Deleted by @ana"
+    with db.connect() as conn:
+        assert list_alerts(conn) == []
+    # Its other buttons are no longer current: the alert is gone.
+    after = await presses.press(
+        button_data(token, Action.SNOOZE),
+        platform="telegram",
+        chat_id="111",
+        user="111",
+        who="@ana",
+        allowed=True,
+    )
+    assert after.toast == "This alert is no longer current."
