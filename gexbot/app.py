@@ -489,6 +489,7 @@ def build_service(
     chat_loops: Sequence[ChatLoop],
     http_routes: Sequence[HttpRoutes],
     fingerprint: Callable[[str, Connection], str | None] | None = None,
+    answering: Sequence[str] = (),
 ) -> Service:
     """The service and its loops over the parts `compose` built."""
     from gexbot.core.alerts.evaluate import index_rules
@@ -516,11 +517,7 @@ def build_service(
                 for platform in ("slack", "telegram", "discord")
                 if getattr(settings, f"{platform}_threads")
             ),
-            buttons=frozenset(
-                platform
-                for platform in ("slack", "telegram", "discord")
-                if getattr(settings, f"{platform}_buttons")
-            ),
+            buttons=frozenset(answering),
         ),
         rng=runtime.rng,
         notifiers=notifiers,
@@ -689,6 +686,21 @@ async def compose(
                 chat_loops=chat_loops,
                 http_routes=http_routes,
                 fingerprint=presses.fingerprint,
+                # Buttons only where presses reach the bot: a button nobody answers is worse
+                # than none.
+                answering=[
+                    platform
+                    for platform, answered in (
+                        ("telegram", telegram_commands is not None),
+                        ("slack", slack_commands is not None),
+                        (
+                            "discord",
+                            discord_commands is not None
+                            and bool(settings.discord_public_key or settings.discord_gateway),
+                        ),
+                    )
+                    if answered and getattr(settings, f"{platform}_buttons")
+                ],
             )
             if settings.http_port:
                 service.http_routes.append(

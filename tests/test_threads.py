@@ -4,11 +4,17 @@ restart in between, the original deleted, and threading turned off."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
 import random
+import signal
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +30,8 @@ from gexbot.settings import load_settings
 from gexbot.store.tables import outbox
 from tests.fakes import FakeDiscord, FakeSlack, FakeTelegram
 from tests.rulekit import T0, bundle, snapshot
+from tests.test_e2e import _start
+from tests.waiting import until
 
 RULES = """
 channels:
@@ -196,3 +204,74 @@ def test_the_settings_turn_threads_off_by_platform(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("GEXBOT_SLACK_THREADS", "sometimes")
     with pytest.raises(Exception, match="GEXBOT_SLACK_THREADS"):
         load_settings(env_file=None)
+
+
+def _marked(path: Path) -> bool:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return bool(conn.execute("SELECT count(*) FROM outbox WHERE state = 'sent'").fetchone()[0])
+
+
+@pytest.mark.slow
+async def test_a_thread_carries_on_after_a_sigkill_of_the_bot(tmp_path: Path) -> None:
+    """The real process: the alert fires and is posted, the bot is killed, a new one starts,
+    and the reminder lands in the first message's thread (its id came from the database)."""
+    scenario = tmp_path / "scenario.yaml"
+    scenario.write_text(
+        "walk: false\nrefresh: 0.5\nsteps:\n"
+        "  - {at: 0, spot: {BTCUSDT: 78000}, levels: {BTCUSDT: {call_resistance: 79000}}}\n"
+        "  - {at: 16, spot: {BTCUSDT: 80000}}\n"  # after the bot's first cycles
+    )
+    rules = tmp_path / "r.yaml"
+    rules.write_text(
+        "channels: {desk: {slack: '#gex-alerts'}}\n"
+        "rules:\n"
+        "  - {id: above-cr, symbols: [BTCUSDT], when: {above: call_resistance}, notify: desk,"
+        " repeat: 4s}\n"
+    )
+    slack = FakeSlack()
+    await slack.start()
+    base = {k: v for k, v in os.environ.items() if not k.startswith("GEXBOT_")}
+    sim = await _start(
+        "sim-server", "--port", "0", "--scenario", str(scenario), env=base, cwd=tmp_path
+    )
+    assert sim.stdout is not None
+    url = (await sim.stdout.readline()).decode().split(" on ")[1].split("/v2")[0]
+    env = {
+        **base,
+        "GEXBOT_API_URL": url,
+        "GEXBOT_API_KEY": "demo",
+        "GEXBOT_SOURCE": "backquant",
+        "GEXBOT_SYMBOLS": "BTCUSDT",
+        "GEXBOT_POLL_INTERVAL": "0.5",
+        "GEXBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'bot.db'}",
+        "GEXBOT_RULES": str(rules),
+        "GEXBOT_SLACK_BOT_TOKEN": slack.token,
+        "GEXBOT_SLACK_API_URL": slack.api_url,
+    }
+    try:
+        bot = await _start("run", env=env, cwd=tmp_path)
+        try:
+            await until(lambda: slack.posts, timeout=30, what="the first alert")
+        except BaseException:
+            bot.send_signal(signal.SIGKILL)
+            _, err = await bot.communicate()
+            print(err.decode()[-3000:])
+            raise
+        # Killed once the send is marked (the window before the mark is the crash test's).
+        await until(lambda: _marked(tmp_path / "bot.db"), timeout=10, what="the mark")
+        bot.send_signal(signal.SIGKILL)
+        await bot.wait()
+        first = slack.posts[0]
+        bot = await _start("run", env=env, cwd=tmp_path)
+        await until(lambda: len(slack.posts) >= 2, timeout=30, what="the reminder")
+        bot.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(bot.wait(), timeout=15)
+    finally:
+        sim.send_signal(signal.SIGTERM)
+        await sim.wait()
+        await slack.stop()
+    assert first.thread_ts is None
+    assert first.text.startswith("🟠 BTCUSDT above call resistance")
+    reminder = slack.posts[1]
+    assert reminder.text.startswith("🟠 Still:")
+    assert reminder.thread_ts == first.ts
