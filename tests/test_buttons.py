@@ -804,3 +804,33 @@ async def test_a_personal_alert_is_deleted_from_its_own_chat_only(
         allowed=True,
     )
     assert after.toast == "This alert is no longer current."
+
+
+async def test_the_chart_button_posts_the_chart_in_the_alerts_thread(
+    db: Engine, client: BackQuantClient
+) -> None:
+    telegram = FakeTelegram()
+    await telegram.start()
+    desk = Desk(db, telegram, client)
+    try:
+        await desk.cycle(BELOW, 0)
+        await desk.cycle(ABOVE, 30)
+        (alert,) = telegram.messages
+        chart = alert.button("Chart")
+        telegram.push_press(chart, user=TRADER, message=alert, username="ana")
+        telegram.push_press(chart, user=TRADER, message=alert, username="ana")  # once only
+        await desk.presses_answered(telegram, 2)
+        await until(lambda: telegram.photos, timeout=10, what="the chart")
+    finally:
+        await desk.close()
+        await telegram.stop()
+    assert [a["text"] for a in telegram.answers] == [
+        "Chart for BTCUSDT",
+        "Chart: already sent in this thread.",
+    ]
+    assert telegram.photos == [("111", b"\x89PNG fake")]
+    assert telegram.photo_replies == [alert.message_id]
+    caption = telegram.messages[1]
+    assert caption.text == "BTCUSDT levels chart"
+    assert caption.reply_to == alert.message_id
+    assert telegram.edits == []  # a chart changes nothing on the alert
