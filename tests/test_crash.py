@@ -17,8 +17,8 @@ from tests.fakes import FakeSlack, FakeTelegram
 from tests.test_e2e import _start
 from tests.waiting import until
 
-KILLS = 20
-CROSSING_TICKS = 140  # crossings stop after 70 s (refresh 0.5 s): then the outbox can drain
+KILLS = 14
+CROSSING_TICKS = 100  # crossings stop after 50 s (refresh 0.5 s): then the outbox can drain
 
 RULES = """
 channels:
