@@ -44,6 +44,7 @@ from gexbot.core.language.rulefile import build_ruleset, parse_rule_file
 from gexbot.loops.cycle import Pipeline
 from gexbot.loops.deliver import Dispatcher, DispatchPolicy, build_routes
 from gexbot.loops.leadership import SoleInstance
+from gexbot.settings import Settings
 from gexbot.sim.market import Simulator
 from gexbot.sim.server import SimServer
 from gexbot.store.buttons import button_token, claim_press
@@ -175,39 +176,35 @@ async def client() -> AsyncIterator[BackQuantClient]:
     await sim.stop()
 
 
-class Desk:
-    """Pipeline, dispatcher and the Telegram command loop wired as the root wires them, on one
-    clock the test moves."""
+class ButtonDesk:
+    """The pipeline, a dispatcher putting buttons on `platform`'s alerts and the presses,
+    wired as the root wires them, on one clock the test moves."""
 
-    def __init__(self, db: Engine, telegram: FakeTelegram, client: BackQuantClient) -> None:
+    def __init__(
+        self,
+        db: Engine,
+        client: BackQuantClient,
+        settings: Settings,
+        rules: RuleSet,
+        platform: str,
+    ) -> None:
         self.now = T0
-        self.rules = _rules()
-        settings = chat_settings(telegram=telegram, telegram_allowed_users=[TRADER, OTHER])
+        self.rules = rules
 
         async def no_chart(_symbol: str) -> bytes:
             return b"\x89PNG fake"
 
-        chat = chat_service(settings, db, client, rules=self.rules, charts=no_chart)
+        self.chat = chat_service(settings, db, client, rules=rules, charts=no_chart)
         self.presses = ButtonPresses(
-            db, rules=lambda: self.rules, service=chat, clock=lambda: self.now
+            db, rules=lambda: self.rules, service=self.chat, clock=lambda: self.now
         )
-        commands = build_telegram_commands(
-            settings,
-            engine=db,
-            chat=chat,
-            leadership=SoleInstance("r1"),
-            runtime=real_runtime(),
-            presses=self.presses,
-        )
-        assert commands is not None
-        self.commands = commands
         self.notifiers = build_notifiers(settings, console=None, runtime=real_runtime())
-        self.pipeline = Pipeline(db, index_rules(self.rules.rules))
+        self.pipeline = Pipeline(db, index_rules(rules.rules))
         self.dispatcher = Dispatcher(
             db,
-            build_routes(self.rules, self.notifiers),
+            build_routes(rules, self.notifiers),
             clock=lambda: self.now,
-            policy=DispatchPolicy(lease=60, max_attempts=3, buttons=frozenset({"telegram"})),
+            policy=DispatchPolicy(lease=60, max_attempts=3, buttons=frozenset({platform})),
             rng=random.Random(0),
             monotonic=time.monotonic,
             fingerprint=self.presses.fingerprint,
@@ -219,6 +216,33 @@ class Desk:
         await self.dispatcher.run_once()
         return [d.reason for d in report.result.decisions]
 
+    async def alert(self) -> None:
+        """Spot below call resistance, then above it: one alert sent."""
+        await self.cycle(BELOW, 0)
+        await self.cycle(ABOVE, 30)
+
+    async def close(self) -> None:
+        for n in self.notifiers.values():
+            await n.close()
+
+
+class Desk(ButtonDesk):
+    """…with the Telegram command loop."""
+
+    def __init__(self, db: Engine, telegram: FakeTelegram, client: BackQuantClient) -> None:
+        settings = chat_settings(telegram=telegram, telegram_allowed_users=[TRADER, OTHER])
+        super().__init__(db, client, settings, _rules(), "telegram")
+        commands = build_telegram_commands(
+            settings,
+            engine=db,
+            chat=self.chat,
+            leadership=SoleInstance("r1"),
+            runtime=real_runtime(),
+            presses=self.presses,
+        )
+        assert commands is not None
+        self.commands = commands
+
     async def presses_answered(self, telegram: FakeTelegram, n: int) -> None:
         stop = asyncio.Event()
         task = asyncio.create_task(self.commands.run(stop))
@@ -228,10 +252,6 @@ class Desk:
             stop.set()
             await task
 
-    async def close(self) -> None:
-        for n in self.notifiers.values():
-            await n.close()
-
 
 async def test_an_alert_is_snoozed_from_its_button_once_by_an_allowed_user(
     db: Engine, client: BackQuantClient
@@ -240,8 +260,7 @@ async def test_an_alert_is_snoozed_from_its_button_once_by_an_allowed_user(
     await telegram.start()
     desk = Desk(db, telegram, client)
     try:
-        await desk.cycle(BELOW, 0)
-        await desk.cycle(ABOVE, 30)
+        await desk.alert()
         (alert,) = telegram.messages
         labels = [key["text"] for row in alert.keyboard or [] for key in row]
         assert labels == ["Snooze 1h", "Mute 4h", "Mute 1d", "Mute to 08:00", "Chart", "Levels"]
@@ -286,8 +305,7 @@ async def test_a_button_of_a_changed_rule_is_no_longer_current(
     await telegram.start()
     desk = Desk(db, telegram, client)
     try:
-        await desk.cycle(BELOW, 0)
-        await desk.cycle(ABOVE, 30)
+        await desk.alert()
         (alert,) = telegram.messages
         desk.rules = _rules(cooldown="10m")  # edited and reloaded since the alert
         telegram.push_press(alert.button("Mute 4h"), user=TRADER, message=alert)
@@ -314,47 +332,18 @@ SLACK_RULES = (
 )
 
 
-class SlackDesk:
-    """Pipeline, dispatcher and the Slack commands wired as the root wires them."""
+class SlackDesk(ButtonDesk):
+    """…with the Slack commands."""
 
     def __init__(self, db: Engine, slack: FakeSlack, client: BackQuantClient, **kw: Any) -> None:
-        self.now = T0
-        self.rules = build_ruleset([parse_rule_file(SLACK_RULES, "rules.yaml")])
         settings = chat_settings(slack=slack, **kw)
-
-        async def no_chart(_symbol: str) -> bytes:
-            return b"\x89PNG fake"
-
-        chat = chat_service(settings, db, client, rules=self.rules, charts=no_chart)
-        self.presses = ButtonPresses(
-            db, rules=lambda: self.rules, service=chat, clock=lambda: self.now
-        )
+        rules = build_ruleset([parse_rule_file(SLACK_RULES, "rules.yaml")])
+        super().__init__(db, client, settings, rules, "slack")
         commands = build_slack_commands(
-            settings, chat=chat, engine=db, runtime=real_runtime(), presses=self.presses
+            settings, chat=self.chat, engine=db, runtime=real_runtime(), presses=self.presses
         )
         assert commands is not None
         self.commands = commands
-        self.notifiers = build_notifiers(settings, console=None, runtime=real_runtime())
-        self.pipeline = Pipeline(db, index_rules(self.rules.rules))
-        self.dispatcher = Dispatcher(
-            db,
-            build_routes(self.rules, self.notifiers),
-            clock=lambda: self.now,
-            policy=DispatchPolicy(lease=60, max_attempts=3, buttons=frozenset({"slack"})),
-            rng=random.Random(0),
-            monotonic=time.monotonic,
-            fingerprint=self.presses.fingerprint,
-        )
-
-    async def alert(self) -> None:
-        for market, after in ((BELOW, 0), (ABOVE, 30)):
-            self.now += timedelta(seconds=after)
-            self.pipeline.run(market, now=self.now)
-        await self.dispatcher.run_once()
-
-    async def close(self) -> None:
-        for n in self.notifiers.values():
-            await n.close()
 
 
 def _block_actions(
@@ -507,15 +496,12 @@ async def test_discord_buttons_over_the_interactions_endpoint(
     from nacl.signing import SigningKey
 
     from gexbot.app import build_discord_commands
-    from gexbot.loops.leadership import SoleInstance
     from gexbot.store.tables import outbox
     from tests.fakes import FakeDiscord
 
     key = SigningKey.generate()
     discord = FakeDiscord()
     await discord.start()
-    now = [T0]
-    rules = build_ruleset([parse_rule_file(DISCORD_RULES, "rules.yaml")])
     settings = chat_settings(
         discord_bot_token=discord.token,
         discord_api_url=discord.api_url,
@@ -523,33 +509,23 @@ async def test_discord_buttons_over_the_interactions_endpoint(
         discord_public_key=key.verify_key.encode().hex(),
         discord_allowed_users=[DISCORD_TRADER],
     )
-
-    async def no_chart(_symbol: str) -> bytes:
-        return b"\x89PNG fake"
-
-    chat = chat_service(settings, db, client, rules=rules, charts=no_chart)
-    presses = ButtonPresses(db, rules=lambda: rules, service=chat, clock=lambda: now[0])
-    notifiers = build_notifiers(settings, console=None, runtime=real_runtime())
+    desk = ButtonDesk(
+        db,
+        client,
+        settings,
+        build_ruleset([parse_rule_file(DISCORD_RULES, "rules.yaml")]),
+        "discord",
+    )
     commands = build_discord_commands(
         settings,
-        chat=chat,
+        chat=desk.chat,
         leadership=SoleInstance("r1"),
-        notifiers=notifiers,
+        notifiers=desk.notifiers,
         runtime=real_runtime(),
-        presses=presses,
+        presses=desk.presses,
     )
     assert commands is not None
     assert commands.interactions is not None
-    pipeline = Pipeline(db, index_rules(rules.rules))
-    dispatcher = Dispatcher(
-        db,
-        build_routes(rules, notifiers),
-        clock=lambda: now[0],
-        policy=DispatchPolicy(lease=60, max_attempts=3, buttons=frozenset({"discord"})),
-        rng=random.Random(0),
-        monotonic=time.monotonic,
-        fingerprint=presses.fingerprint,
-    )
     app = web.Application()
     commands.interactions.add_routes(app)
     runner = web.AppRunner(app, access_log=None)
@@ -587,10 +563,7 @@ async def test_discord_buttons_over_the_interactions_endpoint(
         return resp.json()
 
     try:
-        pipeline.run(BELOW, now=now[0])
-        now[0] += timedelta(seconds=30)
-        pipeline.run(ABOVE, now=now[0])
-        await dispatcher.run_once()
+        await desk.alert()
         (sent,) = [p for p in discord.posts if p.path.startswith("/channels/")]
         with db.connect() as conn:
             message_id = conn.execute(select(outbox.c.provider_message_id)).scalar_one()
@@ -613,8 +586,7 @@ async def test_discord_buttons_over_the_interactions_endpoint(
     finally:
         await commands.interactions.close()
         await runner.cleanup()
-        for n in notifiers.values():
-            await n.close()
+        await desk.close()
         await discord.stop()
     assert snoozed["type"] == 7  # the message itself, edited
     assert snoozed["data"]["embeds"][0]["fields"][-1] == {
@@ -813,8 +785,7 @@ async def test_the_chart_button_posts_the_chart_in_the_alerts_thread(
     await telegram.start()
     desk = Desk(db, telegram, client)
     try:
-        await desk.cycle(BELOW, 0)
-        await desk.cycle(ABOVE, 30)
+        await desk.alert()
         (alert,) = telegram.messages
         chart = alert.button("Chart")
         telegram.push_press(chart, user=TRADER, message=alert, username="ana")

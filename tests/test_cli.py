@@ -142,6 +142,10 @@ def test_demo_runs_the_bot_on_embedded_defaults_and_alerts_quickly(tmp_path: Pat
     assert re.search(r"Web console: http://127\.0\.0\.1:\d+/", out.stdout), out.stdout
     assert "health and metrics on http://127.0.0.1:" in out.stderr  # the console's port is up
     assert "BTCUSDT  spot" in out.stdout
+    # Both sources, as a newcomer should see them: the chains cross-check BackQuant.
+    said = " ".join(out.stdout.split())
+    assert "with the Deribit, Bybit and OKX option chains as cross-check and fallback" in said
+    assert "BackQuant std and the chains agree" in said
     alerts = [line for line in out.stdout.splitlines() if any(m in line for m in "🔴🟠🔵")]
     assert alerts, out.stdout
     assert "gexbot started" in out.stderr

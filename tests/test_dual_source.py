@@ -5,8 +5,10 @@ alerting by itself (in the core, and through the real process)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -414,3 +416,23 @@ def test_both_falls_back_warns_and_sends_no_spurious_alert(tmp_path: Path) -> No
             "SELECT last_reason FROM alert_state WHERE rule_id = 'hvl-cross'"
         ).fetchone()
     assert reason == ("rebaselined",)  # recorded, with its reason
+
+
+def test_gexbot_levels_on_both_shows_the_cross_check(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gexbot.cli import EXIT_OK, main
+    from tests.conftest import threaded_server
+
+    with threaded_server(Simulator(clock=Clock(time.time())), api_key="k") as server:
+        monkeypatch.setenv("GEXBOT_SOURCE", "both")
+        monkeypatch.setenv("GEXBOT_API_URL", server.url)
+        monkeypatch.setenv("GEXBOT_API_KEY", "k")
+        for venue in ("DERIBIT", "BYBIT", "OKX"):
+            monkeypatch.setenv(f"GEXBOT_{venue}_URL", server.url)
+        assert main(["levels", "BTC", "--format", "json"]) == EXIT_OK
+    btc = json.loads(capsys.readouterr().out)["symbols"]["BTCUSDT"]
+    assert btc["source"] == "backquant"
+    # One look waits for the cross-check it started, so the answer carries it.
+    assert btc["agreement"]["agrees"] is True
+    assert btc["agreement"]["differences"] == []

@@ -108,20 +108,19 @@ class DualSource:
                 elif snap is None:  # neither has it: say both
                     chains_say = stand_in.unavailable or "the chains have no data for it"
                     snap = replace(stand_in, unavailable=f"BackQuant {why[sym]}, {chains_say}")
-            if snap is None:
-                continue
-            agreement = self.agreements.get(sym)
-            snaps[sym] = replace(snap, agreement=agreement) if agreement else snap
+            if snap is not None:
+                snaps[sym] = snap
         if not any(s.usable for s in snaps.values()) and primary is None:
             raise self._last_error or FetchError(FetchErrorKind.TRANSIENT, "no source answered")
         received = primary.received_at if primary is not None else None
-        return BundleSnapshot(
+        bundle = BundleSnapshot(
             received_at=received or datetime.fromtimestamp(self._wall_clock(), tz=UTC),
             symbols=MappingProxyType(snaps),
             upstream_at=primary.upstream_at if primary is not None else None,
             request_ids=primary.request_ids if primary is not None else (),
             api_version=primary.api_version if primary is not None else None,
         )
+        return self.with_agreements(bundle)
 
     async def checked(self) -> None:
         """Wait for the cross-check in flight, if any (tests, and a clean stop)."""
@@ -129,9 +128,11 @@ class DualSource:
             await asyncio.shield(self._checking)
 
     def with_agreements(self, bundle: BundleSnapshot) -> BundleSnapshot:
-        """`bundle` with each symbol's latest agreement (after `checked`, for one-shot use)."""
+        """`bundle` with each symbol's latest cross-check (after `checked`, for one look)."""
         snaps = {
-            sym: replace(snap, agreement=self.agreements.get(sym, snap.agreement))
+            sym: replace(snap, agreement=agreement)
+            if (agreement := self.agreements.get(sym)) is not None
+            else snap
             for sym, snap in bundle.symbols.items()
         }
         return replace(bundle, symbols=MappingProxyType(snaps))

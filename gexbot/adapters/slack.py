@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from functools import partial
 from typing import Any
 
 import aiohttp
@@ -13,7 +12,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from gexbot.adapters.notify import DeliveryError
 from gexbot.adapters.pacing import SLACK_PER_CHANNEL, Pacer
-from gexbot.core.alerts.buttons import actions_for, button_data
+from gexbot.core.alerts.buttons import actions_for
 from gexbot.core.present.render import Rendered, slack_buttons, slack_message
 
 log = logging.getLogger(__name__)
@@ -111,43 +110,32 @@ class SlackNotifier:
         text, blocks = slack_message(items)
         event = items[0].event if len(items) == 1 else None
         if buttons is not None and event is not None:
-            token = buttons
-            blocks = [
-                *blocks,
-                slack_buttons(partial(button_data, token), actions_for(event.rule_id)),
-            ]
-        thread: dict[str, Any] = {}
-        if reply_to is not None:
-            thread = {"thread_ts": reply_to, "reply_broadcast": False}
-        try:
-            resp = await self._post(target, text, blocks, thread)
-        except SlackApiError as exc:
-            if thread and exc.response.get("error") in _NO_THREAD:
-                # The original is gone: the follow-up stands alone rather than being lost.
-                try:
-                    resp = await self._post(target, text, blocks, {})
-                except SlackApiError as again:
-                    raise self._translate(again, key) from None
-                except (SlackClientError, aiohttp.ClientError, TimeoutError) as again:
-                    raise DeliveryError(f"slack: {type(again).__name__}") from None
-            else:
-                raise self._translate(exc, key) from None
-        except (SlackClientError, aiohttp.ClientError, TimeoutError) as exc:
-            raise DeliveryError(f"slack: {type(exc).__name__}") from None
+            blocks = [*blocks, slack_buttons(buttons, actions_for(event.rule_id))]
+        resp = await self._post(target, text, blocks, reply_to, key)
         ts = resp.data.get("ts") if isinstance(resp.data, dict) else None
         return str(ts) if ts is not None else None
 
     async def _post(
-        self, target: str, text: str, blocks: list[dict[str, Any]], thread: dict[str, Any]
+        self, target: str, text: str, blocks: list[dict[str, Any]], thread: str | None, key: str
     ) -> Any:
-        return await self._client.chat_postMessage(
-            channel=target,
-            text=text,
-            blocks=blocks,
-            unfurl_links=False,
-            unfurl_media=False,
-            **thread,
-        )
+        """`chat.postMessage`, in `thread` when given; Slack's errors as DeliveryError."""
+        try:
+            return await self._client.chat_postMessage(
+                channel=target,
+                text=text,
+                blocks=blocks,
+                unfurl_links=False,
+                unfurl_media=False,
+                thread_ts=thread,
+                reply_broadcast=False if thread else None,
+            )
+        except SlackApiError as exc:
+            if thread and exc.response.get("error") in _NO_THREAD:
+                # The original is gone: the follow-up stands alone rather than being lost.
+                return await self._post(target, text, blocks, None, key)
+            raise self._translate(exc, key) from None
+        except (SlackClientError, aiohttp.ClientError, TimeoutError) as exc:
+            raise DeliveryError(f"slack: {type(exc).__name__}") from None
 
     def _translate(self, exc: SlackApiError, key: str) -> DeliveryError:
         # Build the message from the error code only: the SDK's text can quote the request.

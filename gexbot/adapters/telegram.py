@@ -55,6 +55,13 @@ def keyboard(token: str, rule_id: str) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup([keys[i : i + 3] for i in range(0, len(keys), 3)])
 
 
+def replying_to(message_id: int | None) -> ReplyParameters | None:
+    """A reply to `message_id` (its thread); sent on its own if that message was deleted."""
+    if message_id is None:
+        return None
+    return ReplyParameters(message_id=message_id, allow_sending_without_reply=True)
+
+
 def retry_after_seconds(exc: RetryAfter) -> float:
     """The wait a flood-control error asks for, in seconds (PTB gives a timedelta once
     PTB_TIMEDELTA is set, as above, and a number before)."""
@@ -141,10 +148,8 @@ class TelegramNotifier:
             text=telegram_html(items),
             parse_mode=ParseMode.HTML,
             link_preview_options=LinkPreviewOptions(is_disabled=True),
-            reply_parameters=(
-                ReplyParameters(message_id=int(reply_to), allow_sending_without_reply=True)
-                if reply_to is not None and reply_to.isdigit()
-                else None
+            reply_parameters=replying_to(
+                int(reply_to) if reply_to is not None and reply_to.isdigit() else None
             ),
             reply_markup=(
                 keyboard(buttons, items[0].event.rule_id)

@@ -122,19 +122,21 @@ class DiscordInteractions:
             press = read_press(payload)
             if press is None:
                 return web.Response(status=400, text="not one of gexbot's buttons")
-            answer, after = await self.press(press)
-            response = web.json_response(answer)
-            await response.prepare(request)
-            await response.write_eof()
-            if after is not None:
-                self.background.start(after)
-            return response
+            return await self._answer(request, *await self.press(press))
         invocation = (
             read_invocation(payload) if kind == InteractionType.APPLICATION_COMMAND else None
         )
         if invocation is None:
             return web.Response(status=400, text="not a /gex command")
-        answer, after = await self.respond(invocation)
+        return await self._answer(request, *await self.respond(invocation))
+
+    async def _answer(
+        self,
+        request: web.Request,
+        answer: dict[str, Any],
+        after: Coroutine[Any, Any, None] | None,
+    ) -> web.StreamResponse:
+        """Send the interaction's answer, then start what follows it."""
         response = web.json_response(answer)
         await response.prepare(request)
         await response.write_eof()  # acknowledged: edits and follow-ups may now refer to it
@@ -394,12 +396,22 @@ class DiscordGateway:
         )
         if inv is None:
             return
-        answer, after = await self._interactions.respond(inv)
+        await self._callback(inv.id, inv.token, *await self._interactions.respond(inv))
+
+    async def _callback(
+        self,
+        interaction_id: str,
+        token: str,
+        answer: dict[str, Any],
+        after: Coroutine[Any, Any, None] | None,
+    ) -> None:
+        """Post the interaction's answer over REST (the Gateway's way), then start what
+        follows it; nothing follows an answer Discord did not take."""
         route = Route(
             "POST",
             "/interactions/{interaction_id}/{interaction_token}/callback",
-            interaction_id=inv.id,
-            interaction_token=inv.token,
+            interaction_id=interaction_id,
+            interaction_token=token,
         )
         try:
             await self._rest.request(route, "discord reply", json=answer)
@@ -414,13 +426,12 @@ class DiscordGateway:
     async def _on_press(self, interaction: discord.Interaction, user: str) -> None:
         """A button or menu of an alert, over the Gateway: answered like the endpoint's."""
         message = interaction.message
-        channel = interaction.channel_id
         press = read_press(
             {
                 "id": str(interaction.id),
                 "token": interaction.token,
                 "application_id": str(interaction.application_id),
-                "channel_id": str(channel or ""),
+                "channel_id": str(interaction.channel_id or ""),
                 "user": {"id": user, "username": getattr(interaction.user, "name", user)},
                 "data": interaction.data or {},
                 "message": {
@@ -432,24 +443,8 @@ class DiscordGateway:
                 else {},
             }
         )
-        if press is None:
-            return
-        answer, after = await self._interactions.press(press)
-        route = Route(
-            "POST",
-            "/interactions/{interaction_id}/{interaction_token}/callback",
-            interaction_id=press.id,
-            interaction_token=press.token,
-        )
-        try:
-            await self._rest.request(route, "discord button answer", json=answer)
-        except DeliveryError as exc:
-            log.warning("Discord button answer failed (%s)", exc)
-            if after is not None:
-                after.close()
-            return
-        if after is not None:
-            self._interactions.background.start(after)
+        if press is not None:
+            await self._callback(press.id, press.token, *await self._interactions.press(press))
 
 
 class GatewayEnd(StrEnum):

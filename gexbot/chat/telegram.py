@@ -24,13 +24,12 @@ from telegram import (
     CallbackQuery,
     LinkPreviewOptions,
     Message,
-    ReplyParameters,
     Update,
 )
 from telegram.constants import ParseMode
 from telegram.error import Conflict, Forbidden, InvalidToken, RetryAfter, TelegramError
 
-from gexbot.adapters.telegram import retry_after_seconds
+from gexbot.adapters.telegram import replying_to, retry_after_seconds
 from gexbot.chat.buttons import ButtonPresses
 from gexbot.chat.service import REFUSAL, ChatService, Refusals, Reply
 from gexbot.core.alerts.buttons import Verdict
@@ -256,11 +255,7 @@ class TelegramCommands:
                 text=text,
                 parse_mode=ParseMode.HTML,
                 link_preview_options=LinkPreviewOptions(is_disabled=True),
-                reply_parameters=(
-                    ReplyParameters(message_id=reply_to, allow_sending_without_reply=True)
-                    if reply_to is not None
-                    else None
-                ),
+                reply_parameters=replying_to(reply_to),
             )
         except Forbidden:
             log.info("Telegram chat %d blocked the bot; reply dropped", chat)
@@ -282,11 +277,7 @@ class TelegramCommands:
                 chat_id=chat,
                 photo=png,
                 filename="levels.png",
-                reply_parameters=(
-                    ReplyParameters(message_id=reply_to, allow_sending_without_reply=True)
-                    if reply_to is not None
-                    else None
-                ),
+                reply_parameters=replying_to(reply_to),
             )
         except TelegramError as exc:
             log.warning("chart to Telegram chat %d failed (%s)", chat, type(exc).__name__)

@@ -26,6 +26,17 @@ def print_bundle(console: Console, bundle: BundleSnapshot) -> None:
         console.print(levels_table(levels_view(snap, now)))
 
 
+async def one_look(settings: Settings, symbols: list[str]) -> BundleSnapshot:
+    """Every level of `symbols` from the source in force, once (`levels`, `demo --levels`).
+    With both sources, the cross-check the look starts is waited for, so it is shown too."""
+    async with levels_source(settings, runtime=real_runtime()) as source:
+        bundle = await source.bundle(symbols, MULTI_INCLUDES, settings.exchanges)
+        if isinstance(source, DualSource):
+            await source.checked()
+            bundle = source.with_agreements(bundle)
+    return bundle
+
+
 async def levels(
     settings: Settings, names: list[str], console: Console, err: Console, *, fmt: str = "table"
 ) -> int:
@@ -33,11 +44,7 @@ async def levels(
     as one JSON document, from the source in force (GEXBOT_SOURCE)."""
     symbols = [normalize_symbol(s) for s in names] or settings.symbols
     try:
-        async with levels_source(settings, runtime=real_runtime()) as source:
-            bundle = await source.bundle(symbols, MULTI_INCLUDES, settings.exchanges)
-            if isinstance(source, DualSource):  # one look: wait for its cross-check too
-                await source.checked()
-                bundle = source.with_agreements(bundle)
+        bundle = await one_look(settings, symbols)
     except FetchError as exc:
         err.print(f"gexbot levels: {exc}", style="red", markup=False, highlight=False)
         return EXIT_FAILED

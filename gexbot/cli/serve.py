@@ -13,12 +13,10 @@ from pathlib import Path
 from pydantic import SecretStr
 from rich.console import Console
 
-from gexbot.adapters.backquant import MULTI_INCLUDES
-from gexbot.adapters.dual import DualSource
-from gexbot.app import compose, epoch, levels_source, real_runtime
+from gexbot.app import compose, epoch, real_runtime
 from gexbot.cli import EXIT_FAILED, EXIT_OK, count
 from gexbot.cli.check import startup_problems
-from gexbot.cli.levels import print_bundle
+from gexbot.cli.levels import one_look, print_bundle
 from gexbot.cli.signals import on_signals
 from gexbot.core.present.render import plain_text, render
 from gexbot.loops.leadership import SoleInstance
@@ -155,12 +153,7 @@ async def demo(args: argparse.Namespace, console: Console, err: Console) -> int:
                 "disagreement or a fallback to the chains is a warning here.\n"
             )
         if args.levels:
-            async with levels_source(settings, runtime=real_runtime()) as source:
-                bundle = await source.bundle(settings.symbols, MULTI_INCLUDES)
-                if isinstance(source, DualSource):
-                    await source.checked()
-                    bundle = source.with_agreements(bundle)
-                print_bundle(console, bundle)
+            print_bundle(console, await one_look(settings, settings.symbols))
         stop = asyncio.Event()
         if args.duration:
             asyncio.get_running_loop().call_later(args.duration, stop.set)

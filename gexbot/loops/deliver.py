@@ -133,11 +133,11 @@ class Dispatcher:
         if not self._policy.group or (notifier is not None and not notifier.groups):
             return [[r] for r in rows]
         # One message per cycle: rows created at the same instant came from the same cycle.
-        # A follow-up that goes in a thread goes alone: each has its own thread.
+        # A follow-up in a thread, and an alert with buttons, go alone: each has its own.
         groups: dict[object, list[OutboxRow]] = {}
         for row in rows:
             alone = self._threaded(route, row) or self._buttoned(route, row)
-            groups.setdefault(("thread", row.id) if alone else row.event.at, []).append(row)
+            groups.setdefault(("alone", row.id) if alone else row.event.at, []).append(row)
         return list(groups.values())
 
     def _threaded(self, route: Route | None, row: OutboxRow) -> bool:
@@ -157,20 +157,27 @@ class Dispatcher:
             and not is_warning(row.event.rule_id)
         )
 
-    async def _buttons_of(self, route: Route | None, message: list[OutboxRow]) -> str | None:
-        """The token of a lone alert's buttons (made on its first send, kept for retries)."""
-        if len(message) != 1 or not self._buttoned(route, message[0]) or route is None:
-            return None
-        row, fingerprint = message[0], self._fingerprint
-        assert fingerprint is not None  # noqa: S101 - _buttoned checked it
-        now = self._clock()
+    async def _placement(
+        self, route: Route | None, message: list[OutboxRow]
+    ) -> tuple[str | None, str | None]:
+        """Where a lone row goes and what it carries, in one read of the database: the message
+        id a follow-up replies to, and the token of an alert's buttons (made on its first
+        send, the same on a retry; none once its rule is gone). (None, None) for the rest."""
+        if len(message) != 1 or route is None:
+            return None, None
+        row = message[0]
+        threaded, buttoned = self._threaded(route, row), self._buttoned(route, row)
+        if not threaded and not buttoned:
+            return None, None
+        fingerprint, now = self._fingerprint, self._clock()
 
-        def _do() -> str | None:
+        def _do() -> tuple[str | None, str | None]:
             with self._engine.begin() as conn:
-                current = fingerprint(row.event.rule_id, conn)
+                reply_to = thread_root(conn, row) if threaded else None
+                current = fingerprint(row.event.rule_id, conn) if buttoned and fingerprint else None
                 if current is None:
-                    return None  # its rule is gone: nothing left to press
-                return button_token(
+                    return reply_to, None
+                token = button_token(
                     conn,
                     outbox_id=row.id,
                     alert_key=row.alert_key,
@@ -181,17 +188,7 @@ class Dispatcher:
                     chat_id=route.channel.target,
                     now=now,
                 )
-
-        return await asyncio.to_thread(_do)
-
-    async def _thread_of(self, route: Route | None, message: list[OutboxRow]) -> str | None:
-        """The message id a follow-up replies to (None: a message of its own)."""
-        if len(message) != 1 or not self._threaded(route, message[0]):
-            return None
-
-        def _do() -> str | None:
-            with self._engine.connect() as conn:
-                return thread_root(conn, message[0])
+                return reply_to, token
 
         return await asyncio.to_thread(_do)
 
@@ -224,8 +221,7 @@ class Dispatcher:
                     channel,
                 )
                 continue
-            reply_to = await self._thread_of(route, message)
-            buttons = await self._buttons_of(route, message)
+            reply_to, buttons = await self._placement(route, message)
             outcome = await self._send(route, channel, message, reply_to, buttons)
             if not isinstance(outcome, DeliveryError):
                 stats.sent.extend(await self._mark_sent(channel, message, provider_id=outcome))

@@ -10,7 +10,6 @@ simulator uses the same floor, so its chain read back gives its own levels exact
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -38,15 +37,14 @@ ZERO_GAMMA_POINTS = 200
 
 @dataclass(frozen=True, slots=True)
 class ChainLevels:
-    """What one chain says about one symbol: its snapshot (the levels by their rule-language
-    names, `zero_gamma` among them, and the chain's own facts) and how many contracts went in."""
+    """What one chain says about one symbol: its snapshot, the levels by their rule-language
+    names (`zero_gamma` among them) with the chain's own facts."""
 
     snapshot: SymbolSnapshot
-    contracts: int
 
     @property
     def facts(self) -> ChainFacts:
-        """Net GEX, roll-off shares, the next settlement and the venues."""
+        """Net GEX, roll-off shares, the next settlement, the venues and the contracts."""
         assert self.snapshot.chain is not None  # noqa: S101 - chain_levels always sets it
         return self.snapshot.chain
 
@@ -61,14 +59,9 @@ class ChainLevels:
         return self.facts.net_gex
 
     @property
-    def roll_off(self) -> Mapping[Level, float]:
-        """Per wall, the share (0–1) of its strike's gamma that settles at the next 08:00 UTC."""
-        return self.facts.roll_off
-
-    @property
-    def venues(self) -> tuple[str, ...]:
-        """The venues whose books went in."""
-        return self.facts.venues
+    def contracts(self) -> int:
+        """How many contracts went in, once merged."""
+        return self.facts.contracts
 
 
 class PutWalls(StrEnum):
@@ -107,7 +100,8 @@ def chain_levels(
     sign = np.where(c.is_call, 1.0, -1.0)
     dollar = black76_gamma(c.forward, c.strike, c.iv, t_years) * c.oi * sign * spot * spot * 0.01
     strikes, per_strike = _by_strike(c.strike, dollar)
-    odte = np.isclose(c.expiry, next_settlement(now).timestamp())
+    settles = next_settlement(now)
+    odte = np.isclose(c.expiry, settles.timestamp())
     o_strikes, o_per_strike = _by_strike(c.strike[odte], dollar[odte])
     calls, puts = walls(strikes, per_strike, spot, puts_by)
     o_calls, o_puts = walls(o_strikes, o_per_strike, spot, puts_by)
@@ -131,7 +125,6 @@ def chain_levels(
         Level.EM_LOWER_2SD: None if move is None else spot - 2 * move,
     }
     levels[Level.ZERO_GAMMA] = _zero_gamma(c, dollar_sign=sign, t_years=t_years, spot=spot)
-    settles = next_settlement(now)
     facts = ChainFacts(
         venues=c.venues,
         contracts=len(c),
@@ -151,7 +144,7 @@ def chain_levels(
         positioning="std",
         chain=facts,
     )
-    return ChainLevels(snapshot=snapshot, contracts=len(c))
+    return ChainLevels(snapshot)
 
 
 def _by_strike(strike: Floats, values: Floats) -> tuple[Floats, Floats]:

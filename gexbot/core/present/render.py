@@ -9,12 +9,12 @@ before escaping), never inside a tag or an entity.
 from __future__ import annotations
 
 import html
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from gexbot.core.alerts.buttons import Action
+from gexbot.core.alerts.buttons import PREFIX, Action, button_data
 from gexbot.core.alerts.events import AlertEvent, is_warning
 from gexbot.core.alerts.states import NotifyReason
 from gexbot.core.language.durations import format_duration
@@ -313,31 +313,31 @@ def discord_message(items: Sequence[Rendered]) -> dict[str, object]:
     }
 
 
-def slack_buttons(data: Callable[[Action], str], actions: Sequence[Action]) -> dict[str, Any]:
+def _split(actions: Sequence[Action]) -> tuple[list[Action], list[Action]]:
+    """An alert's buttons, and the mutes beyond the snooze that go in a `Mute…` menu."""
+    menu: list[Action] = [a for a in actions if a.mutes and a is not Action.SNOOZE]
+    return [a for a in actions if a not in menu], menu
+
+
+def slack_buttons(token: str, actions: Sequence[Action]) -> dict[str, Any]:
     """An alert's buttons as a Block Kit `actions` block: Snooze, a `Mute…` menu, Chart,
-    Levels, and Delete (asking first). `data` gives what each carries (`gx1:TOKEN:s`)."""
-    elements: list[dict[str, Any]] = []
-    mutes = [a for a in actions if a.mutes and a is not Action.SNOOZE]
-    for action in actions:
-        if action is Action.SNOOZE:
-            elements.append(_slack_button(action, data(action)))
-            if mutes:
-                elements.append(
-                    {
-                        "type": "static_select",
-                        "action_id": "gx_mute",
-                        "placeholder": {"type": "plain_text", "text": "Mute…"},
-                        "options": [
-                            {
-                                "text": {"type": "plain_text", "text": _MUTE_OPTIONS[m]},
-                                "value": data(m),
-                            }
-                            for m in mutes
-                        ],
-                    }
-                )
-        elif not action.mutes:
-            elements.append(_slack_button(action, data(action)))
+    Levels, and Delete (asking first). Each carries only `gx1:TOKEN:ACTION`."""
+    buttons, menu = _split(actions)
+    elements = [_slack_button(a, button_data(token, a)) for a in buttons]
+    if menu:
+        select = {
+            "type": "static_select",
+            "action_id": "gx_mute",
+            "placeholder": {"type": "plain_text", "text": "Mute…"},
+            "options": [
+                {
+                    "text": {"type": "plain_text", "text": _MUTE_OPTIONS[m]},
+                    "value": button_data(token, m),
+                }
+                for m in menu
+            ],
+        }
+        elements.insert(1, select)  # beside the snooze
     return {"type": "actions", "block_id": "gx_buttons", "elements": elements}
 
 
@@ -370,26 +370,23 @@ def discord_components(token: str, actions: Sequence[Action]) -> list[dict[str, 
     """An alert's buttons as Discord message components: a row of buttons (Snooze, Chart,
     Levels, Delete) and a row with the `Mute…` menu. Each carries only `gx1:TOKEN:ACTION`."""
     style = {Action.SNOOZE: 1, Action.DELETE: 4}
-    buttons = [
+    buttons, menu = _split(actions)
+    keys = [
         {
             "type": 2,
-            "style": style.get(action, 2),
-            "label": action.label,
-            "custom_id": f"gx1:{token}:{action.value}",
+            "style": style.get(a, 2),
+            "label": a.label,
+            "custom_id": button_data(token, a),
         }
-        for action in actions
-        if not action.mutes or action is Action.SNOOZE
+        for a in buttons
     ]
-    rows: list[dict[str, Any]] = [{"type": 1, "components": buttons}]
-    mutes = [a for a in actions if a.mutes and a is not Action.SNOOZE]
-    if mutes:
-        menu = {
+    rows: list[dict[str, Any]] = [{"type": 1, "components": keys}]
+    if menu:
+        select = {
             "type": 3,
-            "custom_id": f"gx1:{token}:menu",
+            "custom_id": f"{PREFIX}:{token}:menu",
             "placeholder": "Mute…",
-            "options": [
-                {"label": _MUTE_OPTIONS[m], "value": f"gx1:{token}:{m.value}"} for m in mutes
-            ],
+            "options": [{"label": _MUTE_OPTIONS[m], "value": button_data(token, m)} for m in menu],
         }
-        rows.append({"type": 1, "components": [menu]})
+        rows.append({"type": 1, "components": [select]})
     return rows
